@@ -1,0 +1,28 @@
+"""Entry point: `flask --app app ...` and `gunicorn app:app` use `app`;
+`python app.py` serves the web app with the embedded worker (SQLite, local models)."""
+import argparse
+
+from runbase_web import create_app
+
+app = create_app()
+
+
+def main() -> None:
+    """Serve web + embedded worker, for a laptop or a small install."""
+    from runbase_web.cli import upgrade_database
+    from runbase_web.state import WORKER
+    from runbase_web.worker import Worker
+
+    parser = argparse.ArgumentParser(description="Runbase: web app and embedded worker")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args()
+    upgrade_database(app)
+    if app.config["EMBEDDED_WORKER"]:
+        app.extensions[WORKER] = Worker(app).start()
+    print(f"Runbase is running on http://{args.host}:{args.port}/  (Ctrl+C to stop)")
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Bearer-key authentication for /api/v1; the session cookie is never accepted here."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import wraps
+
+from flask import g, request
+
+from ..errors import InvalidApiKey, IpNotAllowed, MissingApiKey
+from ..extensions import db
+from ..models import ApiKey
+from ..services import keys
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's id and its owner's id."""
+
+    key_id: int
+    user_id: int
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(keys.KEY_PREFIX):
+        raise MissingApiKey("Send your API key as 'Authorization: Bearer sk-...'.")
+    return token
+
+
+def _ip_allowed(key: ApiKey, address: str | None) -> bool:
+    if not key.ip_allowlist:
+        return True
+    try:
+        client = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(client == ipaddress.ip_address(allowed) for allowed in key.ip_allowlist)
+
+
+def authenticate_request() -> Caller:
+    """The caller of this request, or a missing/invalid key or IP error."""
+    token = _bearer_token()
+    key = keys.find_active_key(db.session, token) if keys.looks_like_key(token) else None
+    if key is None:
+        raise InvalidApiKey("This API key is not valid; it may have been disabled or deleted.")
+    if not _ip_allowed(key, request.remote_addr):
+        raise IpNotAllowed(f"This API key does not accept requests from {request.remote_addr}.")
+    keys.touch(key)
+    caller = Caller(key.id, key.user_id)
+    # End the look-up transaction now: on SQLite it holds the write lock.
+    db.session.commit()
+    return caller
+
+
+def require_key(view):
+    """Decorator: authenticate the request's key and expose it as `g.caller`."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        g.caller = authenticate_request()
+        return view(*args, **kwargs)
+    return wrapper

@@ -1,0 +1,47 @@
+"""The API's one error envelope: {"error": {"message": ..., "code": ...}}."""
+from __future__ import annotations
+
+import logging
+import secrets
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, RunbaseError
+from ..extensions import db
+from . import bp
+
+log = logging.getLogger(__name__)
+_HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+
+
+def error_response(error: RunbaseError):
+    """The JSON response for a refused request."""
+    response = jsonify({"error": {"message": error.message, "code": error.code}})
+    response.status_code = error.status
+    return response
+
+
+@bp.errorhandler(RunbaseError)
+def handle_runbase_error(error: RunbaseError):
+    """Refusals raised by services: roll back whatever the request had started."""
+    db.session.rollback()
+    return error_response(error)
+
+
+def http_error_response(error: HTTPException):
+    """Unknown routes, wrong methods, oversized bodies under /api/v1, in the envelope."""
+    kind = _HTTP_ERRORS.get(error.code)
+    if kind is None:
+        return error_response(RunbaseError(error.description or "Bad request"))
+    messages = {404: "No such API endpoint.", 405: "This endpoint does not accept that method.",
+                413: "The request body is too large."}
+    return error_response(kind(messages[error.code]))
+
+
+def internal_error_response(error: Exception):
+    """A bug: log it with a request id the client can quote; never show the trace."""
+    request_id = secrets.token_hex(8)
+    log.error("request %s failed", request_id, exc_info=error)
+    db.session.rollback()
+    return error_response(InternalError(f"Something went wrong on our side (request id {request_id})."))

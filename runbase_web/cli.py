@@ -1,0 +1,124 @@
+"""Operator commands (DESIGN.md §10): a stable interface that scripts and docs use."""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from .config import ConfigError, usd_to_micros
+from .errors import RunbaseError
+from .extensions import db
+from .models import EntryKind
+from .services import accounts, keys, ledger
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+db_group = AppGroup("db", help="Database schema commands.")
+
+
+def alembic_config(app: Flask) -> Config:
+    """Alembic's configuration for this app's database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = db.state(app).engine
+    return config
+
+
+def upgrade_database(app: Flask) -> None:
+    """Bring the schema up to the newest migration (idempotent)."""
+    with app.app_context():
+        command.upgrade(alembic_config(app), "head")
+
+
+@db_group.command("upgrade")
+def db_upgrade():
+    """Apply all migrations."""
+    upgrade_database(current_app._get_current_object())
+    click.echo("Database is up to date.")
+
+
+def _dollars(value: str, option: str) -> int:
+    try:
+        return usd_to_micros(option, value)
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _user_or_fail(email: str):
+    user = accounts.find_user(db.session, email)
+    if user is None:
+        raise click.ClickException(f"No account with email {email}.")
+    return user
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--password", required=True, help="Sign-in password (at least 8 characters).")
+@click.option("--credit", default=None, help="Starting credit in USD (default: the signup grant).")
+@click.option("--admin", is_flag=True, help="Make the account an administrator.")
+def create_user(email: str, password: str, credit: str | None, admin: bool):
+    """Create an account."""
+    micros = (current_app.config["SIGNUP_CREDIT_MICROS"] if credit is None
+              else _dollars(credit, "--credit"))
+    try:
+        user = accounts.create_user(db.session, email, password, credit_micros=micros, is_admin=admin)
+    except RunbaseError as error:
+        raise click.ClickException(error.message) from None
+    db.session.commit()
+    click.echo(f"Created {user.email} with {micros / 1_000_000:.2f} USD.")
+
+
+@click.command("create-key")
+@click.argument("email")
+@click.option("--name", default="CLI key", help="A name to recognise the key by.")
+def create_key(email: str, name: str):
+    """Create an API key and print it (alone, so scripts can capture it)."""
+    user = _user_or_fail(email)
+    _key, full_key = keys.create_key(db.session, user.id, name)
+    db.session.commit()
+    click.echo(full_key)
+
+
+@click.command("add-credit")
+@click.argument("email")
+@click.argument("usd")
+@click.option("--note", default=None, help="Why, for the ledger.")
+def add_credit(email: str, usd: str, note: str | None):
+    """Add (or, negative, remove) credit: a ledger grant or adjustment."""
+    user = _user_or_fail(email)
+    micros = _dollars(usd, "USD")
+    kind = EntryKind.GRANT if micros > 0 else EntryKind.ADJUST
+    try:
+        entry = ledger.credit(db.session, user.id, micros, kind=kind, note=note or "CLI")
+    except RunbaseError as error:
+        raise click.ClickException(error.message) from None
+    db.session.commit()
+    click.echo(f"Balance of {user.email}: {entry.balance_after_micros / 1_000_000:.6f} USD.")
+
+
+@click.command("worker")
+@click.option("--threads", type=int, default=None, help="Parallel provider calls.")
+def worker(threads: int | None):
+    """Run a standalone worker until SIGTERM or Ctrl+C."""
+    from .worker import Worker
+
+    app = current_app._get_current_object()
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    running = Worker(app, threads=threads).start()
+    click.echo(f"Worker {running.owner} running; Ctrl+C to stop.")
+    stopping.wait()
+    running.stop(wait=True)
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands."""
+    app.cli.add_command(db_group)
+    for cmd in (create_user, create_key, add_credit, worker):
+        app.cli.add_command(cmd)

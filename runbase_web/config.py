@@ -1,0 +1,132 @@
+"""Every Runbase setting: its environment variable, default and validation.
+
+Settings are read once, when the app is created, and checked then, so a typo in
+an operator's environment fails at start-up instead of on the first request.
+Names are a stable interface (DESIGN.md §10): scripts and docs depend on them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Mapping
+
+#: Provider credentials and base URLs; a model is available when its variables are set.
+PROVIDER_VARIABLES = (
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "GEMINI_API_KEY", "GEMINI_BASE_URL",
+    "ARK_API_KEY", "ARK_BASE_URL", "KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_BASE_URL",
+    "MINIMAX_API_KEY", "MINIMAX_BASE_URL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
+    "FAL_KEY", "FAL_QUEUE_URL", "RUNBASE_UPSTREAM_URL", "RUNBASE_UPSTREAM_KEY",
+)
+
+MICROS_PER_USD = 1_000_000
+
+
+class ConfigError(ValueError):
+    """A setting has a value Runbase cannot run with."""
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """Read a 1/0, true/false, yes/no, on/off flag."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
+
+
+def parse_int(name: str, value: str, minimum: int) -> int:
+    """Read a whole number no smaller than `minimum`."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return number
+
+
+def usd_to_micros(name: str, value: str) -> int:
+    """Read a dollar amount such as "1.00" into integer micro-USD, exactly."""
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a dollar amount like 1.00, not {value!r}") from None
+    micros = amount * MICROS_PER_USD
+    if not amount.is_finite() or micros != micros.to_integral_value():
+        raise ConfigError(f"{name} must be a dollar amount with at most 6 decimals")
+    return int(micros)
+
+
+def parse_rate_limit(name: str, value: str) -> tuple[int, int] | None:
+    """Read `N/Ms` (N requests per M seconds) or `off`."""
+    if value.strip().lower() == "off":
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*s\s*", value)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ConfigError(f"{name} must look like 20/10s (requests per seconds) or off")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The session signing key: generated once into the data dir, kept across restarts."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings that come straight from RUNBASE_* variables, parsed and checked."""
+    get = env.get
+    return {
+        "DATA_DIR": get("RUNBASE_DATA_DIR", "./instance"),
+        "DATABASE_URL": get("RUNBASE_DATABASE_URL", ""),
+        "PUBLIC_URL": get("RUNBASE_PUBLIC_URL", "").rstrip("/"),
+        "SIGNUP_CREDIT_MICROS": usd_to_micros(
+            "RUNBASE_SIGNUP_CREDIT_USD", get("RUNBASE_SIGNUP_CREDIT_USD", "1.00")),
+        "EMBEDDED_WORKER": parse_bool("RUNBASE_EMBEDDED_WORKER", get("RUNBASE_EMBEDDED_WORKER", "1")),
+        "LEASE_SECONDS": parse_int("RUNBASE_LEASE_SECONDS", get("RUNBASE_LEASE_SECONDS", "30"), 2),
+        "WORKER_THREADS": parse_int("RUNBASE_WORKER_THREADS", get("RUNBASE_WORKER_THREADS", "8"), 1),
+        "WORKER_POLL_SECONDS": float(get("RUNBASE_WORKER_POLL_SECONDS", "0.5")),
+        "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
+        "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
+        "CATALOG_PATH": get("RUNBASE_CATALOG", "") or None,
+        "MAX_CONTENT_LENGTH": parse_int(
+            "RUNBASE_MAX_BODY_BYTES", get("RUNBASE_MAX_BODY_BYTES", str(1024 * 1024)), 1024),
+        "PROVIDER_ENV": {name: env[name] for name in PROVIDER_VARIABLES if env.get(name)},
+    }
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the app's settings from the environment, then apply test/embedding overrides."""
+    settings = _from_env(os.environ if env is None else env)
+    settings.update(overrides or {})
+    data_dir = Path(settings["DATA_DIR"]).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "files").mkdir(exist_ok=True)
+    settings["DATA_DIR"] = str(data_dir)
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = f"sqlite:///{data_dir / 'runbase.db'}"
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = _secret_key(data_dir)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Mapping[str, Any]) -> None:
+    """Refuse combinations that would only fail later, at a worse moment."""
+    url = settings["DATABASE_URL"]
+    if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        raise ConfigError("RUNBASE_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+    public = settings["PUBLIC_URL"]
+    if public and not re.match(r"^https?://[^/\s]+(/\S*)?$", public):
+        raise ConfigError("RUNBASE_PUBLIC_URL must be an absolute http(s) URL")
+    if settings["WORKER_POLL_SECONDS"] <= 0:
+        raise ConfigError("RUNBASE_WORKER_POLL_SECONDS must be positive")

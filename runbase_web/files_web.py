@@ -1,0 +1,26 @@
+"""Serving stored outputs at /files/generated/<name>: immutable, cacheable, unguessable."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, send_file
+
+from . import state
+from .extensions import db
+from .services import files
+
+bp = Blueprint("files", __name__)
+#: Outputs never change once written, so clients and proxies may keep them for a year.
+CACHE_SECONDS = 365 * 24 * 3600
+
+
+@bp.get("/files/generated/<name>")
+def generated(name: str):
+    """One output file, by its unguessable name (the name is the capability)."""
+    row = files.find_file(db.session, name)
+    path = state.storage().path(name) if row is not None else None
+    if path is None:
+        abort(404)
+    response = send_file(path, mimetype=row.content_type, conditional=True, etag=row.sha256,
+                         max_age=CACHE_SECONDS)
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    return response

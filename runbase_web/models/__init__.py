@@ -1,0 +1,10 @@
+"""SQLAlchemy tables. Import models from here."""
+from .api_key import ApiKey
+from .base import Base, utcnow
+from .file import StoredFile
+from .ledger import EntryKind, LedgerEntry
+from .run import ACTIVE_STATUSES, Run, RunStatus
+from .user import User
+
+__all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "EntryKind", "LedgerEntry", "Run",
+           "RunStatus", "StoredFile", "User", "utcnow"]

@@ -1,0 +1,73 @@
+"""Runs: one generation request, its lifecycle, lease and outputs."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, UTCDateTime, utcnow
+
+
+class RunStatus(str, enum.Enum):
+    """The four public statuses; cancel ends a run as FAILED with errorCode canceled."""
+
+    #: Queued, waiting for a worker.
+    PENDING = "pending"
+    #: A worker has it: at the provider, or between polls of an async provider.
+    PROCESSING = "processing"
+    #: Outputs are stored and listed in `output_urls`.
+    SUCCEEDED = "succeeded"
+    #: Ended without outputs; the cost was refunded.
+    FAILED = "failed"
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING.value, RunStatus.PROCESSING.value)
+
+
+class Run(Base):
+    """A run. Worker bookkeeping (lease, attempts, next check) lives on the row itself,
+    so the queue and the record can never disagree (transactional enqueue, W10)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_due", "status", "next_check_at"),
+        Index("ix_runs_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    #: "api" or "playground": where the run was created.
+    source: Mapped[str] = mapped_column(String(20), default="api")
+    model: Mapped[str] = mapped_column(String(200))
+    input: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING.value)
+    cost_micros: Mapped[int] = mapped_column(BigInteger)
+    output_urls: Mapped[list | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When the worker should look at the run next (retry backoff, async poll).
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: How many times a worker started the provider call (not counting polls).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The provider's job id, committed before polling so a restart resumes it.
+    upstream_id: Mapped[str | None] = mapped_column(String(255))
+    upstream_state: Mapped[dict | None] = mapped_column(JSON)
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the run is succeeded or failed; nothing changes it after that."""
+        return self.status not in ACTIVE_STATUSES
+
+    @property
+    def refunded(self) -> bool:
+        """Failed runs are always refunded in full (DESIGN.md §5)."""
+        return self.status == RunStatus.FAILED.value

@@ -1,0 +1,1 @@
+"""Adapters that turn a model request into generated media."""

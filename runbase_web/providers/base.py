@@ -1,0 +1,79 @@
+"""What an adapter sees of a run, and what it hands back to the worker.
+
+An adapter either finishes in one call (`Done`), or submits a job and returns
+`Pending` with the provider's id; the worker commits that id before anything
+else and calls `poll` later, from any worker process, so no thread waits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from ..services.catalog import ModelSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    """The parts of a run an adapter needs; adapters never see the database."""
+
+    run_id: str
+    spec: ModelSpec
+    input: dict
+    deadline_at: datetime
+    attempt: int
+    upstream_id: str | None = None
+    upstream_state: dict | None = None
+
+    def seconds_left(self) -> float:
+        """Time until the run's deadline; adapters use it to bound their HTTP timeouts."""
+        return (self.deadline_at - datetime.now(timezone.utc)).total_seconds()
+
+
+@dataclass(frozen=True)
+class Output:
+    """One produced file: bytes, or a provider URL the worker downloads through net.py."""
+
+    content_type: str
+    data: bytes | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """The provider finished; these are the outputs."""
+
+    outputs: list[Output]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The provider is still working; look again after `check_after` seconds."""
+
+    upstream_id: str
+    check_after: float
+    state: dict = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A provider call that did not produce outputs.
+
+    `retryable` errors (timeouts, resets, 429, 5xx) are tried again with backoff;
+    the others (validation, content policy, auth) fail the run at once.
+    """
+
+    def __init__(self, message: str, *, code: str = "provider_error", retryable: bool = False,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Adapter(Protocol):
+    """One provider's translation of runs into its wire format."""
+
+    def start(self, job: Job) -> Done | Pending: ...
+    def poll(self, job: Job) -> Done | Pending: ...
+    def cancel(self, job: Job) -> None: ...

@@ -1,0 +1,71 @@
+"""The built-in offline models: real files from prompt and seed, no network, no keys.
+
+`local/test` drives every branch of the lifecycle on demand: it behaves like an
+async provider (submit, then poll) so a slow test run holds no worker thread.
+"""
+from __future__ import annotations
+
+import time
+
+from . import local_media
+from .base import Done, Job, Output, Pending, ProviderError
+
+#: Long edge in pixels of each `resolution` choice of local/sketch.
+SKETCH_LONG_EDGE = {"512": 512, "1K": 1024}
+#: Long edge of local/sketch-video frames; small so a video renders in about a second.
+VIDEO_LONG_EDGE = 640
+#: How often a `local/test` run set to time out is looked at again.
+TIMEOUT_POLL_SECONDS = 1.0
+
+
+class LocalAdapter:
+    """Renders local/sketch, local/sketch-video and local/test."""
+
+    def start(self, job: Job) -> Done | Pending:
+        """Render now (sketch models) or submit a fake job (local/test)."""
+        name = job.spec.upstream
+        if name == "sketch":
+            return self._sketch(job)
+        if name == "sketch-video":
+            return self._video(job)
+        if name == "test":
+            return self._submit_test(job)
+        raise ProviderError(f"unknown local model {name!r}", code="model_unavailable")
+
+    def poll(self, job: Job) -> Done | Pending:
+        """Finish a local/test job once its delay is over (never, for outcome=timeout)."""
+        if job.input.get("outcome") == "timeout":
+            return Pending(job.upstream_id, min(TIMEOUT_POLL_SECONDS, max(job.seconds_left(), 0.05)))
+        ready_at = (job.upstream_state or {}).get("ready_at", 0)
+        if time.time() < ready_at:
+            return Pending(job.upstream_id, ready_at - time.time(), dict(job.upstream_state))
+        return self._finish_test(job)
+
+    def cancel(self, job: Job) -> None:
+        """Nothing runs elsewhere, so there is nothing to stop."""
+
+    def _sketch(self, job: Job) -> Done:
+        width, height = local_media.frame_size(
+            job.input["aspect_ratio"], SKETCH_LONG_EDGE[job.input["resolution"]])
+        images = [local_media.sketch_png(job.input["prompt"], job.input["seed"], width, height, index)
+                  for index in range(job.input["num_images"])]
+        return Done([Output("image/png", data) for data in images])
+
+    def _video(self, job: Job) -> Done:
+        width, height = local_media.frame_size(job.input["aspect_ratio"], VIDEO_LONG_EDGE)
+        data = local_media.sketch_mp4(job.input["prompt"], job.input["seed"], width, height,
+                                      job.input["duration"])
+        return Done([Output("video/mp4", data)])
+
+    def _submit_test(self, job: Job) -> Done | Pending:
+        delay = job.input["delay_ms"] / 1000
+        if delay <= 0 and job.input["outcome"] != "timeout":
+            return self._finish_test(job)
+        upstream_id = f"local-test-{job.run_id}"
+        return Pending(upstream_id, delay, {"ready_at": time.time() + delay})
+
+    def _finish_test(self, job: Job) -> Done:
+        if job.input["outcome"] == "fail":
+            raise ProviderError("local/test failed on purpose (outcome=fail).",
+                                code="provider_error")
+        return Done([Output("image/png", local_media.test_png(job.input["prompt"], job.input["seed"]))])

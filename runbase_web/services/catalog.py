@@ -1,0 +1,555 @@
+"""The model catalog: loading and validating models.json, run-input validation, pricing,
+and the description of each model's form.
+
+The catalog is data (``runbase_web/catalog/models.json``); an operator may layer their own
+file over it (``RUNBASE_CATALOG``) to change prices, upstream names or deadlines, or to add
+models, without touching code. Everything is checked when the catalog loads, so a bad entry
+stops start-up with a message naming the model instead of failing a run later.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError
+
+PACKAGED_PATH = Path(__file__).resolve().parent.parent / "catalog" / "models.json"
+
+ADAPTERS = frozenset({"local", "openai", "gemini", "gemini_veo", "ark_images", "ark_tasks",
+                      "kling", "minimax", "replicate", "fal"})
+KINDS = frozenset({"image", "video"})
+ID_RE = re.compile(r"^[a-z0-9-]+/[A-Za-z0-9._/-]+$")
+ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+# key -> (accepted types, human description); bool is excluded from int separately.
+ENTRY_KEYS = {
+    "id": (str, "a string"),
+    "name": (str, "a string"),
+    "kind": (str, "a string"),
+    "adapter": (str, "a string"),
+    "upstream": (str, "a string"),
+    "description": (str, "a string"),
+    "requires_env": (list, "a list of variable names"),
+    "deadline_seconds": (int, "a positive integer"),
+    "max_attempts": (int, "a positive integer"),
+    "input_schema": (dict, "an object"),
+    "price": (dict, "an object"),
+}
+PRICE_KEYS = frozenset({"micros", "tier", "tiers", "per"})
+
+TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number",
+              "boolean": "a boolean", "array": "an array", "object": "an object",
+              "null": "null"}
+FALSE_WORDS = frozenset({"false", "0", "off", "no"})
+
+
+def _check_uri(value: object) -> bool:
+    """True for an absolute URL with a scheme and a host (strings only; others pass)."""
+    if not isinstance(value, str):
+        return True
+    if any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme and parts.netloc)
+
+
+# jsonschema checks "uri" only when an optional URI library is installed; register our
+# own so URLs are always checked.
+FORMAT_CHECKER = FormatChecker()
+FORMAT_CHECKER.checks("uri")(_check_uri)
+
+
+class CatalogError(Exception):
+    """The catalog file is unreadable or an entry in it is invalid."""
+
+
+class InputError(Exception):
+    """A run's input does not match the model's schema."""
+
+    def __init__(self, field: str | None, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"input.{field}: {message}" if field else message)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the catalog, validated."""
+
+    id: str
+    provider: str
+    name: str
+    kind: str
+    adapter: str
+    upstream: str
+    description: str
+    input_schema: dict
+    price: dict
+    deadline_seconds: int
+    max_attempts: int
+    requires_env: tuple[str, ...]
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def missing_env(self, env: Mapping[str, str]) -> list[str]:
+        """Names of the required environment variables that are unset or empty in ``env``."""
+        return [name for name in self.requires_env if not env.get(name)]
+
+    def is_available(self, env: Mapping[str, str]) -> bool:
+        """True when every variable the model needs is set in ``env``."""
+        return not self.missing_env(env)
+
+    @property
+    def properties(self) -> dict:
+        """The input schema's properties, in schema order."""
+        return self.input_schema.get("properties", {})
+
+
+class Catalog:
+    """All models known to this server, by id."""
+
+    def __init__(self, specs: list[ModelSpec]):
+        self._by_id = {spec.id: spec for spec in specs}
+
+    @classmethod
+    def load(cls, path: str | None = None, override_path: str | None = None) -> "Catalog":
+        """Load and validate the catalog at ``path`` (default: the packaged one), with the
+        operator's ``override_path`` merged over it; raises CatalogError on any problem."""
+        entries = _read_entries(Path(path) if path else PACKAGED_PATH)
+        if override_path:
+            _merge_overrides(entries, _read_entries(Path(override_path)))
+        return cls([_build_spec(entry) for entry in entries.values()])
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        """The model with this id, or None."""
+        return self._by_id.get(model_id)
+
+    def all(self) -> list[ModelSpec]:
+        """Every model: local ones first, then by provider, then by id."""
+        return sorted(self._by_id.values(),
+                      key=lambda s: (s.provider != "local", s.provider, s.id))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._by_id
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _read_entries(path: Path) -> dict[str, dict]:
+    """Read one catalog file into {id: entry}, checking only its outer shape."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc}") from exc
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise CatalogError(f"catalog {path}: expected an object with a \"models\" list")
+    entries: dict[str, dict] = {}
+    for index, entry in enumerate(models):
+        model_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(model_id, str):
+            raise CatalogError(f"catalog {path}: models[{index}] has no string \"id\"")
+        if model_id in entries:
+            raise CatalogError(f"model {model_id}: listed twice in {path}")
+        entries[model_id] = entry
+    return entries
+
+
+def _merge_overrides(entries: dict[str, dict], overrides: dict[str, dict]) -> None:
+    """Merge each override shallowly over the packaged entry with its id, or add it."""
+    for model_id, override in overrides.items():
+        entries[model_id] = {**entries.get(model_id, {}), **override}
+
+
+def _build_spec(entry: dict) -> ModelSpec:
+    """Validate one complete entry and turn it into a ModelSpec."""
+    model_id = entry["id"]
+    try:
+        _check_entry_keys(entry)
+        _check_entry_values(entry)
+        _check_schema(entry["input_schema"])
+        _check_price(entry["price"], entry["input_schema"])
+    except CatalogError as exc:
+        raise CatalogError(f"model {model_id}: {exc}") from None
+    return ModelSpec(
+        id=model_id, provider=model_id.split("/", 1)[0], name=entry["name"],
+        kind=entry["kind"], adapter=entry["adapter"], upstream=entry["upstream"],
+        description=entry["description"], input_schema=copy.deepcopy(entry["input_schema"]),
+        price=copy.deepcopy(entry["price"]), deadline_seconds=entry["deadline_seconds"],
+        max_attempts=entry["max_attempts"], requires_env=tuple(entry["requires_env"]))
+
+
+def _check_entry_keys(entry: dict) -> None:
+    """Every required key present with the right type, and no unknown keys (catches typos)."""
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise CatalogError(f"unknown key(s): {', '.join(unknown)}")
+    for key, (kind, words) in ENTRY_KEYS.items():
+        if key not in entry:
+            raise CatalogError(f"missing \"{key}\"")
+        value = entry[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CatalogError(f"\"{key}\" must be {words}")
+
+
+def _check_entry_values(entry: dict) -> None:
+    """The values of the scalar keys are in range."""
+    if not ID_RE.match(entry["id"]):
+        raise CatalogError("id must look like provider/model-name "
+                           "(lower-case provider, then letters, digits, . _ / -)")
+    if entry["kind"] not in KINDS:
+        raise CatalogError(f"kind must be one of: {', '.join(sorted(KINDS))}")
+    if entry["adapter"] not in ADAPTERS:
+        raise CatalogError(f"unknown adapter {entry['adapter']!r} "
+                           f"(known: {', '.join(sorted(ADAPTERS))})")
+    for key in ("name", "upstream"):
+        if not entry[key].strip():
+            raise CatalogError(f"\"{key}\" must not be empty")
+    for key in ("deadline_seconds", "max_attempts"):
+        if entry[key] < 1:
+            raise CatalogError(f"\"{key}\" must be a positive integer")
+    for name in entry["requires_env"]:
+        if not isinstance(name, str) or not ENV_RE.match(name):
+            raise CatalogError(f"requires_env entry {name!r} is not an environment variable name")
+
+
+def _check_schema(schema: dict) -> None:
+    """A valid draft 2020-12 object schema that requires a string prompt, with valid defaults."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise CatalogError(f"input_schema is not a valid JSON Schema: {exc.message}") from None
+    props = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(props, dict):
+        raise CatalogError("input_schema must be of type object with properties")
+    if "prompt" not in schema.get("required", []):
+        raise CatalogError("input_schema must require \"prompt\"")
+    prompt = props.get("prompt")
+    if not isinstance(prompt, dict) or prompt.get("type") != "string":
+        raise CatalogError("input_schema property \"prompt\" must be of type string")
+    for name, prop in props.items():
+        if isinstance(prop, dict) and "default" in prop:
+            _check_default(name, prop)
+
+
+def _check_default(name: str, prop: dict) -> None:
+    """A property's default must itself be valid for that property."""
+    validator = Draft202012Validator(prop, format_checker=FORMAT_CHECKER)
+    error = next(iter(validator.iter_errors(prop["default"])), None)
+    if error is not None:
+        raise CatalogError(f"default of \"{name}\" is invalid: {error.message}")
+
+
+def _check_price(price: dict, schema: dict) -> None:
+    """The price is one flat amount or one tier table, optionally times a numeric field."""
+    unknown = sorted(set(price) - PRICE_KEYS)
+    if unknown:
+        raise CatalogError(f"price has unknown key(s): {', '.join(unknown)}")
+    if ("micros" in price) == ("tiers" in price):
+        raise CatalogError("price must have exactly one of \"micros\" or \"tiers\"")
+    props = schema["properties"]
+    required = set(schema.get("required", []))
+    if "micros" in price:
+        _check_micros("price.micros", price["micros"])
+        if "tier" in price:
+            raise CatalogError("price.tier is only allowed with price.tiers")
+    else:
+        _check_tiers(price, props, required)
+    if "per" in price:
+        _check_per(price["per"], props, required)
+
+
+def _check_micros(where: str, value: object) -> None:
+    """An amount is a non-negative integer of micro-USD."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise CatalogError(f"{where} must be a non-negative integer (micro-USD)")
+
+
+def _check_tiers(price: dict, props: dict, required: set) -> None:
+    """The tier table covers exactly the enum values of the tier field."""
+    field = price.get("tier")
+    prop = props.get(field) if isinstance(field, str) else None
+    if not isinstance(prop, dict) or not isinstance(prop.get("enum"), list):
+        raise CatalogError(f"price.tier {field!r} must name an enum property of the input")
+    _check_priceable(field, prop, required)
+    tiers = price["tiers"]
+    if not isinstance(tiers, dict):
+        raise CatalogError("price.tiers must be an object")
+    expected = {str(value) for value in prop["enum"]}
+    missing, extra = sorted(expected - set(tiers)), sorted(set(tiers) - expected)
+    if missing or extra:
+        raise CatalogError(f"price.tiers must cover exactly the values of \"{field}\" "
+                           f"(missing: {', '.join(missing) or '-'}; "
+                           f"unexpected: {', '.join(extra) or '-'})")
+    for key, value in tiers.items():
+        _check_micros(f"price.tiers.{key}", value)
+
+
+def _check_per(field: object, props: dict, required: set) -> None:
+    """The multiplier field exists and is an integer or a numeric-string enum."""
+    prop = props.get(field) if isinstance(field, str) else None
+    if not isinstance(prop, dict):
+        raise CatalogError(f"price.per {field!r} is not a property of the input")
+    numeric_enum = isinstance(prop.get("enum"), list) and all(
+        isinstance(v, str) and v.isdigit() for v in prop["enum"])
+    if prop.get("type") != "integer" and not numeric_enum:
+        raise CatalogError(f"price.per field \"{field}\" must be an integer "
+                           "or an enum of numeric strings")
+    _check_priceable(field, prop, required)
+
+
+def _check_priceable(field: str, prop: dict, required: set) -> None:
+    """A field the price depends on must always have a value: required, or a default."""
+    if "default" not in prop and field not in required:
+        raise CatalogError(f"price field \"{field}\" must be required or have a default")
+
+
+# --- run input ---------------------------------------------------------------------------
+
+
+def validate_input(spec: ModelSpec, raw: dict) -> dict:
+    """Return a new dict: ``raw`` with defaults filled in, validated against the model's
+    schema; raise InputError naming the field and the rule for the first problem."""
+    if not isinstance(raw, dict):
+        raise InputError(None, "input must be an object")
+    data = copy.deepcopy(raw)
+    for name, prop in spec.properties.items():
+        if name not in data and "default" in prop:
+            data[name] = copy.deepcopy(prop["default"])
+    validator = Draft202012Validator(spec.input_schema, format_checker=FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(data),
+                    key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
+    if errors:
+        raise _input_error(spec, errors[0])
+    return _normalise_integers(spec, data)
+
+
+def _normalise_integers(spec: ModelSpec, data: dict) -> dict:
+    """JSON Schema accepts 5.0 as an integer; store and price it as 5."""
+    for name, prop in spec.properties.items():
+        value = data.get(name)
+        if prop.get("type") == "integer" and isinstance(value, float):
+            data[name] = int(value)
+    return data
+
+
+def _input_error(spec: ModelSpec, error) -> InputError:
+    """Turn one jsonschema error into an InputError with a plain-words message."""
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = [n for n in error.validator_value if n not in error.instance]
+        return InputError(_join(path, missing[0]), "is required")
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(spec.properties))
+        allowed = ", ".join(spec.properties)
+        return InputError(_join(path, extra[0]), f"unknown field (allowed: {allowed})")
+    return InputError(path or None, _rule_message(error))
+
+
+def _join(path: str, name: str) -> str:
+    """Dotted field name of ``name`` under ``path``."""
+    return f"{path}.{name}" if path else name
+
+
+def _rule_message(error) -> str:
+    """Plain words for the rule a value broke."""
+    rule, limit = error.validator, error.validator_value
+    if rule == "type":
+        kinds = limit if isinstance(limit, list) else [limit]
+        return "must be " + " or ".join(TYPE_WORDS.get(k, k) for k in kinds)
+    if rule == "enum":
+        return "must be one of: " + ", ".join(str(v) for v in limit)
+    if rule in ("format", "pattern") and _is_url_rule(rule, limit):
+        return "must be an http(s) URL"
+    if rule == "minLength" and limit == 1:
+        return "must not be empty"
+    words = {
+        "minimum": "must be at least {}", "maximum": "must be at most {}",
+        "exclusiveMinimum": "must be greater than {}", "exclusiveMaximum": "must be less than {}",
+        "minLength": "must be at least {} characters", "maxLength": "must be at most {} characters",
+        "minItems": "must have at least {} items", "maxItems": "must have at most {} items",
+        "const": "must be {}", "pattern": "must match the pattern {}", "format": "must be a valid {}",
+    }
+    if rule in words:
+        return words[rule].format(limit)
+    if rule == "uniqueItems":
+        return "must not contain duplicates"
+    return error.message
+
+
+def _is_url_rule(rule: str, limit: object) -> bool:
+    """True for the "uri" format and the http(s) pattern used for image URLs."""
+    return limit == "uri" if rule == "format" else str(limit).startswith("^https?")
+
+
+# --- pricing -----------------------------------------------------------------------------
+
+
+def price(spec: ModelSpec, valid_input: dict) -> int:
+    """The run's price in integer micro-USD, from the validated input."""
+    table = spec.price
+    if "tiers" in table:
+        key = str(_priced_value(spec, valid_input, table["tier"]))
+        amount = table["tiers"].get(key)
+        if amount is None:
+            raise InputError(table["tier"], "has no price for this value")
+    else:
+        amount = table["micros"]
+    if "per" in table:
+        amount *= _units(table["per"], _priced_value(spec, valid_input, table["per"]))
+    return int(amount)
+
+
+def _priced_value(spec: ModelSpec, data: dict, field: str) -> object:
+    """The value of a priced field, falling back to its schema default."""
+    if field in data:
+        return data[field]
+    if "default" in spec.properties.get(field, {}):
+        return spec.properties[field]["default"]
+    raise InputError(field, "is required")
+
+
+def _units(field: str, value: object) -> int:
+    """The whole-number multiplier a field stands for (an int or a numeric string)."""
+    if isinstance(value, bool):
+        raise InputError(field, "must be an integer")
+    try:
+        units = int(value)
+    except (TypeError, ValueError):
+        raise InputError(field, "must be an integer") from None
+    if units != value and str(units) != str(value).strip():
+        raise InputError(field, "must be an integer")
+    return units
+
+
+# --- forms -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormField:
+    """How one input property is shown in an HTML form."""
+
+    name: str
+    widget: str
+    label: str
+    help: str
+    required: bool
+    default: object = None
+    options: tuple[str, ...] = ()
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    max_items: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+
+def form_fields(spec: ModelSpec) -> list[FormField]:
+    """The model's form: prompt first, then the other properties in schema order."""
+    required = set(spec.input_schema.get("required", []))
+    names = sorted(spec.properties, key=lambda n: n != "prompt")
+    return [_form_field(name, spec.properties[name], name in required) for name in names]
+
+
+def _form_field(name: str, prop: dict, required: bool) -> FormField:
+    """One FormField from one property schema."""
+    return FormField(
+        name=name, widget=_widget(name, prop),
+        label=prop.get("title") or name.replace("_", " ").capitalize(),
+        help=prop.get("description", ""), required=required,
+        default=copy.deepcopy(prop.get("default")),
+        options=tuple(str(v) for v in prop.get("enum", ())),
+        minimum=prop.get("minimum"), maximum=prop.get("maximum"),
+        max_items=prop.get("maxItems"),
+        min_length=prop.get("minLength"), max_length=prop.get("maxLength"))
+
+
+def _widget(name: str, prop: dict) -> str:
+    """The widget for a property: textarea, select, number, checkbox, url_list or text."""
+    kind = prop.get("type")
+    if name == "prompt":
+        return "textarea"
+    if "enum" in prop:
+        return "select"
+    if kind in ("integer", "number"):
+        return "number"
+    if kind == "boolean":
+        return "checkbox"
+    if kind == "array":
+        return "url_list"
+    return "text"
+
+
+def coerce_form(spec: ModelSpec, form: Mapping) -> dict:
+    """Typed input from HTML form values (a werkzeug MultiDict or a plain dict); fields
+    outside the schema are ignored, empty optional ones dropped. Unparseable numbers are
+    kept as strings so that validate_input reports them."""
+    data: dict = {}
+    for field in form_fields(spec):
+        values = _form_values(form, field.name)
+        if field.widget == "checkbox":
+            data[field.name] = any(v.strip().lower() not in FALSE_WORDS for v in values)
+        elif field.widget == "url_list":
+            urls = _split_urls(values)
+            if urls or field.required:
+                data[field.name] = urls
+        elif values and values[0].strip():
+            data[field.name] = _coerce_scalar(spec.properties[field.name], values[0])
+    return data
+
+
+def _form_values(form: Mapping, name: str) -> list[str]:
+    """All string values a form holds for ``name``."""
+    if hasattr(form, "getlist"):
+        values = form.getlist(name)
+    else:
+        value = form.get(name)
+        values = [] if value is None else value if isinstance(value, (list, tuple)) else [value]
+    return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def _split_urls(values: list[str]) -> list[str]:
+    """URLs from several form values or newline-separated text, blanks dropped."""
+    return [line.strip() for value in values for line in value.splitlines() if line.strip()]
+
+
+def _coerce_scalar(prop: dict, value: str) -> object:
+    """A form string as the property's type (enum value, integer, number or string)."""
+    if "enum" in prop:
+        return next((v for v in prop["enum"] if str(v) == value), value)
+    text = value.strip()
+    try:
+        if prop.get("type") == "integer":
+            return int(text)
+        if prop.get("type") == "number":
+            number = float(text)
+            return int(number) if number.is_integer() else number
+    except ValueError:
+        return value
+    return value
+
+
+# --- money -------------------------------------------------------------------------------
+
+
+def format_usd(micros: int) -> str:
+    """Micro-USD as dollars: "$0.04", "$0.001", "$1.20", "-$0.50", "$1,234.50"
+    (at least 2 and at most 6 decimals, trailing zeros beyond 2 trimmed)."""
+    sign = "-" if micros < 0 else ""
+    dollars, fraction = divmod(abs(int(micros)), 1_000_000)
+    decimals = f"{fraction:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${dollars:,}.{decimals}"

@@ -1,0 +1,144 @@
+"""Money: conditional debits, exactly-once refunds, credits, and the invariants.
+
+Every balance change is one conditional UPDATE plus one ledger row in the caller's
+transaction, so the check and the change can't be separated by another writer
+(reliability.md §1.3). Amounts are integer micro-USD throughout.
+"""
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
+from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User
+from .catalog import format_usd
+
+
+def _move(session: Session, user_id: int, amount: int, *, require_funds: bool) -> int | None:
+    """Add `amount` to a balance; with `require_funds`, only if it stays >= 0. Returns the new balance."""
+    condition = [User.id == user_id]
+    if require_funds:
+        condition.append(User.balance_micros + amount >= 0)
+    statement = (update(User).where(*condition)
+                 .values(balance_micros=User.balance_micros + amount)
+                 .returning(User.balance_micros))
+    return session.execute(statement).scalar_one_or_none()
+
+
+def charge_for_run(session: Session, *, user_id: int, api_key_id: int | None,
+                   run_id: str, cost: int) -> None:
+    """Take a run's cost from the balance and the key's remaining limit, or refuse.
+
+    The user row is updated before the key row, always, so two creates never
+    lock the same rows in opposite orders.
+    """
+    balance = _move(session, user_id, -cost, require_funds=True)
+    if balance is None:
+        raise InsufficientBalance(f"Your balance is too low for this run, which costs {format_usd(cost)}.")
+    if api_key_id is not None:
+        _add_key_spend(session, api_key_id, cost)
+    session.add(LedgerEntry(user_id=user_id, run_id=run_id, api_key_id=api_key_id,
+                            kind=EntryKind.CHARGE.value, amount_micros=-cost,
+                            balance_after_micros=balance))
+
+
+def _add_key_spend(session: Session, api_key_id: int, cost: int) -> None:
+    within_limit = (ApiKey.spend_limit_micros.is_(None)
+                    | (ApiKey.spent_micros + cost <= ApiKey.spend_limit_micros))
+    statement = (update(ApiKey).where(ApiKey.id == api_key_id, within_limit)
+                 .values(spent_micros=ApiKey.spent_micros + cost))
+    if session.execute(statement).rowcount != 1:
+        raise SpendLimitExceeded("This run would take the API key past its spend limit.")
+
+
+def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -> bool:
+    """End an active run as failed and refund its cost. Exactly once: returns False if
+    the run had already ended, whoever got there first (worker, reaper, cancel)."""
+    from .runs import now  # local: runs imports this module
+
+    statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
+                 .values(status=RunStatus.FAILED.value, error=message, error_code=code,
+                         completed_at=now(), lease_owner=None, lease_until=None,
+                         next_check_at=None)
+                 .returning(Run.user_id, Run.api_key_id, Run.cost_micros))
+    row = session.execute(statement).first()
+    if row is None:
+        return False
+    user_id, api_key_id, cost = row
+    balance = _move(session, user_id, cost, require_funds=False)
+    if api_key_id is not None:
+        session.execute(update(ApiKey).where(ApiKey.id == api_key_id)
+                        .values(spent_micros=ApiKey.spent_micros - cost))
+    session.add(LedgerEntry(user_id=user_id, run_id=run_id, api_key_id=api_key_id,
+                            kind=EntryKind.REFUND.value, amount_micros=cost,
+                            balance_after_micros=balance))
+    return True
+
+
+def credit(session: Session, user_id: int, amount: int, *, kind: EntryKind,
+           note: str | None = None) -> LedgerEntry:
+    """Grant, top up or adjust a balance; a negative adjustment may not go below zero."""
+    if kind in (EntryKind.CHARGE, EntryKind.REFUND):
+        raise ValueError("charges and refunds belong to runs")
+    if amount == 0:
+        raise RunbaseError("The amount must not be zero.")
+    balance = _move(session, user_id, amount, require_funds=amount < 0)
+    if balance is None:
+        raise InsufficientBalance("That adjustment would take the balance below zero.")
+    entry = LedgerEntry(user_id=user_id, kind=kind.value, amount_micros=amount,
+                        balance_after_micros=balance, note=note)
+    session.add(entry)
+    return entry
+
+
+def invariant_violations(session: Session) -> list[str]:
+    """Check the ledger rules (reliability.md M6); an empty list means all hold."""
+    problems = _balance_mismatches(session) + _run_entry_problems(session)
+    problems += _key_spend_mismatches(session)
+    return problems
+
+
+def _balance_mismatches(session: Session) -> list[str]:
+    sums = dict(session.execute(select(LedgerEntry.user_id, func.sum(LedgerEntry.amount_micros))
+                                .group_by(LedgerEntry.user_id)).all())
+    problems = []
+    for user_id, balance in session.execute(select(User.id, User.balance_micros)):
+        if balance < 0:
+            problems.append(f"user {user_id}: negative balance {balance}")
+        if balance != (sums.get(user_id) or 0):
+            problems.append(f"user {user_id}: balance {balance} != ledger sum {sums.get(user_id)}")
+    return problems
+
+
+def _run_entry_problems(session: Session) -> list[str]:
+    entries: dict[str, dict[str, list[int]]] = {}
+    for run_id, kind, amount in session.execute(
+            select(LedgerEntry.run_id, LedgerEntry.kind, LedgerEntry.amount_micros)
+            .where(LedgerEntry.run_id.is_not(None))):
+        entries.setdefault(run_id, {}).setdefault(kind, []).append(amount)
+    problems = []
+    for run_id, status, cost in session.execute(select(Run.id, Run.status, Run.cost_micros)):
+        kinds = entries.get(run_id, {})
+        if kinds.get("charge") != [-cost]:
+            problems.append(f"run {run_id}: charges {kinds.get('charge')} for cost {cost}")
+        refunds = kinds.get("refund", [])
+        expected = [cost] if status == RunStatus.FAILED.value else []
+        if refunds != expected:
+            problems.append(f"run {run_id} ({status}): refunds {refunds}, expected {expected}")
+    return problems
+
+
+def _key_spend_mismatches(session: Session) -> list[str]:
+    net = dict(session.execute(
+        select(LedgerEntry.api_key_id, func.sum(LedgerEntry.amount_micros))
+        .where(LedgerEntry.api_key_id.is_not(None),
+               LedgerEntry.kind.in_([EntryKind.CHARGE.value, EntryKind.REFUND.value]))
+        .group_by(LedgerEntry.api_key_id)).all())
+    problems = []
+    for key_id, spent, limit in session.execute(
+            select(ApiKey.id, ApiKey.spent_micros, ApiKey.spend_limit_micros)):
+        if spent != -(net.get(key_id) or 0):
+            problems.append(f"key {key_id}: spent {spent} != net charges {-(net.get(key_id) or 0)}")
+        if limit is not None and spent > limit:
+            problems.append(f"key {key_id}: spent {spent} over its limit {limit}")
+    return problems

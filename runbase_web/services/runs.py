@@ -1,0 +1,106 @@
+"""Runs: create (validate, price, charge, insert in one transaction), read, finish."""
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidInput, ModelNotFound, RunNotFound
+from ..models import ACTIVE_STATUSES, Run, RunStatus
+from . import ledger
+from .catalog import Catalog, InputError, ModelSpec, price, validate_input
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+#: The largest seed models accept; a run without one gets a random seed so it can be repeated.
+MAX_SEED = 2_147_483_647
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC (one place to read the clock)."""
+    return datetime.now(timezone.utc)
+
+
+def new_run_id() -> str:
+    """`run_` and 24 random characters: unguessable and URL-safe."""
+    return "run_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+
+
+def resolve_model(catalog: Catalog, model_id: str, provider_env: Mapping[str, str]) -> ModelSpec:
+    """The catalog entry for `model_id` if it exists and its provider is configured."""
+    spec = catalog.get(model_id)
+    if spec is None:
+        raise ModelNotFound(f"Model '{model_id}' does not exist on this server.")
+    missing = spec.missing_env(provider_env)
+    if missing:
+        raise ModelNotFound(f"Model '{model_id}' exists, but its provider is not configured "
+                            f"on this server (set {', '.join(missing)}).")
+    return spec
+
+
+def prepare_input(spec: ModelSpec, raw_input: dict) -> dict:
+    """Validate the input, apply defaults, and fix a seed where the model takes one."""
+    try:
+        valid = validate_input(spec, raw_input)
+    except InputError as error:
+        raise InvalidInput(str(error), field=error.field) from None
+    if "seed" in spec.input_schema.get("properties", {}) and "seed" not in valid:
+        valid["seed"] = secrets.randbelow(MAX_SEED + 1)
+    return valid
+
+
+def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
+               user_id: int, api_key_id: int | None, model_id: str, raw_input: dict,
+               source: str = "api") -> Run:
+    """Create a pending run and charge for it, in the caller's transaction.
+
+    Raises ModelNotFound, InvalidInput, InsufficientBalance or SpendLimitExceeded;
+    the caller rolls back on any of them, so nothing is half-done.
+    """
+    spec = resolve_model(catalog, model_id, provider_env)
+    valid = prepare_input(spec, raw_input)
+    cost = price(spec, valid)
+    created = now()
+    run = Run(id=new_run_id(), user_id=user_id, api_key_id=api_key_id, source=source,
+              model=spec.id, input=valid, status=RunStatus.PENDING.value, cost_micros=cost,
+              created_at=created, deadline_at=created + timedelta(seconds=spec.deadline_seconds))
+    session.add(run)
+    session.flush()
+    ledger.charge_for_run(session, user_id=user_id, api_key_id=api_key_id, run_id=run.id, cost=cost)
+    return run
+
+
+def get_run(session: Session, user_id: int, run_id: str) -> Run:
+    """The user's run; another account's run is indistinguishable from a missing one."""
+    run = session.get(Run, run_id) if isinstance(run_id, str) and len(run_id) <= 40 else None
+    if run is None or run.user_id != user_id:
+        raise RunNotFound(f"No run with id '{run_id}' for this account.")
+    return run
+
+
+def recent_runs(session: Session, user_id: int, limit: int = 20) -> list[Run]:
+    """The user's newest runs."""
+    return list(session.scalars(select(Run).where(Run.user_id == user_id)
+                                .order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)))
+
+
+def mark_succeeded(session: Session, run_id: str, urls: list[str]) -> bool:
+    """End an active run as succeeded with its stored file URLs; False if it had already ended."""
+    statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
+                 .values(status=RunStatus.SUCCEEDED.value, output_urls=urls, completed_at=now(),
+                         lease_owner=None, lease_until=None, next_check_at=None))
+    return session.execute(statement).rowcount == 1
+
+
+def mark_failed(session: Session, run_id: str, *, message: str, code: str) -> bool:
+    """End an active run as failed with a refund, exactly once (see ledger.fail_and_refund)."""
+    return ledger.fail_and_refund(session, run_id, message=message, code=code)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """Fields the pages show about a run besides its outputs."""
+    elapsed_until = run.completed_at or now()
+    return {"elapsed_seconds": max(0.0, (elapsed_until - run.created_at).total_seconds())}

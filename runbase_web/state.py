@@ -1,0 +1,34 @@
+"""Per-app singletons built at start-up: the catalog, storage and the embedded worker."""
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from .services.catalog import Catalog
+from .storage import LocalStorage, Storage
+
+CATALOG = "runbase.catalog"
+STORAGE = "runbase.storage"
+WORKER = "runbase.worker"
+
+
+def init_app(app: Flask) -> None:
+    """Load and check the catalog and open storage, once, when the app is created."""
+    app.extensions[CATALOG] = Catalog.load(override_path=app.config.get("CATALOG_PATH"))
+    app.extensions[STORAGE] = LocalStorage(f"{app.config['DATA_DIR']}/files")
+
+
+def catalog(app: Flask | None = None) -> Catalog:
+    """The app's model catalog."""
+    return (app or current_app).extensions[CATALOG]
+
+
+def storage(app: Flask | None = None) -> Storage:
+    """The app's file storage."""
+    return (app or current_app).extensions[STORAGE]
+
+
+def wake_worker(app: Flask | None = None) -> None:
+    """Tell the embedded worker, if this process has one, that a run is waiting."""
+    worker = (app or current_app).extensions.get(WORKER)
+    if worker is not None:
+        worker.wake()

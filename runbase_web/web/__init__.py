@@ -1,0 +1,4 @@
+"""Pages (placeholder)."""
+from flask import Blueprint
+
+bp = Blueprint("web", __name__)

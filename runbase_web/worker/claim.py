@@ -1,0 +1,52 @@
+"""Claiming due runs with a lease, renewing leases, and releasing runs to the pool."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..models import ACTIVE_STATUSES, Run, RunStatus
+from ..services.runs import now
+
+
+def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> list[str]:
+    """Lease up to `limit` due runs to `owner` and commit; returns their ids.
+
+    Due means active, not leased by a live worker (an expired lease is how a crashed
+    worker's runs come back), and not waiting for a later check. PostgreSQL skips
+    rows another worker is claiming; SQLite's write lock serialises claimers.
+    """
+    at = now()
+    due = (select(Run.id)
+           .where(Run.status.in_(ACTIVE_STATUSES),
+                  or_(Run.lease_until.is_(None), Run.lease_until < at),
+                  or_(Run.next_check_at.is_(None), Run.next_check_at <= at))
+           .order_by(Run.created_at).limit(limit)
+           .with_for_update(skip_locked=True))
+    ids = list(session.scalars(due))
+    if ids:
+        session.execute(update(Run).where(Run.id.in_(ids)).values(
+            lease_owner=owner, lease_until=at + timedelta(seconds=lease_seconds),
+            status=RunStatus.PROCESSING.value, started_at=func.coalesce(Run.started_at, at)))
+    session.commit()
+    return ids
+
+
+def renew_leases(session: Session, owner: str, run_ids: list[str], lease_seconds: int) -> int:
+    """Extend the leases `owner` still holds (a heartbeat); returns how many it holds."""
+    if not run_ids:
+        return 0
+    result = session.execute(update(Run).where(Run.id.in_(run_ids), Run.lease_owner == owner)
+                             .values(lease_until=now() + timedelta(seconds=lease_seconds)))
+    session.commit()
+    return result.rowcount
+
+
+def release(session: Session, run_id: str, owner: str, *, check_after: float, **changes) -> bool:
+    """Give a run back to the pool, to be looked at again after `check_after` seconds."""
+    values = dict(changes, lease_owner=None, lease_until=None,
+                  next_check_at=now() + timedelta(seconds=max(check_after, 0)))
+    result = session.execute(update(Run).where(
+        Run.id == run_id, Run.lease_owner == owner, Run.status.in_(ACTIVE_STATUSES)).values(**values))
+    return result.rowcount == 1

@@ -1,0 +1,146 @@
+"""Executing one claimed run: call its adapter, then release, retry, finish or fail it.
+
+No database transaction is open while a provider is working: the run is read and
+its attempt counted in one short transaction, and the outcome is written in another.
+"""
+from __future__ import annotations
+
+import logging
+import random
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from .. import faults, state
+from ..extensions import db
+from ..models import Run
+from ..providers.base import Done, Job, Pending, ProviderError
+from ..providers.registry import adapter_for
+from ..services import files, runs
+from ..services.catalog import ModelSpec
+from .claim import release
+
+log = logging.getLogger(__name__)
+#: Longest wait between retries of a failing provider call.
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def execute_run(app: Flask, run_id: str, owner: str) -> None:
+    """Run one leased run to its next resting point; never raises."""
+    with app.app_context():
+        session = db.session
+        try:
+            _execute(app, session, run_id, owner)
+        except Exception:
+            # The lease runs out and another claim retries; attempts bound the loop.
+            session.rollback()
+            log.exception("run %s: unexpected error in the worker", run_id)
+        finally:
+            db.state(app).session.remove()
+
+
+def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
+    run = session.get(Run, run_id)
+    if run is None or run.is_finished or run.lease_owner != owner:
+        session.rollback()
+        return
+    spec = state.catalog(app).get(run.model)
+    if _fail_if_over(app, session, run, spec):
+        return
+    if run.upstream_id is None:
+        run.attempts += 1
+    job = Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts,
+              run.upstream_id, run.upstream_state)
+    session.commit()
+    try:
+        adapter = adapter_for(spec, app.config["PROVIDER_ENV"])
+        faults.point("provider_call")
+        result = adapter.poll(job) if job.upstream_id else adapter.start(job)
+    except ProviderError as error:
+        _on_provider_error(app, session, job, owner, error)
+        return
+    if isinstance(result, Pending):
+        release(session, job.run_id, owner, check_after=result.check_after,
+                upstream_id=result.upstream_id, upstream_state=result.state)
+        session.commit()
+        return
+    _finish(app, session, run, result)
+
+
+def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:
+    """Fail a run that is past its deadline, out of attempts or no longer in the catalog."""
+    if spec is None:
+        reason = (f"Model '{run.model}' is no longer offered by this server.", "model_unavailable")
+    elif runs.now() >= run.deadline_at:
+        reason = (f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout")
+        _cancel_upstream(app, spec, run)
+    elif run.upstream_id is None and run.attempts >= spec.max_attempts:
+        reason = (f"The provider call was tried {run.attempts} times without an answer.",
+                  "provider_error")
+    else:
+        return False
+    runs.mark_failed(session, run.id, message=reason[0], code=reason[1])
+    session.commit()
+    return True
+
+
+def _cancel_upstream(app: Flask, spec: ModelSpec, run: Run) -> None:
+    if run.upstream_id is None:
+        return
+    job = Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts,
+              run.upstream_id, run.upstream_state)
+    try:
+        adapter_for(spec, app.config["PROVIDER_ENV"]).cancel(job)
+    except Exception:  # best effort: the run fails and is refunded either way
+        log.warning("run %s: could not cancel upstream job %s", run.id, run.upstream_id)
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, or the provider's own Retry-After if it gave one."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), MAX_BACKOFF_SECONDS)
+    return min(MAX_BACKOFF_SECONDS, 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.5)
+
+
+def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
+                       error: ProviderError) -> None:
+    wait = backoff_seconds(job.attempt, error.retry_after)
+    attempts_left = job.upstream_id is not None or job.attempt < job.spec.max_attempts
+    if error.retryable and attempts_left and wait < job.seconds_left():
+        log.info("run %s: retrying in %.1fs after: %s", job.run_id, wait, error.message)
+        release(session, job.run_id, owner, check_after=wait)
+    else:
+        code = "timeout" if error.retryable and wait >= job.seconds_left() else error.code
+        runs.mark_failed(session, job.run_id, message=error.message, code=code)
+    session.commit()
+
+
+def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
+    """Store every output, then mark the run succeeded; never succeeded without files."""
+    storage = state.storage(app)
+    rows = []
+    try:
+        for output in result.outputs:
+            rows.append(files.store_output(session, storage, user_id=run.user_id, run_id=run.id,
+                                           data=_output_bytes(output),
+                                           content_type=output.content_type))
+    except (ProviderError, ValueError) as error:
+        session.rollback()
+        for row in rows:
+            storage.delete(row.name)
+        runs.mark_failed(session, run.id, message=f"The output could not be stored: {error}",
+                         code="output_unavailable")
+        session.commit()
+        return
+    faults.point("before_finish")
+    if not runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows]):
+        files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
+    session.commit()
+
+
+def _output_bytes(output) -> bytes:
+    if output.data is not None:
+        return output.data
+    # Provider URLs are fetched through the guarded fetcher, which comes with the
+    # provider adapters; no local model returns one.
+    raise ProviderError("output URLs are not supported yet", code="output_unavailable")

@@ -1,0 +1,111 @@
+"""The worker: a claim loop, a bounded thread pool, and a lease heartbeat.
+
+The same class runs embedded in `python app.py` and standalone in
+`flask --app app worker`. Sync provider calls occupy a pool thread; async runs
+go back to the database between polls, so a few threads serve many runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+
+from ..extensions import db
+from .claim import claim_due, renew_leases
+from .execute import execute_run
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Claims due runs and executes them on a thread pool until stopped."""
+
+    def __init__(self, app: Flask, *, threads: int | None = None):
+        self.app = app
+        self.threads = threads or app.config["WORKER_THREADS"]
+        self.lease_seconds = app.config["LEASE_SECONDS"]
+        self.poll_seconds = app.config["WORKER_POLL_SECONDS"]
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "Worker":
+        """Start the claim loop and the heartbeat in background threads."""
+        for target, name in ((self._loop, "runbase-claim"), (self._heartbeat, "runbase-lease")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("worker %s started with %d threads", self.owner, self.threads)
+        return self
+
+    def wake(self) -> None:
+        """Look for due runs now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop claiming; with `wait`, let runs in progress reach their next resting point."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def active_runs(self) -> list[str]:
+        """Ids of the runs this worker is executing right now."""
+        with self._lock:
+            return list(self._active)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            # Clear before claiming: a wake that lands during the claim is not lost.
+            self._wake.clear()
+            claimed = self._claim()
+            for run_id in claimed:
+                self._pool.submit(self._execute, run_id)
+            if not claimed or self._free_slots() == 0:
+                self._wake.wait(self.poll_seconds)
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.threads - len(self._active)
+
+    def _claim(self) -> list[str]:
+        free = self._free_slots()
+        if free <= 0:
+            return []
+        try:
+            with self.app.app_context():
+                ids = claim_due(db.session, self.owner, free, self.lease_seconds)
+        except Exception:
+            log.exception("worker %s: claiming failed; trying again shortly", self.owner)
+            return []
+        with self._lock:
+            self._active.update(ids)
+        return ids
+
+    def _execute(self, run_id: str) -> None:
+        try:
+            execute_run(self.app, run_id, self.owner)
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+            self._wake.set()
+
+    def _heartbeat(self) -> None:
+        # Renew well inside the lease so one slow renewal never loses a live run.
+        interval = self.lease_seconds / 3
+        while not self._stop.wait(interval):
+            try:
+                with self.app.app_context():
+                    renew_leases(db.session, self.owner, self.active_runs(), self.lease_seconds)
+            except Exception:
+                log.exception("worker %s: lease renewal failed", self.owner)

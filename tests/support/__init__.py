@@ -1,0 +1,1 @@
+"""Shared test infrastructure: a throwaway PostgreSQL server, a network guard and a headless browser launcher."""
