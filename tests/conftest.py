@@ -164,14 +164,21 @@ def wait_for_run(app, run_id: str, *, timeout: float = 20.0, until=("succeeded",
 
 
 @pytest.fixture
-def live_server(app, worker):
-    """The app served over real HTTP on 127.0.0.1 with its worker; yields the base URL."""
+def http_server(app):
+    """The app served over real HTTP on 127.0.0.1 (threaded); yields the base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(http_server, worker):
+    """The app over real HTTP with its embedded worker running; yields the base URL."""
+    return http_server
 
 
 @pytest.fixture(scope="session")
