@@ -9,7 +9,7 @@ import click
 from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .config import ConfigError, usd_to_micros
 from .errors import RunbaseError
@@ -57,6 +57,7 @@ def _user_or_fail(email: str):
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("email")
 @click.option("--password", required=True, help="Sign-in password (at least 8 characters).")
 @click.option("--credit", default=None, help="Starting credit in USD (default: the signup grant).")
@@ -74,6 +75,7 @@ def create_user(email: str, password: str, credit: str | None, admin: bool):
 
 
 @click.command("create-key")
+@with_appcontext
 @click.argument("email")
 @click.option("--name", default="CLI key", help="A name to recognise the key by.")
 def create_key(email: str, name: str):
@@ -85,6 +87,7 @@ def create_key(email: str, name: str):
 
 
 @click.command("add-credit")
+@with_appcontext
 @click.argument("email")
 @click.argument("usd")
 @click.option("--note", default=None, help="Why, for the ledger.")
@@ -102,6 +105,8 @@ def add_credit(email: str, usd: str, note: str | None):
 
 
 @click.command("worker")
+@with_appcontext
+@with_appcontext
 @click.option("--threads", type=int, default=None, help="Parallel provider calls.")
 def worker(threads: int | None):
     """Run a standalone worker until SIGTERM or Ctrl+C."""

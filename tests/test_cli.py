@@ -1,0 +1,53 @@
+"""Operator commands (DESIGN.md §10) through Flask's CLI runner."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from runbase_web.extensions import db
+from runbase_web.services import accounts, keys
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_create_user_key_and_credit(app):
+    cli = app.test_cli_runner()
+    result = cli.invoke(args=["create-user", "ops@example.com", "--password", "s3cret-pass", "--credit", "2.50"])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(args=["create-key", "ops@example.com", "--name", "deploy"])
+    assert result.exit_code == 0
+    full_key = result.output.strip()
+    assert full_key.startswith("sk-") and "\n" not in full_key and len(full_key) >= 35
+    result = cli.invoke(args=["add-credit", "ops@example.com", "1.25", "--note", "thanks"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        user = accounts.find_user(db.session, "ops@example.com")
+        assert user.balance_micros == 3_750_000
+        assert keys.find_active_key(db.session, full_key).name == "deploy"
+
+
+def test_create_user_defaults_to_the_signup_grant(app):
+    result = app.test_cli_runner().invoke(args=["create-user", "new@example.com", "--password", "longenough"])
+    assert result.exit_code == 0
+    with app.app_context():
+        assert accounts.find_user(db.session, "new@example.com").balance_micros == 1_000_000
+
+
+def test_cli_errors_are_clear(app):
+    cli = app.test_cli_runner()
+    assert "No account" in cli.invoke(args=["create-key", "nobody@example.com"]).output
+    assert "at least" in cli.invoke(args=["create-user", "a@example.com", "--password", "short"]).output
+    assert cli.invoke(args=["add-credit", "nobody@example.com", "1"]).exit_code != 0
+    cli.invoke(args=["create-user", "b@example.com", "--password", "longenough", "--credit", "0"])
+    result = cli.invoke(args=["add-credit", "b@example.com", "--", "-1"])
+    assert result.exit_code != 0 and "below zero" in result.output
+    assert cli.invoke(args=["add-credit", "b@example.com", "1.0000001"]).exit_code != 0
+
+
+def test_db_upgrade_command_in_a_fresh_data_dir(tmp_path):
+    env = {"RUNBASE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runbase.db").exists() and (tmp_path / "secret_key").exists()
