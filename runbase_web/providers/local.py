@@ -21,6 +21,11 @@ TIMEOUT_POLL_SECONDS = 1.0
 class LocalAdapter:
     """Renders local/sketch, local/sketch-video and local/test."""
 
+    @classmethod
+    def from_context(cls, spec, context) -> "LocalAdapter":
+        """Local models need no credentials or network."""
+        return cls()
+
     def start(self, job: Job) -> Done | Pending:
         """Render now (sketch models) or submit a fake job (local/test)."""
         name = job.spec.upstream

@@ -1,18 +1,47 @@
-"""Which adapter serves which catalog entry."""
+"""Which adapter serves which catalog entry, and what adapters get to work with."""
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..services.catalog import ModelSpec
 from .base import Adapter, ProviderError
-from .local import LocalAdapter
+
+#: Catalog `adapter` name → (module in runbase_web.providers, class name).
+ADAPTERS = {
+    "local": ("local", "LocalAdapter"),
+    "openai": ("openai", "OpenAIImagesAdapter"),
+    "gemini": ("gemini", "GeminiImageAdapter"),
+    "gemini_veo": ("gemini", "VeoAdapter"),
+    "ark_images": ("ark", "SeedreamAdapter"),
+    "ark_tasks": ("ark", "SeedanceAdapter"),
+    "kling": ("kling", "KlingAdapter"),
+    "minimax": ("minimax", "HailuoAdapter"),
+    "replicate": ("replicate", "ReplicateAdapter"),
+    "fal": ("fal", "FalAdapter"),
+    "runbase": ("upstream", "UpstreamRunbaseAdapter"),
+}
 
 
-def adapter_for(spec: ModelSpec, provider_env: Mapping[str, str]) -> Adapter:
+@dataclass(frozen=True)
+class ProviderContext:
+    """What every adapter is built from: the provider variables and the guarded fetcher
+    (for reference images and output URLs; see runbase_web/net.py)."""
+
+    env: Mapping[str, str]
+    fetcher: object = None
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+def adapter_for(spec: ModelSpec, context: ProviderContext) -> Adapter:
     """The adapter for a model, configured from the provider's variables."""
-    if spec.adapter == "local":
-        return LocalAdapter()
-    # Public providers get their adapters in their own issue; until then a run for
-    # one fails cleanly (and is refunded) instead of hanging.
-    raise ProviderError(f"The {spec.adapter} adapter is not available on this server yet.",
-                        code="model_unavailable")
+    module_name, class_name = ADAPTERS.get(spec.adapter, (None, None))
+    if module_name is None:
+        raise ProviderError(f"No adapter named '{spec.adapter}'.", code="model_unavailable")
+    try:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+    except ModuleNotFoundError:
+        raise ProviderError(f"The {spec.adapter} adapter is not available on this server yet.",
+                            code="model_unavailable") from None
+    return getattr(module, class_name).from_context(spec, context)

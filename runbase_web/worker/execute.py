@@ -15,7 +15,7 @@ from .. import faults, state
 from ..extensions import db
 from ..models import Run
 from ..providers.base import Done, Job, Pending, ProviderError
-from ..providers.registry import adapter_for
+from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
 from ..services.catalog import ModelSpec
 from .claim import release
@@ -53,7 +53,7 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
               run.upstream_id, run.upstream_state)
     session.commit()
     try:
-        adapter = adapter_for(spec, app.config["PROVIDER_ENV"])
+        adapter = adapter_for(spec, provider_context(app))
         faults.point("provider_call")
         result = adapter.poll(job) if job.upstream_id else adapter.start(job)
     except ProviderError as error:
@@ -65,6 +65,11 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         session.commit()
         return
     _finish(app, session, run, result)
+
+
+def provider_context(app: Flask) -> ProviderContext:
+    """What adapters are built from in this app: provider variables and the fetcher."""
+    return ProviderContext(env=app.config["PROVIDER_ENV"])
 
 
 def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:
@@ -90,7 +95,7 @@ def _cancel_upstream(app: Flask, spec: ModelSpec, run: Run) -> None:
     job = Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts,
               run.upstream_id, run.upstream_state)
     try:
-        adapter_for(spec, app.config["PROVIDER_ENV"]).cancel(job)
+        adapter_for(spec, provider_context(app)).cancel(job)
     except Exception:  # best effort: the run fails and is refunded either way
         log.warning("run %s: could not cancel upstream job %s", run.id, run.upstream_id)
 

@@ -141,9 +141,8 @@ def test_final_error_fails_at_once(app, client, auth, worker, monkeypatch):
     assert done.status == "failed" and adapter.calls == 1
 
 
-def test_unconfigured_adapter_fails_cleanly(app, client, auth, worker, monkeypatch):
-    monkeypatch.setattr(registry, "LocalAdapter", lambda: (_ for _ in ()).throw(
-        ProviderError("adapter missing", code="model_unavailable")))
+def test_missing_adapter_fails_cleanly(app, client, auth, worker, monkeypatch):
+    monkeypatch.setitem(registry.ADAPTERS, "local", ("no_such_module", "X"))
     done = wait_for_run(app, create(client, auth, model="local/sketch")["id"])
     assert done.status == "failed" and done.error_code == "model_unavailable"
 
