@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, catalog, blueprints. `config` overrides settings."""
-    from . import api, auth, cli, errors_web, files_web, playground, security, state, web
+    from . import api, auth, cli, errors_web, files_web, playground, ratelimit, security, state, web
     from .config import load_settings
     from .extensions import csrf, db, login_manager
 
@@ -23,9 +23,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # Bearer keys, never cookies: CSRF cannot apply
     login_manager.init_app(app)
     state.init_app(app)
+    ratelimit.init_app(app)
+    _trust_proxies(app)
     security.init_app(app)
     errors_web.init_app(app)
     cli.init_app(app)
     for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Read client IP and scheme from X-Forwarded-* only through N trusted proxy hops.
+
+    With N = 0 (the default) the socket address is the client: a spoofed
+    X-Forwarded-For can never pass a key's IP allowlist.
+    """
+    hops = app.config.get("TRUSTED_PROXIES", 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

@@ -96,6 +96,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "WORKER_POLL_SECONDS": float(get("RUNBASE_WORKER_POLL_SECONDS", "0.5")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
+        "REDIS_URL": get("RUNBASE_REDIS_URL", "") or None,
+        "TRUSTED_PROXIES": parse_int("RUNBASE_TRUSTED_PROXIES", get("RUNBASE_TRUSTED_PROXIES", "0"), 0),
         "CATALOG_PATH": get("RUNBASE_CATALOG", "") or None,
         "MAX_CONTENT_LENGTH": parse_int(
             "RUNBASE_MAX_BODY_BYTES", get("RUNBASE_MAX_BODY_BYTES", str(1024 * 1024)), 1024),

@@ -7,12 +7,13 @@ import secrets
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
-from ..errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, RunbaseError
+from ..errors import (InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited,
+                      RunbaseError)
 from ..extensions import db
 from . import bp
 
 log = logging.getLogger(__name__)
-_HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge}
+_HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge, 429: RateLimited}
 
 
 def error_response(error: RunbaseError):
@@ -35,7 +36,7 @@ def http_error_response(error: HTTPException):
     if kind is None:
         return error_response(RunbaseError(error.description or "Bad request"))
     messages = {404: "No such API endpoint.", 405: "This endpoint does not accept that method.",
-                413: "The request body is too large."}
+                413: "The request body is too large.", 429: "Rate limit exceeded"}
     return error_response(kind(messages[error.code]))
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 
 from flask import current_app, g, jsonify, request
+from sqlalchemy.exc import IntegrityError
 
 from .. import state
 from ..errors import InvalidJson, MissingInput, MissingModel
 from ..extensions import db
-from ..services import runs
+from ..models import Run
+from ..ratelimit import runs_rate_limit
+from ..services import idempotency, runs
 from ..urls import public_base_url
 from . import bp
 from .auth import require_key
@@ -25,29 +28,65 @@ def _json_body() -> dict:
     return body
 
 
-@bp.post("/runs")
-@require_key
-def create_run():
-    """Create a run: validate, price, charge, queue."""
-    body = _json_body()
+def _model_and_input(body: dict) -> tuple[str, dict]:
     model, raw_input = body.get("model"), body.get("input")
     if not isinstance(model, str) or not model:
         raise MissingModel("'model' is required and must be a string like 'local/sketch'.")
     if not isinstance(raw_input, dict):
         raise MissingInput("'input' is required and must be an object.")
-    run = runs.create_run(db.session, catalog=state.catalog(),
-                          provider_env=current_app.config["PROVIDER_ENV"],
-                          user_id=g.caller.user_id, api_key_id=g.caller.key_id,
-                          model_id=model, raw_input=raw_input, source="api")
-    db.session.commit()
-    state.wake_worker()
+    return model, raw_input
+
+
+def _create(model: str, raw_input: dict) -> Run:
+    return runs.create_run(db.session, catalog=state.catalog(),
+                           provider_env=current_app.config["PROVIDER_ENV"],
+                           user_id=g.caller.user_id, api_key_id=g.caller.key_id,
+                           model_id=model, raw_input=raw_input, source="api")
+
+
+def _create_once(body: dict, model: str, raw_input: dict, key: str) -> tuple[Run, bool]:
+    """Create under an Idempotency-Key; returns (run, replayed)."""
+    key = idempotency.check_key(key)
+    fingerprint = idempotency.fingerprint(body)
+    earlier = idempotency.replay(db.session, g.caller.user_id, key, fingerprint)
+    if earlier is not None:
+        return earlier, True
+    run = _create(model, raw_input)
+    idempotency.remember(db.session, g.caller.user_id, key, fingerprint, run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key committed first: replay its run.
+        db.session.rollback()
+        return idempotency.replay(db.session, g.caller.user_id, key, fingerprint), True
+    return run, False
+
+
+@bp.post("/runs")
+@runs_rate_limit
+@require_key
+def create_run():
+    """Create a run: validate, price, charge, queue (once per Idempotency-Key)."""
+    body = _json_body()
+    model, raw_input = _model_and_input(body)
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        run, replayed = _create(model, raw_input), False
+        db.session.commit()
+    else:
+        run, replayed = _create_once(body, model, raw_input, key)
+    if not replayed:
+        state.wake_worker()
     response = jsonify(run_to_api(run, public_base_url()))
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/runs/{run.id}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
 @bp.get("/runs/<run_id>")
+@runs_rate_limit
 @require_key
 def get_run(run_id: str):
     """One run of the caller's account."""

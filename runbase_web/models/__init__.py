@@ -2,9 +2,10 @@
 from .api_key import ApiKey
 from .base import Base, utcnow
 from .file import StoredFile
+from .idempotency import IdempotencyRecord
 from .ledger import EntryKind, LedgerEntry
 from .run import ACTIVE_STATUSES, Run, RunStatus
 from .user import User
 
-__all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "EntryKind", "LedgerEntry", "Run",
+__all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "EntryKind", "IdempotencyRecord", "LedgerEntry", "Run",
            "RunStatus", "StoredFile", "User", "utcnow"]
