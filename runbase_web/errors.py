@@ -27,6 +27,7 @@ def _error(name: str, status: int, code: str) -> type[RunbaseError]:
 InvalidJson = _error("InvalidJson", 400, "invalid_json")
 MissingModel = _error("MissingModel", 400, "missing_model")
 MissingInput = _error("MissingInput", 400, "missing_input")
+InvalidQuery = _error("InvalidQuery", 400, "invalid_query")
 InvalidInput = _error("InvalidInput", 400, "invalid_input")
 ModelNotFound = _error("ModelNotFound", 400, "model_not_found")
 MissingApiKey = _error("MissingApiKey", 401, "missing_api_key")

@@ -7,9 +7,9 @@ from flask import current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
 from .. import state
-from ..errors import InvalidJson, MissingInput, MissingModel
+from ..errors import InvalidJson, InvalidQuery, MissingInput, MissingModel
 from ..extensions import db
-from ..models import Run
+from ..models import Run, RunStatus
 from ..ratelimit import runs_rate_limit
 from ..services import idempotency, runs
 from ..urls import public_base_url
@@ -92,3 +92,49 @@ def get_run(run_id: str):
     """One run of the caller's account."""
     run = runs.get_run(db.session, g.caller.user_id, run_id)
     return jsonify(run_to_api(run, public_base_url()))
+
+
+def _cancel_upstream(run: Run) -> None:
+    """Best effort: tell an async provider to stop a job we no longer want."""
+    if run.upstream_id is None:
+        return
+    from ..worker.execute import cancel_upstream
+    cancel_upstream(current_app._get_current_object(), run)
+
+
+@bp.post("/runs/<run_id>/cancel")
+@runs_rate_limit
+@require_key
+def cancel_run(run_id: str):
+    """End a pending or processing run as failed (errorCode canceled), refunded."""
+    run, canceled = runs.cancel_run(db.session, g.caller.user_id, run_id)
+    db.session.commit()
+    if canceled:
+        _cancel_upstream(run)
+    return jsonify(run_to_api(run, public_base_url()))
+
+
+def _list_arguments() -> dict:
+    args = request.args
+    try:
+        limit = int(args.get("limit", 20))
+    except ValueError:
+        raise InvalidQuery("'limit' must be a whole number from 1 to 100.") from None
+    if not 1 <= limit <= 100:
+        raise InvalidQuery("'limit' must be a whole number from 1 to 100.")
+    status = args.get("status") or None
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise InvalidQuery("'status' must be one of pending, processing, succeeded, failed.")
+    return {"limit": limit, "after": args.get("after") or None, "status": status,
+            "model": args.get("model") or None}
+
+
+@bp.get("/runs")
+@runs_rate_limit
+@require_key
+def list_runs():
+    """The account's runs, newest first; pass `nextCursor` as `after` for the next page."""
+    page, has_more = runs.list_runs(db.session, g.caller.user_id, **_list_arguments())
+    base = public_base_url()
+    return jsonify({"data": [run_to_api(run, base) for run in page], "hasMore": has_more,
+                    "nextCursor": page[-1].id if has_more else None})

@@ -100,6 +100,34 @@ def mark_failed(session: Session, run_id: str, *, message: str, code: str) -> bo
     return ledger.fail_and_refund(session, run_id, message=message, code=code)
 
 
+def cancel_run(session: Session, user_id: int, run_id: str) -> tuple[Run, bool]:
+    """Cancel the user's run if it is still active: failed, errorCode canceled, refunded.
+
+    Returns (run, canceled_now). A run that already ended is returned unchanged, so
+    cancel racing completion leaves exactly one outcome (reliability.md W8, M11).
+    """
+    run = get_run(session, user_id, run_id)
+    canceled = mark_failed(session, run.id, message="Canceled by the user.", code="canceled")
+    session.refresh(run)
+    return run, canceled
+
+
+def list_runs(session: Session, user_id: int, *, limit: int, after: str | None = None,
+              status: str | None = None, model: str | None = None) -> tuple[list[Run], bool]:
+    """The user's runs newest first, after the cursor run; returns (page, has_more)."""
+    query = select(Run).where(Run.user_id == user_id)
+    if status:
+        query = query.where(Run.status == status)
+    if model:
+        query = query.where(Run.model == model)
+    if after:
+        cursor = get_run(session, user_id, after)
+        query = query.where((Run.created_at < cursor.created_at)
+                            | ((Run.created_at == cursor.created_at) & (Run.id < cursor.id)))
+    rows = list(session.scalars(query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """Fields the pages show about a run besides its outputs."""
     elapsed_until = run.completed_at or now()

@@ -89,6 +89,13 @@ def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None
     return True
 
 
+def cancel_upstream(app: Flask, run: Run) -> None:
+    """Ask the provider to stop the run's async job; failures are only logged."""
+    spec = state.catalog(app).get(run.model)
+    if spec is not None:
+        _cancel_upstream(app, spec, run)
+
+
 def _cancel_upstream(app: Flask, spec: ModelSpec, run: Run) -> None:
     if run.upstream_id is None:
         return
