@@ -102,6 +102,20 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": parse_int(
             "RUNBASE_MAX_BODY_BYTES", get("RUNBASE_MAX_BODY_BYTES", str(1024 * 1024)), 1024),
         "PROVIDER_ENV": {name: env[name] for name in PROVIDER_VARIABLES if env.get(name)},
+        "FETCH_MAX_BYTES": parse_int(
+            "RUNBASE_FETCH_MAX_BYTES", get("RUNBASE_FETCH_MAX_BYTES", str(100 * 1024 * 1024)), 1024),
+        "AUTH_RATE_LIMIT": parse_rate_limit(
+            "RUNBASE_AUTH_RATE_LIMIT", get("RUNBASE_AUTH_RATE_LIMIT", "10/60s")),
+        "STRIPE_SECRET_KEY": get("STRIPE_SECRET_KEY", "") or None,
+        "STRIPE_WEBHOOK_SECRET": get("STRIPE_WEBHOOK_SECRET", "") or None,
+        "STRIPE_API_BASE": get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        "GOOGLE_CLIENT_ID": get("GOOGLE_CLIENT_ID", "") or None,
+        "GOOGLE_CLIENT_SECRET": get("GOOGLE_CLIENT_SECRET", "") or None,
+        "GOOGLE_DISCOVERY_URL": get("GOOGLE_DISCOVERY_URL",
+                                    "https://accounts.google.com/.well-known/openid-configuration"),
+        # Lets the fetcher reach 127.0.0.1 (test fakes); deliberately not settable from the
+        # environment, so no deployment can switch the SSRF guard off by accident.
+        "FETCH_ALLOW_LOOPBACK": False,
     }
 
 

@@ -81,7 +81,7 @@ def app(database_url, tmp_path, app_config):
                 "TESTING": True, "WTF_CSRF_ENABLED": False, "PROVIDER_ENV": {},
                 "SIGNUP_CREDIT_MICROS": 1_000_000, "PUBLIC_URL": "", "CATALOG_PATH": None,
                 "LEASE_SECONDS": 30, "WORKER_POLL_SECONDS": 0.2,
-                "RATE_LIMIT": None, "TRUSTED_PROXIES": 0}
+                "RATE_LIMIT": None, "TRUSTED_PROXIES": 0, "FETCH_ALLOW_LOOPBACK": False}
     settings.update(app_config)
     application = create_app(settings)
     upgrade_database(application)

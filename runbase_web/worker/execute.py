@@ -11,7 +11,7 @@ import random
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from .. import faults, state
+from .. import faults, net, state
 from ..extensions import db
 from ..models import Run
 from ..providers.base import Done, Job, Pending, ProviderError
@@ -69,7 +69,9 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
 
 def provider_context(app: Flask) -> ProviderContext:
     """What adapters are built from in this app: provider variables and the fetcher."""
-    return ProviderContext(env=app.config["PROVIDER_ENV"])
+    fetcher = net.Fetcher(allow_loopback=app.config.get("FETCH_ALLOW_LOOPBACK", False),
+                          max_bytes=app.config.get("FETCH_MAX_BYTES", net.DEFAULT_MAX_BYTES))
+    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher)
 
 
 def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:
@@ -133,9 +135,9 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
     rows = []
     try:
         for output in result.outputs:
+            data, content_type = _output_bytes(app, output)
             rows.append(files.store_output(session, storage, user_id=run.user_id, run_id=run.id,
-                                           data=_output_bytes(output),
-                                           content_type=output.content_type))
+                                           data=data, content_type=content_type))
     except (ProviderError, ValueError) as error:
         session.rollback()
         for row in rows:
@@ -150,9 +152,38 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
     session.commit()
 
 
-def _output_bytes(output) -> bytes:
+#: Provider URLs often expire soon, and videos are large: allow a long download.
+OUTPUT_FETCH_SECONDS = 300.0
+#: Leading bytes of the only file types a run may produce (files.EXTENSIONS).
+MAGIC = ((0, b"\x89PNG\r\n\x1a\n", "image/png"), (0, b"\xff\xd8\xff", "image/jpeg"),
+         (4, b"ftyp", "video/mp4"), (0, b"\x1a\x45\xdf\xa3", "video/webm"))
+
+
+def _output_bytes(app: Flask, output) -> tuple[bytes, str]:
+    """An output's bytes and content type; provider URLs are downloaded through net.py."""
     if output.data is not None:
-        return output.data
-    # Provider URLs are fetched through the guarded fetcher, which comes with the
-    # provider adapters; no local model returns one.
-    raise ProviderError("output URLs are not supported yet", code="output_unavailable")
+        return output.data, output.content_type
+    try:
+        fetched = provider_context(app).fetcher.get(output.url, timeout=OUTPUT_FETCH_SECONDS)
+    except net.FetchError as error:
+        raise ProviderError(f"the output URL could not be downloaded: {error.message}",
+                            code="output_unavailable", retryable=error.retryable) from error
+    declared = output.content_type or fetched.content_type
+    sniffed = sniff_media_type(fetched.content)
+    if sniffed is None:
+        # An HTML error page or anything else served with a 200 is not a result.
+        raise ProviderError(f"the output URL served no image or video (said {declared!r})",
+                            code="output_unavailable")
+    if sniffed != declared:
+        log.info("output declared as %r is %s; storing it as what it is", declared, sniffed)
+    return fetched.content, sniffed
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The output type the bytes really are (by their magic number), or None."""
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    for offset, magic, media_type in MAGIC:
+        if data[offset:offset + len(magic)] == magic:
+            return media_type
+    return None
