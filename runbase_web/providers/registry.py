@@ -5,7 +5,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..services.catalog import ModelSpec
+from ..services.catalog import ModelSpec, effective_adapter
 from .base import Adapter, ProviderError
 
 #: Catalog `adapter` name → (module in runbase_web.providers, class name).
@@ -35,13 +35,15 @@ class ProviderContext:
 
 
 def adapter_for(spec: ModelSpec, context: ProviderContext) -> Adapter:
-    """The adapter for a model, configured from the provider's variables."""
-    module_name, class_name = ADAPTERS.get(spec.adapter, (None, None))
+    """The adapter for a model, configured from the provider's variables; a model routed
+    to an upstream Runbase (services.catalog.effective_adapter) gets the upstream adapter."""
+    name = effective_adapter(spec, context.env)
+    module_name, class_name = ADAPTERS.get(name, (None, None))
     if module_name is None:
-        raise ProviderError(f"No adapter named '{spec.adapter}'.", code="model_unavailable")
+        raise ProviderError(f"No adapter named '{name}'.", code="model_unavailable")
     try:
         module = importlib.import_module(f"{__package__}.{module_name}")
     except ModuleNotFoundError:
-        raise ProviderError(f"The {spec.adapter} adapter is not available on this server yet.",
+        raise ProviderError(f"The {name} adapter is not available on this server yet.",
                             code="model_unavailable") from None
     return getattr(module, class_name).from_context(spec, context)

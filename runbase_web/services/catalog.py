@@ -5,6 +5,10 @@ The catalog is data (``runbase_web/catalog/models.json``); an operator may layer
 file over it (``RUNBASE_CATALOG``) to change prices, upstream names or deadlines, or to add
 models, without touching code. Everything is checked when the catalog loads, so a bad entry
 stops start-up with a message naming the model instead of failing a run later.
+
+Availability and routing live here too (``ModelSpec.missing_env``, ``effective_adapter``):
+a public model whose provider has no credentials is served by an upstream hosted Runbase
+when ``RUNBASE_UPSTREAM_URL`` and ``RUNBASE_UPSTREAM_KEY`` are set.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +27,13 @@ from jsonschema.exceptions import SchemaError
 PACKAGED_PATH = Path(__file__).resolve().parent.parent / "catalog" / "models.json"
 
 ADAPTERS = frozenset({"local", "openai", "gemini", "gemini_veo", "ark_images", "ark_tasks",
-                      "kling", "minimax", "replicate", "fal"})
+                      "kling", "minimax", "replicate", "fal", "runbase"})
+#: The adapter that sends runs to an upstream hosted Runbase, and the variables it needs.
+UPSTREAM_ADAPTER = "runbase"
+UPSTREAM_ENV = ("RUNBASE_UPSTREAM_URL", "RUNBASE_UPSTREAM_KEY")
+#: Adapters whose input passes through to an operator-defined schema, so may rename fields.
+PASSTHROUGH_ADAPTERS = frozenset({"replicate", "fal"})
+INPUT_MAP_TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[0\])?$")
 KINDS = frozenset({"image", "video"})
 ID_RE = re.compile(r"^[a-z0-9-]+/[A-Za-z0-9._/-]+$")
 ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -41,6 +51,10 @@ ENTRY_KEYS = {
     "max_attempts": (int, "a positive integer"),
     "input_schema": (dict, "an object"),
     "price": (dict, "an object"),
+}
+# Optional keys: key -> (accepted type, human description).
+OPTIONAL_KEYS = {
+    "input_map": (dict, "an object of input field -> provider field"),
 }
 PRICE_KEYS = frozenset({"micros", "tier", "tiers", "per"})
 
@@ -98,22 +112,56 @@ class ModelSpec:
     deadline_seconds: int
     max_attempts: int
     requires_env: tuple[str, ...]
+    #: Renames of input fields for pass-through adapters (replicate, fal); see docs/providers.md.
+    input_map: dict = field(default_factory=dict)
+    #: Listed by the packaged catalog (not local, not operator-added): an upstream hosted
+    #: Runbase offers it under the same id, so it may be routed there.
+    public: bool = False
 
     def __hash__(self) -> int:
         return hash(self.id)
 
     def missing_env(self, env: Mapping[str, str]) -> list[str]:
-        """Names of the required environment variables that are unset or empty in ``env``."""
-        return [name for name in self.requires_env if not env.get(name)]
+        """Names of the variables that are unset or empty in ``env`` and keep this model
+        from running; [] when an upstream Runbase stands in for a missing provider."""
+        if self.adapter == UPSTREAM_ADAPTER:
+            return _unset(UPSTREAM_ENV, env)
+        own = _unset(self.requires_env, env)
+        if own and self.public and not _unset(UPSTREAM_ENV, env):
+            return []
+        return own
 
     def is_available(self, env: Mapping[str, str]) -> bool:
         """True when every variable the model needs is set in ``env``."""
         return not self.missing_env(env)
 
+    def effective_adapter(self, env: Mapping[str, str]) -> str:
+        """The adapter that serves this model with these variables (see effective_adapter)."""
+        return effective_adapter(self, env)
+
     @property
     def properties(self) -> dict:
         """The input schema's properties, in schema order."""
         return self.input_schema.get("properties", {})
+
+
+def _unset(names, env: Mapping[str, str]) -> list[str]:
+    """The names that are unset or empty in ``env``."""
+    return [name for name in names if not env.get(name)]
+
+
+def effective_adapter(spec: ModelSpec, env: Mapping[str, str]) -> str:
+    """The adapter name that runs ``spec`` given the provider variables in ``env``.
+
+    The one routing rule: a model forced upstream (``"adapter": "runbase"``) always goes
+    there; a public model whose own credentials are missing goes there when the upstream
+    variables are set; everything else uses its catalog adapter.
+    """
+    if spec.adapter == UPSTREAM_ADAPTER:
+        return UPSTREAM_ADAPTER
+    if spec.public and _unset(spec.requires_env, env) and not _unset(UPSTREAM_ENV, env):
+        return UPSTREAM_ADAPTER
+    return spec.adapter
 
 
 class Catalog:
@@ -127,9 +175,11 @@ class Catalog:
         """Load and validate the catalog at ``path`` (default: the packaged one), with the
         operator's ``override_path`` merged over it; raises CatalogError on any problem."""
         entries = _read_entries(Path(path) if path else PACKAGED_PATH)
+        listed = set(entries)  # models an upstream Runbase offers under the same id
         if override_path:
             _merge_overrides(entries, _read_entries(Path(override_path)))
-        return cls([_build_spec(entry) for entry in entries.values()])
+        return cls([_build_spec(entry, listed=entry["id"] in listed)
+                    for entry in entries.values()])
 
     def get(self, model_id: str) -> ModelSpec | None:
         """The model with this id, or None."""
@@ -176,14 +226,16 @@ def _merge_overrides(entries: dict[str, dict], overrides: dict[str, dict]) -> No
         entries[model_id] = {**entries.get(model_id, {}), **override}
 
 
-def _build_spec(entry: dict) -> ModelSpec:
-    """Validate one complete entry and turn it into a ModelSpec."""
+def _build_spec(entry: dict, *, listed: bool = False) -> ModelSpec:
+    """Validate one complete entry and turn it into a ModelSpec; ``listed`` says whether it
+    comes from the packaged (public) catalog rather than from the operator's file."""
     model_id = entry["id"]
     try:
         _check_entry_keys(entry)
         _check_entry_values(entry)
         _check_schema(entry["input_schema"])
         _check_price(entry["price"], entry["input_schema"])
+        _check_input_map(entry)
     except CatalogError as exc:
         raise CatalogError(f"model {model_id}: {exc}") from None
     return ModelSpec(
@@ -191,14 +243,19 @@ def _build_spec(entry: dict) -> ModelSpec:
         kind=entry["kind"], adapter=entry["adapter"], upstream=entry["upstream"],
         description=entry["description"], input_schema=copy.deepcopy(entry["input_schema"]),
         price=copy.deepcopy(entry["price"]), deadline_seconds=entry["deadline_seconds"],
-        max_attempts=entry["max_attempts"], requires_env=tuple(entry["requires_env"]))
+        max_attempts=entry["max_attempts"], requires_env=tuple(entry["requires_env"]),
+        input_map=dict(entry.get("input_map", {})),
+        public=listed and entry["adapter"] != "local")
 
 
 def _check_entry_keys(entry: dict) -> None:
     """Every required key present with the right type, and no unknown keys (catches typos)."""
-    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    unknown = sorted(set(entry) - set(ENTRY_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         raise CatalogError(f"unknown key(s): {', '.join(unknown)}")
+    for key, (kind, words) in OPTIONAL_KEYS.items():
+        if key in entry and not isinstance(entry[key], kind):
+            raise CatalogError(f"\"{key}\" must be {words}")
     for key, (kind, words) in ENTRY_KEYS.items():
         if key not in entry:
             raise CatalogError(f"missing \"{key}\"")
@@ -226,6 +283,24 @@ def _check_entry_values(entry: dict) -> None:
     for name in entry["requires_env"]:
         if not isinstance(name, str) or not ENV_RE.match(name):
             raise CatalogError(f"requires_env entry {name!r} is not an environment variable name")
+
+
+def _check_input_map(entry: dict) -> None:
+    """input_map renames schema fields for pass-through adapters: ``{"image_urls": "image"}``
+    sends the list as ``image``; ``"image[0]"`` sends only its first item."""
+    mapping = entry.get("input_map")
+    if not mapping:
+        return
+    if entry["adapter"] not in PASSTHROUGH_ADAPTERS:
+        raise CatalogError("input_map is only used by the "
+                           + " and ".join(sorted(PASSTHROUGH_ADAPTERS)) + " adapters")
+    props = entry["input_schema"]["properties"]
+    for source, target in mapping.items():
+        if source not in props:
+            raise CatalogError(f"input_map field {source!r} is not a property of the input")
+        if not isinstance(target, str) or not INPUT_MAP_TARGET_RE.match(target):
+            raise CatalogError(f"input_map target for {source!r} must be a field name, "
+                               "optionally followed by [0]")
 
 
 def _check_schema(schema: dict) -> None:

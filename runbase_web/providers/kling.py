@@ -1,0 +1,235 @@
+"""Kling AI video API (kling-v3): text2video / image2video tasks, polled until they end.
+
+Wire format: reference/providers-2.md §2. Auth is an HS256 JWT we sign ourselves from the
+access key (`iss`) and the secret key, fresh for every request (stdlib only). Every answer
+is the envelope `{"code", "message", "request_id", "data"}`: `code != 0` is an error even
+with HTTP 200, and HTTP 429 mixes retryable codes (1302/1303) with fatal ones
+(1100–1102, 1304), so errors are classified by `code`, never by the HTTP status alone.
+There is no cancel endpoint.
+
+Frame images (`image_urls`: first frame, then optional last frame) are downloaded through
+the guarded fetcher and sent as raw base64 without a `data:` prefix, which is what Kling
+wants (it calls the prefixed form incorrect); Kling never gets a URL from us.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import requests
+
+from .base import Done, Job, Output, Pending, ProviderError
+from .http import ProviderClient, parse_retry_after
+from .openai import fetch_reference_images
+
+DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+REQUEST_TIMEOUT = 60.0
+#: Kling's limit for `image` / `image_tail`: 10 MB, jpg/jpeg/png only.
+MAX_FRAME_BYTES = 10 * 1024 * 1024
+FRAME_TYPES = frozenset({"image/png", "image/jpeg"})
+REFERENCE_FETCH_TIMEOUT = 30.0
+#: Token lifetime and clock slack, as in Kling's own sample.
+TOKEN_SECONDS = 1800
+CLOCK_SLACK_SECONDS = 5
+
+#: Our `mode` → Kling's. std/pro are documented; 4K is kling-v3's third mode, spelled "4k"
+#: like the other lower-case modes (3rd-party material only; verify against the live docs).
+MODES = {"std": "std", "pro": "pro", "4K": "4k"}
+RUNNING = frozenset({"submitted", "processing"})
+#: Words in `task_status_msg` that mean a risk-control (content) refusal.
+POLICY_WORDS = ("risk", "policy", "sensitive", "safety", "violat", "inappropriate")
+
+#: Kling's documented error codes → (our errorCode, retryable).
+CODES = {
+    1000: ("provider_auth", False), 1001: ("provider_auth", False),
+    1002: ("provider_auth", False), 1003: ("provider_auth", False),
+    1004: ("provider_auth", False),  # a fresh token is signed per request, so not a stale one
+    1100: ("provider_auth", False), 1101: ("provider_auth", False),  # account, arrears
+    1102: ("provider_auth", False), 1103: ("provider_auth", False),  # resource pack, no access
+    1200: ("invalid_input", False), 1201: ("invalid_input", False),
+    1202: ("provider_error", False), 1203: ("provider_error", False),  # bad method, unknown model
+    1300: ("content_rejected", False), 1301: ("content_rejected", False),
+    1302: ("provider_busy", True), 1303: ("provider_busy", True),  # rate, concurrency
+    1304: ("provider_auth", False),  # IP whitelist
+    5000: ("provider_error", True), 5001: ("provider_error", True), 5002: ("provider_error", True),
+}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_jwt(access_key: str, secret_key: str, now: float | None = None) -> str:
+    """An HS256 JWT `{"iss": AK, "exp": now+1800, "nbf": now-5}` signed with the SK."""
+    issued = int(time.time() if now is None else now)
+    header = {"alg": "HS256", "typ": "JWT"}
+    claims = {"iss": access_key, "exp": issued + TOKEN_SECONDS, "nbf": issued - CLOCK_SLACK_SECONDS}
+    signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode())
+                             for part in (header, claims))
+    signature = hmac.new(secret_key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+def error_for_code(code, message: str, retry_after: float | None = None) -> ProviderError:
+    """A ProviderError for a Kling `code` (unknown non-zero codes are final provider errors)."""
+    mapped, retryable = CODES.get(code, ("provider_error", False))
+    return ProviderError(f"Kling refused the request: {message} (code {code})", code=mapped,
+                         retryable=retryable, retry_after=retry_after if retryable else None)
+
+
+class KlingClient(ProviderClient):
+    """HTTP client for the Kling API: a JWT per request, `{code, message}` envelopes."""
+
+    name = "Kling"
+
+    def __init__(self, *, access_key: str, secret_key: str, base_url: str = DEFAULT_BASE_URL,
+                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
+        super().__init__(base_url=base_url, session=session, timeout=timeout)
+        self.access_key = access_key
+        self.secret_key = secret_key
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <jwt>`, signed now (the docs: one token per request)."""
+        return {"Authorization": f"Bearer {make_jwt(self.access_key, self.secret_key)}"}
+
+    def error_for(self, response: requests.Response) -> ProviderError:
+        """Classify by the envelope's `code` when there is one, else by HTTP status."""
+        body = _body(response)
+        if isinstance(body.get("code"), int) and body["code"] != 0:
+            return error_for_code(body["code"], str(body.get("message") or "no details"),
+                                  parse_retry_after(response.headers))
+        return super().error_for(response)
+
+    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+        """(message, code) from `{"code", "message", "request_id"}`."""
+        body = _body(response)
+        if "message" in body:
+            return str(body["message"])[:500], str(body.get("code"))
+        return super().describe_error(response)
+
+    def envelope(self, response: requests.Response) -> dict:
+        """The `data` of a successful answer; `code != 0` (even with HTTP 200) raises."""
+        body = self.json(response)
+        if not isinstance(body, dict):
+            raise ProviderError("Kling sent an answer that is not a JSON object.",
+                                code="provider_bad_response", retryable=True)
+        if not isinstance(body.get("code"), int):
+            raise ProviderError("Kling answered without a result code.",
+                                code="provider_bad_response", retryable=True)
+        if body["code"] != 0:
+            raise error_for_code(body.get("code"), str(body.get("message") or "no details"))
+        data = body.get("data")
+        if not isinstance(data, dict) or not data.get("task_id"):
+            raise ProviderError("Kling answered without a task.", code="provider_bad_response",
+                                retryable=True)
+        return data
+
+
+def _body(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class KlingAdapter:
+    """Runs Kling video models: submit a task once, poll it on the family it was made on."""
+
+    #: Kling videos take minutes; a look every 5 s is plenty (tests shorten it).
+    POLL_SECONDS = 5.0
+
+    def __init__(self, client: KlingClient, fetcher=None, options=None):
+        self.client = client
+        self.fetcher = fetcher
+        self.options = options or {}
+
+    @classmethod
+    def from_context(cls, spec, context) -> "KlingAdapter":
+        """Build from `KLING_ACCESS_KEY`, `KLING_SECRET_KEY` and optional `KLING_BASE_URL`."""
+        access_key = context.env.get("KLING_ACCESS_KEY")
+        secret_key = context.env.get("KLING_SECRET_KEY")
+        if not access_key or not secret_key:
+            raise ProviderError("KLING_ACCESS_KEY and KLING_SECRET_KEY must both be set.",
+                                code="model_unavailable")
+        client = KlingClient(access_key=access_key, secret_key=secret_key,
+                             base_url=context.env.get("KLING_BASE_URL") or DEFAULT_BASE_URL)
+        return cls(client, context.fetcher, context.options)
+
+    def start(self, job: Job) -> Pending:
+        """Create the task; its id (and family) are committed by the worker before polling."""
+        family, body = self.request_for(job)
+        response = self.client.request("POST", f"/v1/videos/{family}", json=body,
+                                       seconds_left=job.seconds_left())
+        return self._pending(job, str(self.client.envelope(response)["task_id"]), family)
+
+    def poll(self, job: Job) -> Done | Pending:
+        """Query the task where it was created: `succeed` has the video, `failed` the reason."""
+        family = (job.upstream_state or {}).get("family", "text2video")
+        response = self.client.request("GET", f"/v1/videos/{family}/{job.upstream_id}",
+                                       seconds_left=job.seconds_left())
+        task = self.client.envelope(response)
+        status = task.get("task_status")
+        if status in RUNNING:
+            return self._pending(job, job.upstream_id, family)
+        if status == "succeed":
+            return Done([_video_output(task)])
+        if status == "failed":
+            raise _task_failure(task)
+        raise ProviderError(f"Kling sent an unknown task status {status!r}.",
+                            code="provider_bad_response", retryable=True)
+
+    def cancel(self, job: Job) -> None:
+        """Nothing to call: Kling documents no cancel endpoint (the task runs to its end)."""
+
+    def request_for(self, job: Job) -> tuple[str, dict]:
+        """(family, body): image2video with frame images (no `aspect_ratio` there: the video
+        follows the image), text2video otherwise. `duration` is a string on the wire."""
+        body = {"model_name": job.spec.upstream, "prompt": job.input["prompt"],
+                "mode": MODES.get(job.input.get("mode", "std"), "std"),
+                "duration": str(job.input.get("duration", 5))}
+        frames = self._frames(job)
+        if not frames:
+            return "text2video", {**body, "aspect_ratio": job.input.get("aspect_ratio", "16:9")}
+        body["image"] = frames[0]
+        if len(frames) > 1:
+            body["image_tail"] = frames[1]
+        return "image2video", body
+
+    def _frames(self, job: Job) -> list[str]:
+        """The frame images as raw base64 (no `data:` prefix), png or jpeg only."""
+        timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
+        images = fetch_reference_images(self.fetcher, job.input.get("image_urls") or [],
+                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout)
+        for index, (_data, kind) in enumerate(images, start=1):
+            if kind not in FRAME_TYPES:
+                raise ProviderError(f"Kling takes only PNG or JPEG frames; image {index} "
+                                    f"is {kind}.", code="invalid_input")
+        return [base64.b64encode(data).decode() for data, _kind in images]
+
+    def _pending(self, job: Job, task_id: str, family: str) -> Pending:
+        # Never sleep past the deadline: the worker fails the run at its next look.
+        wait = self.options.get("poll_seconds", self.POLL_SECONDS)
+        return Pending(task_id, max(min(float(wait), job.seconds_left()), 0.05), {"family": family})
+
+
+def _video_output(task: dict) -> Output:
+    """The first video of a `succeed` task (kept 30 days; the worker fetches it now)."""
+    result = task.get("task_result") if isinstance(task.get("task_result"), dict) else {}
+    videos = result.get("videos") if isinstance(result.get("videos"), list) else []
+    url = videos[0].get("url") if videos and isinstance(videos[0], dict) else None
+    if not isinstance(url, str) or not url:
+        raise ProviderError("The Kling task succeeded without a video URL.",
+                            code="provider_bad_response")
+    return Output("video/mp4", url=url)
+
+
+def _task_failure(task: dict) -> ProviderError:
+    """A failed task: final, `content_rejected` when Kling's risk control said no."""
+    message = str(task.get("task_status_msg") or "no details")[:500]
+    lowered = message.lower()
+    code = "content_rejected" if any(word in lowered for word in POLICY_WORDS) else "provider_error"
+    return ProviderError(f"The Kling task failed: {message}", code=code)

@@ -1,0 +1,189 @@
+"""MiniMax Hailuo video API: create a task, poll it, then resolve its file to a download URL.
+
+Wire format: reference/providers-2.md §4. `Authorization: Bearer <key>`; business errors
+come back as HTTP 200 with `base_resp.status_code != 0` (on create, query and retrieve
+alike), while gateway failures can still be real 401/429/5xx, so both are checked. No
+Retry-After is documented; 1002 (RPM) and 1039 (TPM) mean back off. There is no cancel call
+for v1 video tasks.
+
+The first-frame image is downloaded through the guarded fetcher and sent as a data URL
+(`first_frame_image` takes a URL or a data URL), so MiniMax never gets a URL from us.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+
+import requests
+
+from .base import Done, Job, Output, Pending, ProviderError
+from .http import ProviderClient
+from .openai import fetch_reference_images
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.minimax.io"
+REQUEST_TIMEOUT = 60.0
+#: MiniMax's limit for `first_frame_image`: under 20 MB, JPG/PNG/WebP.
+MAX_FRAME_BYTES = 20 * 1024 * 1024
+FRAME_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+REFERENCE_FETCH_TIMEOUT = 30.0
+#: The catalog prices one 6 s clip; 6 is also the only duration every Hailuo model takes.
+CLIP_SECONDS = 6
+
+RUNNING = frozenset({"Preparing", "Queueing", "Processing"})
+#: `Fail` is documented; the official CLI checks `Failed` and knows `Unknown`.
+FAILED = frozenset({"Fail", "Failed", "Unknown"})
+
+#: `base_resp.status_code` → (our errorCode, retryable), from the error-code page.
+CODES = {
+    1000: ("provider_error", True), 1001: ("provider_timeout", True),
+    1002: ("provider_busy", True), 1004: ("provider_auth", False),
+    1008: ("provider_auth", False),  # balance: the operator's account, not the input
+    1013: ("provider_error", True), 1024: ("provider_error", True),
+    1026: ("content_rejected", False), 1027: ("content_rejected", False),
+    1033: ("provider_error", True), 1039: ("provider_busy", True), 1041: ("provider_busy", True),
+    2013: ("invalid_input", False), 2038: ("provider_auth", False),
+    2049: ("provider_auth", False),
+    2056: ("provider_busy", False),  # a 5-hour usage window: longer than any run's deadline
+    2061: ("provider_error", False),  # model not on the plan
+}
+
+
+def error_for_status(status_code, message: str) -> ProviderError:
+    """A ProviderError for a non-zero `base_resp.status_code` (unknown codes are final)."""
+    mapped, retryable = CODES.get(status_code, ("provider_error", False))
+    return ProviderError(f"MiniMax refused the request: {message} (status_code {status_code})",
+                         code=mapped, retryable=retryable)
+
+
+class MiniMaxClient(ProviderClient):
+    """HTTP client for the MiniMax API: Bearer key, `base_resp` envelopes."""
+
+    name = "MiniMax"
+
+    def __init__(self, *, api_key: str, base_url: str = DEFAULT_BASE_URL,
+                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
+        super().__init__(base_url=base_url, session=session, timeout=timeout)
+        self.api_key = api_key
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <key>` on every request."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+        """(message, code) from `base_resp`, when an HTTP error answer carries one."""
+        base_resp = _base_resp(response)
+        if base_resp.get("status_msg"):
+            return str(base_resp["status_msg"])[:500], str(base_resp.get("status_code"))
+        return super().describe_error(response)
+
+    def checked(self, response: requests.Response) -> dict:
+        """The JSON body of an HTTP 200 answer; a non-zero `base_resp.status_code` raises."""
+        body = self.json(response)
+        if not isinstance(body, dict):
+            raise ProviderError("MiniMax sent an answer that is not a JSON object.",
+                                code="provider_bad_response", retryable=True)
+        base_resp = body.get("base_resp") if isinstance(body.get("base_resp"), dict) else {}
+        status_code = base_resp.get("status_code", 0)
+        if status_code != 0:
+            raise error_for_status(status_code, str(base_resp.get("status_msg") or "no details"))
+        return body
+
+
+def _base_resp(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    base_resp = body.get("base_resp") if isinstance(body, dict) else None
+    return base_resp if isinstance(base_resp, dict) else {}
+
+
+class HailuoAdapter:
+    """Runs Hailuo: create once, poll the task, then turn its `file_id` into a download URL."""
+
+    #: Hailuo clips take a minute or more (the official MCP polls every 20 s); tests shorten it.
+    POLL_SECONDS = 5.0
+
+    def __init__(self, client: MiniMaxClient, fetcher=None, options=None):
+        self.client = client
+        self.fetcher = fetcher
+        self.options = options or {}
+
+    @classmethod
+    def from_context(cls, spec, context) -> "HailuoAdapter":
+        """Build from `MINIMAX_API_KEY` and optional `MINIMAX_BASE_URL`."""
+        api_key = context.env.get("MINIMAX_API_KEY")
+        if not api_key:
+            raise ProviderError("MINIMAX_API_KEY is not set on this server.",
+                                code="model_unavailable")
+        client = MiniMaxClient(api_key=api_key,
+                               base_url=context.env.get("MINIMAX_BASE_URL") or DEFAULT_BASE_URL)
+        return cls(client, context.fetcher, context.options)
+
+    def start(self, job: Job) -> Pending:
+        """Create the task; the worker commits its `task_id` before polling."""
+        response = self.client.request("POST", "/v1/video_generation", json=self.body(job),
+                                       seconds_left=job.seconds_left())
+        task_id = self.client.checked(response).get("task_id")
+        if not task_id:
+            raise ProviderError("MiniMax accepted the request but returned no task_id.",
+                                code="provider_bad_response")
+        return self._pending(job, str(task_id))
+
+    def poll(self, job: Job) -> Done | Pending:
+        """Query the task; on `Success` resolve its file to a fresh download URL."""
+        response = self.client.request("GET", "/v1/query/video_generation",
+                                       params={"task_id": job.upstream_id},
+                                       seconds_left=job.seconds_left())
+        task = self.client.checked(response)
+        status = task.get("status")
+        if status in RUNNING:
+            return self._pending(job, job.upstream_id)
+        if status == "Success":
+            return Done([Output("video/mp4", url=self._download_url(job, task.get("file_id")))])
+        if status in FAILED:
+            raise ProviderError(f"The Hailuo task failed (status {status}).", code="provider_error")
+        log.info("Hailuo task %s has the unknown status %r; polling on", job.upstream_id, status)
+        return self._pending(job, job.upstream_id)
+
+    def cancel(self, job: Job) -> None:
+        """Nothing to call: MiniMax has no cancel for v1 video tasks."""
+
+    def body(self, job: Job) -> dict:
+        """model, prompt, a fixed 6 s duration (what the price covers), and the first frame."""
+        body = {"model": job.spec.upstream, "prompt": job.input["prompt"],
+                "duration": CLIP_SECONDS}
+        timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
+        frames = fetch_reference_images(self.fetcher, job.input.get("image_urls") or [],
+                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout)
+        if frames:
+            data, kind = frames[0]
+            if kind not in FRAME_TYPES:
+                raise ProviderError(f"Hailuo takes JPG, PNG or WebP first frames, not {kind}.",
+                                    code="invalid_input")
+            body["first_frame_image"] = f"data:{kind};base64,{base64.b64encode(data).decode()}"
+        return body
+
+    def _download_url(self, job: Job, file_id) -> str:
+        """`files/retrieve` → `file.download_url` (short-lived: the worker fetches it now).
+        A failure here is retried by polling again, which asks for a fresh URL."""
+        if file_id in (None, ""):
+            raise ProviderError("The Hailuo task succeeded without a file_id.",
+                                code="provider_bad_response")
+        # file_id is a string in the query answer and an int64 here: pass it on as text.
+        response = self.client.request("GET", "/v1/files/retrieve",
+                                       params={"file_id": str(file_id)},
+                                       seconds_left=job.seconds_left())
+        file = self.client.checked(response).get("file")
+        url = file.get("download_url") if isinstance(file, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ProviderError("MiniMax returned the file without a download_url.",
+                                code="provider_bad_response", retryable=True)
+        return url
+
+    def _pending(self, job: Job, task_id: str) -> Pending:
+        # Never sleep past the deadline: the worker fails the run at its next look.
+        wait = self.options.get("poll_seconds", self.POLL_SECONDS)
+        return Pending(task_id, max(min(float(wait), job.seconds_left()), 0.05))

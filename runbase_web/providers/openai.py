@@ -1,0 +1,236 @@
+"""OpenAI Images API (gpt-image-1, gpt-image-1.5, gpt-image-2): one synchronous call per run.
+
+Wire format: reference/providers.md §1. A text-only run is a JSON
+`POST /images/generations`; a run with reference images is a multipart
+`POST /images/edits` whose `image[]` parts are the images, downloaded by us through
+the guarded fetcher (so OpenAI never gets a URL we have not vetted, and private
+addresses stay unreachable). GPT image models always answer with `data[].b64_json`.
+There is no job id and no cancel: closing the connection is the only way to stop one.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+
+import requests
+
+from ..net import FetchError
+from .base import Done, Job, Output, ProviderError
+from .http import ProviderClient, parse_retry_after
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: A 4K gpt-image-2 image can take minutes; the run's deadline bounds this further.
+REQUEST_TIMEOUT = 300.0
+#: The catalog promises "4 MB each" for reference images of every OpenAI model.
+MAX_REFERENCE_BYTES = 4 * 1024 * 1024
+REFERENCE_FETCH_TIMEOUT = 30.0
+
+#: gpt-image-1 and gpt-image-1.5 take only these three fixed sizes (besides `auto`).
+CLASSIC_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
+
+#: gpt-image-2 takes any WxH with both sides divisible by 16, a ratio between 1:3 and 3:1,
+#: at most 3840x2160 (read as: long edge <= 3840, short edge <= 2160), and calls sizes above
+#: 2560x1440 experimental. Each tier is the largest exact-ratio size inside a box:
+#: 1K inside 1536x1024 (the classic sizes), 2K inside 2560x1440 (the largest non-experimental
+#: size), 4K inside 3840x2160 (the documented maximum).
+GPT_IMAGE_2_SIZES = {
+    "1K": {"1:1": "1024x1024", "2:3": "1024x1536", "3:2": "1536x1024", "3:4": "1008x1344",
+           "4:3": "1344x1008", "4:5": "1024x1280", "5:4": "1280x1024", "9:16": "864x1536",
+           "16:9": "1536x864", "21:9": "1456x624"},
+    "2K": {"1:1": "1440x1440", "2:3": "1440x2160", "3:2": "2160x1440", "3:4": "1440x1920",
+           "4:3": "1920x1440", "4:5": "1408x1760", "5:4": "1760x1408", "9:16": "1440x2560",
+           "16:9": "2560x1440", "21:9": "2464x1056"},
+    "4K": {"1:1": "2160x2160", "2:3": "2144x3216", "3:2": "3216x2144", "3:4": "2160x2880",
+           "4:3": "2880x2160", "4:5": "2112x2640", "5:4": "2640x2112", "9:16": "2160x3840",
+           "16:9": "3840x2160", "21:9": "3808x1632"},
+}
+
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg",
+                 "webp": "image/webp"}
+
+
+def size_for(upstream: str, run_input: dict) -> str:
+    """The `size` string for a run: gpt-image-2 by aspect ratio and resolution tier,
+    older models from their three fixed sizes."""
+    aspect_ratio = run_input.get("aspect_ratio", "1:1")
+    if upstream.startswith("gpt-image-2"):
+        table = GPT_IMAGE_2_SIZES[run_input.get("resolution", "1K")]
+    else:
+        table = CLASSIC_SIZES
+    try:
+        return table[aspect_ratio]
+    except KeyError:
+        raise ProviderError(f"{upstream} has no size for aspect ratio {aspect_ratio}.",
+                            code="invalid_input") from None
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The image media type from the file's magic bytes, or None if it is no known image."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None
+
+
+def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int,
+                           timeout: float) -> list[tuple[bytes, str]]:
+    """Download reference images through the guarded fetcher as (bytes, media type).
+
+    A URL we may not or cannot fetch is the user's input problem (`invalid_input`);
+    transient failures (timeouts, 5xx) stay retryable.
+    """
+    if urls and fetcher is None:
+        raise ProviderError("Reference images cannot be downloaded: no fetcher is configured.",
+                            code="provider_error")
+    images = []
+    for index, url in enumerate(urls, start=1):
+        try:
+            fetched = fetcher.get(url, max_bytes=max_bytes, timeout=timeout)
+        except FetchError as error:
+            raise ProviderError(f"Reference image {index} could not be downloaded: {error.message}",
+                                code="invalid_input", retryable=error.retryable) from None
+        media_type = sniff_image_type(fetched.content)
+        if media_type is None:
+            raise ProviderError(f"Reference image {index} is not a PNG, JPEG, WebP or GIF image.",
+                                code="invalid_input")
+        images.append((fetched.content, media_type))
+    return images
+
+
+class OpenAIClient(ProviderClient):
+    """Talks to the OpenAI API with a bearer key; understands its `{"error": {...}}` bodies."""
+
+    name = "OpenAI"
+
+    def __init__(self, *, api_key: str, base_url: str = DEFAULT_BASE_URL,
+                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
+        super().__init__(base_url=base_url, session=session, timeout=timeout)
+        self.api_key = api_key
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <key>` on every request."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+        """(message, code or type) from `{"error": {"message", "type", "param", "code"}}`."""
+        message, _ = super().describe_error(response)
+        error = _error_object(response)
+        code = error.get("code") or error.get("type")
+        if error.get("param"):
+            message = f"{message} (param: {error['param']})"
+        return message, code if isinstance(code, str) else None
+
+    def error_for(self, response: requests.Response) -> ProviderError:
+        """Like the base policy, except that an exhausted quota (429 `insufficient_quota`)
+        is final, and 409 (a conflict the SDKs retry) is retryable."""
+        status = response.status_code
+        message, code = self.describe_error(response)
+        if status == 429 and code == "insufficient_quota":
+            return ProviderError(f"OpenAI answered 429: {message} (the account's quota is "
+                                 "used up; check billing)", code="provider_auth")
+        if status == 409:
+            return ProviderError(f"OpenAI answered 409: {message}", code="provider_error",
+                                 retryable=True, retry_after=parse_retry_after(response.headers))
+        return super().error_for(response)
+
+    def final_code(self, status: int, provider_code: str | None, detail: str) -> str:
+        """Safety refusals (`moderation_blocked`, `image_generation_user_error`) are
+        `content_rejected`; other 4xx answers are the input's fault."""
+        if provider_code in ("moderation_blocked", "image_generation_user_error",
+                             "content_policy_violation"):
+            return "content_rejected"
+        return super().final_code(status, provider_code, detail)
+
+
+def _error_object(response: requests.Response) -> dict:
+    """The `error` object of an OpenAI error body, or {}."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+class OpenAIImagesAdapter:
+    """Runs gpt-image models: generations for text-only runs, edits with reference images."""
+
+    def __init__(self, client: OpenAIClient, fetcher=None):
+        self.client = client
+        self.fetcher = fetcher
+
+    @classmethod
+    def from_context(cls, spec, context) -> "OpenAIImagesAdapter":
+        """Build from `OPENAI_API_KEY` and optional `OPENAI_BASE_URL`."""
+        api_key = context.env.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ProviderError("OPENAI_API_KEY is not set on this server.",
+                                code="model_unavailable")
+        base_url = context.env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return cls(OpenAIClient(api_key=api_key, base_url=base_url), context.fetcher)
+
+    def start(self, job: Job) -> Done:
+        """Generate (or edit) the image in one call and return it."""
+        fields = self.fields(job)
+        urls = job.input.get("image_urls") or []
+        if urls:
+            response = self._edit(job, fields, urls)
+        else:
+            response = self.client.request("POST", "/images/generations", json=fields,
+                                           seconds_left=job.seconds_left())
+        return Done(self.outputs(self.client.json(response)))
+
+    def poll(self, job: Job) -> Done:
+        """Never called: OpenAI image calls are synchronous and leave no upstream job."""
+        raise ProviderError("OpenAI image runs have no upstream job to poll.",
+                            code="provider_error")
+
+    def cancel(self, job: Job) -> None:
+        """Nothing to cancel: OpenAI has no job id and no cancel endpoint."""
+
+    def fields(self, job: Job) -> dict:
+        """The request fields shared by generations and edits."""
+        upstream = job.spec.upstream
+        fields = {"model": upstream, "prompt": job.input["prompt"], "n": 1,
+                  "size": size_for(upstream, job.input)}
+        if job.input.get("quality"):
+            fields["quality"] = job.input["quality"]
+        return fields
+
+    def _edit(self, job: Job, fields: dict, urls: list[str]) -> requests.Response:
+        """`POST /images/edits` as multipart, one repeated `image[]` part per reference."""
+        images = fetch_reference_images(self.fetcher, urls, max_bytes=MAX_REFERENCE_BYTES,
+                                        timeout=min(REFERENCE_FETCH_TIMEOUT,
+                                                    max(job.seconds_left(), 1.0)))
+        extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
+                     "image/gif": "gif"}
+        files = [("image[]", (f"reference-{i}.{extension[kind]}", data, kind))
+                 for i, (data, kind) in enumerate(images, start=1)]
+        form = {key: str(value) for key, value in fields.items()}
+        return self.client.request("POST", "/images/edits", data=form, files=files,
+                                   seconds_left=job.seconds_left())
+
+    def outputs(self, body) -> list[Output]:
+        """Decode every `data[].b64_json` image of an ImagesResponse."""
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ProviderError("OpenAI answered without any image.",
+                                code="provider_bad_response")
+        declared = CONTENT_TYPES.get(str(body.get("output_format") or "png").lower(), "image/png")
+        outputs = []
+        for item in items:
+            encoded = item.get("b64_json") if isinstance(item, dict) else None
+            try:
+                data = base64.b64decode(encoded or "", validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                data = b""
+            if not data:
+                raise ProviderError("OpenAI answered with an image that is not valid base64.",
+                                    code="provider_bad_response")
+            outputs.append(Output(sniff_image_type(data) or declared, data=data))
+        return outputs

@@ -1,0 +1,167 @@
+"""A fake hosted Runbase speaking API.md (not our app): create and read runs, the error
+envelope, Idempotency-Key, and our cancel extension.
+
+State knobs (`state.data`):
+  key            the accepted `sk-` key (default "sk-upstream-test")
+  models         the model ids it offers (default: every id is accepted)
+  balance        micro-USD left on the upstream account (default plenty); a run costs 40000
+  polls_needed   GETs before a run ends (default 1)
+  outcome        "succeed" | "fail" | "never" (default "succeed")
+  kind           "image" | "video"
+Routes for `state.script` ("create", "get", "cancel", "file"): see tests/fakes/replicate.py
+`scripted`; additionally a "create" entry {"sleep_after": s} creates the run, then waits
+before answering (an answer lost to the client's timeout after the upstream accepted it).
+"""
+from __future__ import annotations
+
+import secrets
+import time
+
+from flask import Flask, Response, jsonify, request
+
+from tests.fakes.replicate import add_file, answer, scripted, serve_file
+from tests.fakes.server import FakeState
+
+COST = 40_000
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    """Runbase's error envelope."""
+    response = jsonify({"error": {"message": message, "code": code}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _auth_error(state: FakeState) -> Response | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer sk-"):
+        return _error(401, "missing_api_key", "Send Authorization: Bearer sk-...")
+    if header != f"Bearer {state.data.get('key', 'sk-upstream-test')}":
+        return _error(401, "invalid_api_key", "Invalid API key")
+    return None
+
+
+def _body_error(state: FakeState, body) -> Response | None:
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "Request body is not valid JSON")
+    if not isinstance(body.get("model"), str):
+        return _error(400, "missing_model", "model is required")
+    if not isinstance(body.get("input"), dict):
+        return _error(400, "missing_input", "input is required")
+    models = state.data.get("models")
+    if models is not None and body["model"] not in models:
+        return _error(400, "model_not_found", f"Model '{body['model']}' not found")
+    if not isinstance(body["input"].get("prompt"), str):
+        return _error(400, "invalid_input", "input.prompt: is required")
+    return None
+
+
+def _run_object(run: dict) -> dict:
+    return {key: value for key, value in run.items() if key not in ("polls", "body")}
+
+
+def _advance(state: FakeState, run: dict) -> None:
+    """One GET moves a run along: pending → processing → succeeded or failed."""
+    if run["status"] in ("succeeded", "failed"):
+        return
+    run["polls"] += 1
+    outcome = state.data.get("outcome", "succeed")
+    if outcome == "never" or run["polls"] < state.data.get("polls_needed", 1):
+        run["status"] = "processing"
+    elif outcome == "fail":
+        run.update(status="failed", error="The prompt was blocked by the provider's safety system.",
+                   errorCode="content_rejected")
+    else:
+        run.update(status="succeeded", output={"urls": [add_file(state, state.data.get("kind", "image"))]})
+
+
+def _create_run(state: FakeState, body: dict, idempotency_key: str | None) -> tuple[dict, bool]:
+    """The run for this key (an existing one, returned again) or a new one, charged."""
+    runs = state.data.setdefault("runs", {})
+    keys = state.data.setdefault("idempotency", {})
+    if idempotency_key in keys:
+        return runs[keys[idempotency_key]], False
+    run = {"id": "run_" + secrets.token_hex(12), "model": body["model"], "status": "pending",
+           "costUsd": COST, "input": body["input"], "output": None, "error": None,
+           "errorCode": None, "polls": 0, "body": body}
+    runs[run["id"]] = run
+    if idempotency_key:
+        keys[idempotency_key] = run["id"]
+    state.data["balance"] = state.data.get("balance", 10_000_000) - COST
+    state.data["creates"] = state.data.get("creates", 0) + 1
+    return run, True
+
+
+def _create(state: FakeState, body: dict, key: str | None, sleep_after: float | None):
+    """Create (or, for a known Idempotency-Key, return again) a run, the way API.md says:
+    same key + other body → 422, same key while the first is still answered → 409."""
+    with state.lock:
+        existing = state.data.get("idempotency", {}).get(key) if key else None
+        if existing and state.data["runs"][existing]["body"] != body:
+            return _error(422, "idempotency_key_reused", "Idempotency-Key reused with another body")
+        if key and key in state.data.setdefault("in_flight", set()):
+            return _error(409, "idempotency_key_in_use", "The first request is still in flight")
+        if not existing and state.data.get("balance", 10_000_000) < COST:
+            return _error(402, "insufficient_balance", "Insufficient balance")
+        run, created = _create_run(state, body, key)
+        if key:
+            state.data["in_flight"].add(key)
+    try:
+        if sleep_after:
+            time.sleep(sleep_after)  # accepted, but the answer comes too late for the client
+        return jsonify(_run_object(run)), 201 if created else 200
+    finally:
+        with state.lock:
+            state.data.setdefault("in_flight", set()).discard(key)
+
+
+def make_app(state: FakeState) -> Flask:
+    """The fake upstream Runbase."""
+    app = Flask("fake_runbase")
+
+    @app.post("/api/v1/runs")
+    def create():
+        state.record()
+        entry = state.next_scripted("create") or {}
+        if (scripted_answer := answer(entry)) is not None:
+            return scripted_answer
+        error = _auth_error(state) or _body_error(state, request.get_json(silent=True))
+        if error is not None:
+            return error
+        return _create(state, request.get_json(), request.headers.get("Idempotency-Key"),
+                       entry.get("sleep_after"))
+
+    @app.get("/api/v1/runs/<run_id>")
+    def get(run_id):
+        state.record()
+        if (scripted_answer := scripted(state, "get")) is not None:
+            return scripted_answer
+        if (error := _auth_error(state)) is not None:
+            return error
+        run = state.data.get("runs", {}).get(run_id)
+        if run is None:
+            return _error(404, "run_not_found", f"No run with id '{run_id}' for this account.")
+        with state.lock:
+            _advance(state, run)
+        return jsonify(_run_object(run))
+
+    @app.post("/api/v1/runs/<run_id>/cancel")
+    def cancel(run_id):
+        state.record()
+        if (scripted_answer := scripted(state, "cancel")) is not None:
+            return scripted_answer
+        if (error := _auth_error(state)) is not None:
+            return error
+        run = state.data.get("runs", {}).get(run_id)
+        if run is None:
+            return _error(404, "run_not_found", f"No run with id '{run_id}' for this account.")
+        if run["status"] in ("pending", "processing"):
+            run.update(status="failed", error="Canceled.", errorCode="canceled")
+        return jsonify(_run_object(run))
+
+    @app.get("/files/<name>")
+    def file(name):
+        return scripted(state, "file") or serve_file(state, name)
+
+    return app

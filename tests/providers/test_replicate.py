@@ -1,0 +1,280 @@
+"""Replicate predictions through POST /api/v1/runs, against the fake Replicate server.
+
+Also holds the small helpers the fal and upstream-Runbase tests share (catalog files,
+run creation, ledger reads, the worker restart).
+"""
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from runbase_web.extensions import db
+from runbase_web.models import LedgerEntry, Run, User
+from runbase_web.providers import replicate as replicate_provider
+from runbase_web.providers.base import ProviderError
+from runbase_web.providers.replicate import ReplicateClient, find_urls
+from runbase_web.state import WORKER
+from runbase_web.worker import Worker
+from tests.conftest import wait_for_run
+from tests.fakes import replicate as fake_replicate
+from tests.fakes.server import FakeServer, FakeState
+
+TOKEN = "r8-test"
+PAINTER = {
+    "id": "replicate/acme/painter", "name": "Acme Painter", "kind": "image",
+    "adapter": "replicate", "upstream": "acme/painter",
+    "description": "An operator-added Replicate image model.",
+    "requires_env": ["REPLICATE_API_TOKEN"], "deadline_seconds": 600, "max_attempts": 3,
+    "input_schema": {
+        "type": "object", "required": ["prompt"], "additionalProperties": False,
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1},
+            "aspect_ratio": {"type": "string", "enum": ["1:1", "16:9"], "default": "1:1"},
+            "num_outputs": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
+            "image_urls": {"type": "array", "maxItems": 1,
+                           "items": {"type": "string", "format": "uri"}},
+        },
+    },
+    "input_map": {"image_urls": "image[0]"},
+    "price": {"micros": 3000, "per": "num_outputs"},
+}
+PAINTER_PINNED = {**PAINTER, "id": "replicate/acme/painter-pinned",
+                  "upstream": "acme/painter:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"}
+
+
+# --- helpers shared by the provider tests --------------------------------------------------
+
+
+def write_catalog(tmp_path, entries: list[dict], name: str = "catalog.json") -> str:
+    """An operator override file with these entries; returns its path."""
+    path = tmp_path / name
+    path.write_text(json.dumps({"models": entries}))
+    return str(path)
+
+
+def start_fake(make_app) -> tuple[FakeState, FakeServer]:
+    """A fake provider on 127.0.0.1."""
+    state = FakeState()
+    return state, FakeServer(make_app(state)).start()
+
+
+def create(client, auth, model: str, **input_) -> dict:
+    """Create a run through the API; returns the run object."""
+    input_.setdefault("prompt", "a red fox in the snow")
+    response = client.post("/api/v1/runs", json={"model": model, "input": input_}, headers=auth)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def ledger(app, run_id: str) -> list[tuple[str, int]]:
+    """The run's ledger entries as (kind, amount)."""
+    with app.app_context():
+        return sorted((e.kind, e.amount_micros) for e in db.session.scalars(
+            select(LedgerEntry).where(LedgerEntry.run_id == run_id)))
+
+
+def balance(app, user) -> int:
+    """The user's balance in micro-USD."""
+    with app.app_context():
+        return db.session.get(User, user.id).balance_micros
+
+
+def wait_for_upstream_id(app, run_id: str, timeout: float = 10.0) -> str:
+    """Wait until the worker committed the provider's id for the run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            run = db.session.get(Run, run_id)
+            if run.upstream_id:
+                return run.upstream_id
+        time.sleep(0.02)
+    raise AssertionError("the worker never committed an upstream id")
+
+
+def restart_worker(app) -> None:
+    """Crash the embedded worker between polls and start a fresh one (W2)."""
+    app.extensions.pop(WORKER).stop(wait=False)
+    app.extensions[WORKER] = Worker(app, threads=2).start()
+
+
+def assert_stored(client, run: Run, magic: bytes, offset: int = 0) -> None:
+    """The run succeeded with files we store and serve ourselves."""
+    assert run.status == "succeeded", run.error
+    assert run.output_urls
+    for url in run.output_urls:
+        assert url.startswith("/files/generated/")
+        with client.get(url) as response:
+            assert response.status_code == 200
+            assert response.data[offset:offset + len(magic)] == magic
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch):
+    """Poll the fakes more often than real providers warrant, to keep the suite quick."""
+    monkeypatch.setattr(replicate_provider, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
+
+
+@pytest.fixture
+def fake(app_config, tmp_path):
+    """The fake Replicate server, with the app pointed at it and the painter models added."""
+    state, server = start_fake(fake_replicate.make_app)
+    app_config.update(
+        PROVIDER_ENV={"REPLICATE_API_TOKEN": TOKEN, "REPLICATE_BASE_URL": server.url + "/v1"},
+        FETCH_ALLOW_LOOPBACK=True,
+        CATALOG_PATH=write_catalog(tmp_path, [PAINTER, PAINTER_PINNED]))
+    yield SimpleNamespace(state=state, url=server.url)
+    server.stop()
+
+
+@pytest.fixture
+def short_deadline(fake, app_config, tmp_path):
+    """The painter with a 3 s deadline."""
+    app_config["CATALOG_PATH"] = write_catalog(tmp_path, [{**PAINTER, "deadline_seconds": 3}])
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+def test_prediction_succeeds_with_a_stored_file_and_the_exact_input(fake, app, client, auth, user, worker):
+    run = create(client, auth, "replicate/acme/painter", aspect_ratio="16:9", num_outputs=2,
+                 image_urls=["https://example.com/ref.png"])
+    assert run["costUsd"] == 6000
+    done = wait_for_run(app, run["id"])
+    assert_stored(client, done, PNG)
+    [submit] = fake.state.calls_to("POST", "/v1/models/")
+    assert submit.path == "/v1/models/acme/painter/predictions"
+    assert submit.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert submit.json == {"input": {"prompt": "a red fox in the snow", "aspect_ratio": "16:9",
+                                     "num_outputs": 2, "image": "https://example.com/ref.png"}}
+    assert submit.headers["Cancel-After"].endswith("s")
+    assert all(c.path == f"/v1/predictions/{done.upstream_id}" for c in fake.state.calls_to("GET", "/v1/"))
+    assert fake.state.data["downloaded"]  # fetched from the provider's URL, once
+    assert ledger(app, run["id"]) == [("charge", -6000)]
+
+
+@pytest.mark.parametrize("shape", ["string", "nested"])
+def test_pinned_version_and_other_output_shapes(fake, app, client, auth, worker, shape):
+    fake.state.data.update(output_shape=shape, kind="video")
+    run = create(client, auth, "replicate/acme/painter-pinned")
+    assert_stored(client, wait_for_run(app, run["id"]), b"ftyp", offset=4)
+    [submit] = fake.state.calls_to("POST", "/v1/predictions")
+    assert submit.json["version"] == PAINTER_PINNED["upstream"].split(":")[1]
+    assert submit.json["input"] == {"prompt": "a red fox in the snow", "aspect_ratio": "1:1",
+                                    "num_outputs": 1}
+
+
+def test_failed_prediction_fails_the_run_and_refunds(fake, app, client, auth, user, worker):
+    fake.state.data.update(outcome="fail", error="CUDA out of memory")
+    run = create(client, auth, "replicate/acme/painter")
+    done = wait_for_run(app, run["id"])
+    assert done.status == "failed" and done.error_code == "provider_error"
+    assert "CUDA out of memory" in done.error
+    assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
+    assert balance(app, user) == 1_000_000
+
+
+def test_nsfw_failure_is_content_rejected(fake, app, client, auth, worker):
+    fake.state.data.update(outcome="fail", error="NSFW content detected. Try a different prompt.")
+    done = wait_for_run(app, create(client, auth, "replicate/acme/painter")["id"])
+    assert done.status == "failed" and done.error_code == "content_rejected"
+
+
+def test_invalid_input_at_create_is_final(fake, app, client, auth, worker):
+    fake.state.script["create"].append({"status": 422, "json": {
+        "title": "Input validation failed", "detail": "- input.num_outputs: Must be <= 1",
+        "status": 422}})
+    done = wait_for_run(app, create(client, auth, "replicate/acme/painter")["id"])
+    assert done.status == "failed" and done.error_code == "invalid_input"
+    assert "num_outputs" in done.error and len(fake.state.calls_to("POST", "/v1/")) == 1
+
+
+def test_throttled_create_is_retried_with_one_charge(fake, app, client, auth, user, worker):
+    fake.state.script["create"].append({"status": 429, "json": {
+        "detail": "Request was throttled. Your rate limit resets in ~1s.", "retry_after": 0.3}})
+    run = create(client, auth, "replicate/acme/painter")
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert len(fake.state.calls_to("POST", "/v1/models/")) == 2 and fake.state.data["submits"] == 1
+    assert ledger(app, run["id"]) == [("charge", -3000)]
+
+
+def test_server_errors_and_broken_json_while_polling_are_retried(fake, app, client, auth, worker):
+    fake.state.script["get"].extend([
+        {"status": 503, "json": {"title": "Service Unavailable", "detail": "try again", "status": 503}},
+        {"status": 200, "raw": "{not json"}])
+    done = wait_for_run(app, create(client, auth, "replicate/acme/painter")["id"])
+    assert done.status == "succeeded", done.error
+    assert fake.state.data["submits"] == 1
+
+
+def test_never_finishing_prediction_times_out_is_canceled_and_refunded(short_deadline, fake, app, client,
+                                                                      auth, user, worker):
+    fake.state.data["outcome"] = "never"
+    run = create(client, auth, "replicate/acme/painter")
+    done = wait_for_run(app, run["id"], timeout=15)
+    assert done.status == "failed" and done.error_code == "timeout"
+    cancels = fake.state.calls_to("POST", f"/v1/predictions/{done.upstream_id}/cancel")
+    assert len(cancels) == 1
+    assert fake.state.data["predictions"][done.upstream_id]["status"] == "canceled"
+    assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
+    assert balance(app, user) == 1_000_000
+
+
+def test_worker_stopped_while_polling_resumes_the_same_prediction(fake, app, client, auth, worker):
+    fake.state.data["polls_needed"] = 2
+    run = create(client, auth, "replicate/acme/painter")
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    restart_worker(app)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert done.upstream_id == upstream_id and fake.state.data["submits"] == 1
+    assert len(done.output_urls) == 1
+
+
+def test_expired_output_url_fails_the_run_and_refunds(fake, app, client, auth, worker):
+    fake.state.script["file"].append({"status": 404, "raw": "expired"})
+    run = create(client, auth, "replicate/acme/painter")
+    done = wait_for_run(app, run["id"])
+    assert done.status == "failed" and done.error_code == "output_unavailable"
+    assert done.output_urls is None
+    assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
+
+
+# --- the client alone ---------------------------------------------------------------------
+
+
+class _Response:
+    def __init__(self, status, body, headers=None):
+        self.status_code, self._body, self.headers = status, body, headers or {}
+        self.text, self.reason = json.dumps(body), "x"
+
+    def json(self):
+        return self._body
+
+
+@pytest.mark.parametrize("body, headers, expected", [
+    ({"detail": "Request was throttled. Your rate limit resets in ~30s."}, {}, 30.0),
+    ({"detail": "throttled", "retry_after": 4}, {}, 4.0),
+    ({"detail": "throttled"}, {"Retry-After": "7"}, 7.0),
+    ({"detail": "throttled"}, {}, None),
+])
+def test_throttle_wait_comes_from_the_body_or_the_header(body, headers, expected):
+    error = ReplicateClient(token="t", base_url="http://x").error_for(_Response(429, body, headers))
+    assert isinstance(error, ProviderError) and error.retryable and error.code == "provider_busy"
+    assert error.retry_after == expected
+
+
+def test_output_urls_are_found_however_nested():
+    output = [{"image": "https://a/1.png", "seed": 3}, ["https://a/2.webp", "not a url"], None]
+    assert list(find_urls(output)) == ["https://a/1.png", "https://a/2.webp"]
+    assert list(find_urls("data:image/png;base64,iVBO")) == ["data:image/png;base64,iVBO"]

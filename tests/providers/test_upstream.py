@@ -1,0 +1,144 @@
+"""Public models routed to an upstream hosted Runbase (a fake speaking API.md)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from runbase_web.providers import upstream
+from tests.conftest import wait_for_run
+from tests.fakes import runbase as fake_runbase
+from tests.providers.test_replicate import fast_polls  # noqa: F401 (autouse fixture)
+from tests.providers.test_replicate import (
+    PNG, assert_stored, balance, create, ledger, restart_worker, start_fake, wait_for_upstream_id,
+    write_catalog)
+
+KEY = "sk-upstream-test"
+MODEL = "openai/gpt-image-2"
+PRICE = 50_000  # our price for gpt-image-2 at the default 1K resolution
+
+
+@pytest.fixture
+def fake(app_config):
+    """The fake upstream Runbase; no OpenAI key here, so gpt-image-2 is routed to it."""
+    state, server = start_fake(fake_runbase.make_app)
+    app_config.update(PROVIDER_ENV={"RUNBASE_UPSTREAM_URL": server.url, "RUNBASE_UPSTREAM_KEY": KEY},
+                      FETCH_ALLOW_LOOPBACK=True)
+    yield SimpleNamespace(state=state, url=server.url)
+    server.stop()
+
+
+@pytest.fixture
+def short_deadline(fake, app_config, tmp_path):
+    """gpt-image-2 with a 3 s deadline."""
+    app_config["CATALOG_PATH"] = write_catalog(tmp_path, [{"id": MODEL, "deadline_seconds": 3}])
+
+
+def test_routed_run_succeeds_with_a_stored_file_and_the_exact_request(fake, app, client, auth, user, worker):
+    run = create(client, auth, MODEL, aspect_ratio="16:9", resolution="2K")
+    done = wait_for_run(app, run["id"])
+    assert_stored(client, done, PNG)
+    [create_call] = fake.state.calls_to("POST", "/api/v1/runs")
+    assert create_call.headers["Authorization"] == f"Bearer {KEY}"
+    assert create_call.headers["Idempotency-Key"] == run["id"]
+    # Our input with our defaults applied, so both servers run the same thing.
+    assert create_call.json == {"model": MODEL, "input": {
+        "prompt": "a red fox in the snow", "aspect_ratio": "16:9", "resolution": "2K",
+        "image_urls": []}}
+    assert all(c.path == f"/api/v1/runs/{done.upstream_id}"
+               for c in fake.state.calls_to("GET", "/api/v1/runs/"))
+    assert ledger(app, run["id"]) == [("charge", -run["costUsd"])]
+
+
+def test_upstream_url_with_the_api_prefix_works(fake, app_config, app, client, auth, worker):
+    app.config["PROVIDER_ENV"] = {**app.config["PROVIDER_ENV"],
+                                  "RUNBASE_UPSTREAM_URL": fake.url + "/api/v1/"}
+    done = wait_for_run(app, create(client, auth, MODEL)["id"])
+    assert done.status == "succeeded", done.error
+
+
+def test_failed_upstream_run_fails_ours_with_its_code_and_refunds(fake, app, client, auth, user, worker):
+    fake.state.data["outcome"] = "fail"
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "failed" and done.error_code == "content_rejected"
+    assert "blocked by the provider's safety system" in done.error
+    assert ledger(app, run["id"]) == [("charge", -PRICE), ("refund", PRICE)]
+    assert balance(app, user) == 1_000_000
+
+
+def test_upstream_out_of_balance_is_a_clear_final_error(fake, app, client, auth, user, worker):
+    fake.state.data["balance"] = 0
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "failed" and done.error_code == "provider_error"
+    assert "upstream Runbase account has too little balance" in done.error
+    assert "operator" in done.error and "insufficient_balance" in done.error
+    assert len(fake.state.calls_to("POST", "/api/v1/runs")) == 1
+    assert ledger(app, run["id"]) == [("charge", -PRICE), ("refund", PRICE)]
+
+
+def test_rate_limited_create_is_retried_with_one_charge(fake, app, client, auth, user, worker):
+    fake.state.script["create"].append({"status": 429, "headers": {"Retry-After": "0"}, "json": {
+        "error": {"message": "Rate limit exceeded", "code": "RATE_LIMITED"}}})
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert len(fake.state.calls_to("POST", "/api/v1/runs")) == 2 and fake.state.data["creates"] == 1
+    assert ledger(app, run["id"]) == [("charge", -PRICE)]
+
+
+def test_create_that_times_out_after_the_upstream_accepted_it_is_not_repeated(
+        fake, app, client, auth, worker, monkeypatch):
+    monkeypatch.setattr(upstream, "CREATE_TIMEOUT", 1.0)
+    fake.state.script["create"].append({"sleep_after": 1.3})
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    calls = fake.state.calls_to("POST", "/api/v1/runs")
+    assert len(calls) >= 2 and {c.headers["Idempotency-Key"] for c in calls} == {run["id"]}
+    assert fake.state.data["creates"] == 1  # one upstream run, one upstream charge
+    assert done.upstream_id == next(iter(fake.state.data["runs"]))
+
+
+def test_never_finishing_upstream_run_times_out_is_canceled_and_refunded(short_deadline, fake, app,
+                                                                         client, auth, user, worker):
+    fake.state.data["outcome"] = "never"
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"], timeout=15)
+    assert done.status == "failed" and done.error_code == "timeout"
+    [cancel] = fake.state.calls_to("POST", f"/api/v1/runs/{done.upstream_id}/cancel")
+    assert cancel.headers["Authorization"] == f"Bearer {KEY}"
+    assert fake.state.data["runs"][done.upstream_id]["errorCode"] == "canceled"
+    assert ledger(app, run["id"]) == [("charge", -PRICE), ("refund", PRICE)]
+    assert balance(app, user) == 1_000_000
+
+
+def test_worker_stopped_while_polling_resumes_the_same_upstream_run(fake, app, client, auth, worker):
+    fake.state.data["polls_needed"] = 2
+    run = create(client, auth, MODEL)
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    restart_worker(app)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert done.upstream_id == upstream_id and fake.state.data["creates"] == 1
+
+
+@pytest.fixture
+def forced(fake, app_config, tmp_path):
+    """gpt-image-2 forced upstream although this server has an OpenAI key."""
+    app_config["PROVIDER_ENV"] = {**app_config["PROVIDER_ENV"], "OPENAI_API_KEY": "sk-openai"}
+    app_config["CATALOG_PATH"] = write_catalog(tmp_path, [{"id": MODEL, "adapter": "runbase"}])
+
+
+def test_operator_can_force_a_model_upstream(forced, fake, app, client, auth, worker):
+    done = wait_for_run(app, create(client, auth, MODEL)["id"])
+    assert done.status == "succeeded", done.error
+    assert fake.state.data["creates"] == 1
+
+
+def test_forced_model_may_name_another_upstream_id(tmp_path):
+    spec = SimpleNamespace(id="mine/banana", adapter="runbase", upstream="google/nano-banana-2")
+    assert upstream.upstream_model(spec) == "google/nano-banana-2"
+    assert upstream.upstream_model(SimpleNamespace(id=MODEL, adapter="openai",
+                                                   upstream="gpt-image-2")) == MODEL
