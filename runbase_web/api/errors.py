@@ -37,7 +37,12 @@ def http_error_response(error: HTTPException):
         return error_response(RunbaseError(error.description or "Bad request"))
     messages = {404: "No such API endpoint.", 405: "This endpoint does not accept that method.",
                 413: "The request body is too large.", 429: "Rate limit exceeded"}
-    return error_response(kind(messages[error.code]))
+    response = error_response(kind(messages[error.code]))
+    # Keep what the HTTP error says besides its body, e.g. `Allow` on a 405 (RFC 9110).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def internal_error_response(error: Exception):

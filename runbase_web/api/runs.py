@@ -37,11 +37,12 @@ def _model_and_input(body: dict) -> tuple[str, dict]:
     return model, raw_input
 
 
-def _create(model: str, raw_input: dict) -> Run:
+def _create(body: dict, model: str, raw_input: dict) -> Run:
     return runs.create_run(db.session, catalog=state.catalog(),
                            provider_env=current_app.config["PROVIDER_ENV"],
                            user_id=g.caller.user_id, api_key_id=g.caller.key_id,
-                           model_id=model, raw_input=raw_input, source="api")
+                           model_id=model, raw_input=raw_input, source="api",
+                           webhook_url=body.get("webhook"))
 
 
 def _create_once(body: dict, model: str, raw_input: dict, key: str) -> tuple[Run, bool]:
@@ -51,7 +52,7 @@ def _create_once(body: dict, model: str, raw_input: dict, key: str) -> tuple[Run
     earlier = idempotency.replay(db.session, g.caller.user_id, key, fingerprint)
     if earlier is not None:
         return earlier, True
-    run = _create(model, raw_input)
+    run = _create(body, model, raw_input)
     idempotency.remember(db.session, g.caller.user_id, key, fingerprint, run)
     try:
         db.session.commit()
@@ -71,7 +72,7 @@ def create_run():
     model, raw_input = _model_and_input(body)
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        run, replayed = _create(model, raw_input), False
+        run, replayed = _create(body, model, raw_input), False
         db.session.commit()
     else:
         run, replayed = _create_once(body, model, raw_input, key)

@@ -1,0 +1,117 @@
+"""GET /api/v1/openapi.json: OpenAPI 3.1, built from the catalog schemas the API validates with."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import current_app, jsonify
+
+from .. import state
+from ..services.catalog import Catalog
+from ..urls import public_base_url
+from . import bp
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "code"],
+    "properties": {"message": {"type": "string"}, "code": {"type": "string"}}}}}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_RUN = {"type": "object",
+        "required": ["id", "model", "status", "costUsd", "input", "output", "error", "errorCode",
+                     "createdAt", "startedAt", "completedAt"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^run_"}, "model": {"type": "string"},
+            "status": {"enum": ["pending", "processing", "succeeded", "failed"]},
+            "costUsd": {"type": "integer", "minimum": 0, "description": "micro-USD"},
+            "input": {"type": "object"},
+            "output": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["urls"], "properties": {
+                "urls": {"type": "array", "items": {"type": "string", "format": "uri"}}}}]},
+            "error": {"type": ["string", "null"]}, "errorCode": {"type": ["string", "null"]},
+            "createdAt": {"type": "string", "format": "date-time"}, "startedAt": _TIME, "completedAt": _TIME}}
+_MODEL = {"type": "object", "required": ["id", "name", "provider", "kind", "available", "inputSchema", "price"],
+          "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                         "provider": {"type": "string"}, "kind": {"enum": ["image", "video"]},
+                         "description": {"type": "string"}, "available": {"type": "boolean"},
+                         "unavailableReason": {"type": ["string", "null"]},
+                         "inputSchema": {"type": "object"}, "price": {"type": "object"}}}
+_ACCOUNT = {"type": "object", "required": ["email", "balanceUsd", "apiKey"], "properties": {
+    "email": {"type": "string"}, "balanceUsd": {"type": "integer"},
+    "apiKey": {"type": "object", "properties": {
+        "name": {"type": "string"}, "prefix": {"type": "string"}, "spentUsd": {"type": "integer"},
+        "spendLimitUsd": {"type": ["integer", "null"]}, "remainingUsd": {"type": ["integer", "null"]}}}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    return {str(status): _json(_ref("Error"), "Error") for status in statuses}
+
+
+def _create_body(catalog: Catalog, env: Mapping[str, str]) -> dict:
+    """One alternative per model this server can run: its id as a constant and its input schema."""
+    variants = [{"type": "object", "required": ["model", "input"], "properties": {
+        "model": {"const": spec.id}, "input": spec.input_schema}}
+        for spec in catalog.all() if spec.is_available(env)]
+    return {"required": True, "content": {"application/json": {"schema": {"oneOf": variants}}}}
+
+
+def _paths(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
+    run_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/runs": {
+            "post": {"operationId": "createRun", "summary": "Create a run", "requestBody": _create_body(catalog, env),
+                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                     "schema": {"type": "string", "maxLength": 255}}],
+                     "responses": {"201": _json(_ref("Run"), "Created"),
+                                   **_errors(400, 401, 402, 403, 413, 422, 429)}},
+            "get": {"operationId": "listRuns", "summary": "List runs, newest first", "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {"name": "status", "in": "query", "schema": {"enum": ["pending", "processing", "succeeded", "failed"]}},
+                {"name": "model", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object", "required": ["data", "hasMore", "nextCursor"],
+                                            "properties": {"data": {"type": "array", "items": _ref("Run")},
+                                                           "hasMore": {"type": "boolean"},
+                                                           "nextCursor": {"type": ["string", "null"]}}}, "A page"),
+                              **_errors(400, 401, 403, 404, 429)}}},
+        "/runs/{id}": {"get": {"operationId": "getRun", "summary": "Get a run", "parameters": run_id,
+                               "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429)}}},
+        "/runs/{id}/cancel": {"post": {"operationId": "cancelRun", "summary": "Cancel a run", "parameters": run_id,
+                                       "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429)}}},
+        "/account": {"get": {"operationId": "getAccount", "summary": "Balance and this key's spend",
+                             "responses": {"200": _json(_ref("Account"), "The account"), **_errors(401, 403, 429)}}},
+        "/models": {"get": {"operationId": "listModels", "security": [], "summary": "The model catalog",
+                            "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
+                                "data": {"type": "array", "items": _ref("Model")}}}, "Models")}}},
+        "/models/{provider}/{name}": {"get": {
+            "operationId": "getModel", "security": [], "summary": "One model",
+            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                           for n in ("provider", "name")],
+            "responses": {"200": _json(_ref("Model"), "The model"), **_errors(404)}}},
+    }
+
+
+def build_document(catalog: Catalog, server_url: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document for this server's API and its configured providers."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Runbase API", "version": "1.0.0",
+                 "description": "Runbase-compatible runs API. Money is integer micro-USD."},
+        "servers": [{"url": f"{server_url}/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(catalog, env),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "sk-..."}},
+            "schemas": {"Run": _RUN, "Error": _ERROR, "Model": _MODEL, "Account": _ACCOUNT}},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI description of this API (public)."""
+    return jsonify(build_document(state.catalog(), public_base_url(),
+                                  current_app.config["PROVIDER_ENV"]))
