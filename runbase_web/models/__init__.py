@@ -6,6 +6,7 @@ from .idempotency import IdempotencyRecord
 from .ledger import EntryKind, LedgerEntry
 from .run import ACTIVE_STATUSES, Run, RunStatus
 from .user import User
+from .webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "EntryKind", "IdempotencyRecord", "LedgerEntry", "Run",
-           "RunStatus", "StoredFile", "User", "utcnow"]
+           "RunStatus", "StoredFile", "User", "WebhookAttempt", "WebhookDelivery", "utcnow"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -61,6 +61,15 @@ class Run(Base):
     #: The provider's job id, committed before polling so a restart resumes it.
     upstream_id: Mapped[str | None] = mapped_column(String(255))
     upstream_state: Mapped[dict | None] = mapped_column(JSON)
+    #: The run this one was made from (rerun, edit & rerun, use as reference): lineage.
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    #: https URL notified once when the run ends (API.md, Webhooks).
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    #: Unguessable token of the public /s/<token> page; None when not shared or revoked.
+    share_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: The owner chose to hide the prompt on the shared page.
+    share_hide_prompt: Mapped[bool] = mapped_column(Boolean, default=False)
+    shared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def is_finished(self) -> bool:

@@ -22,3 +22,7 @@ class User(UserMixin, Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     balance_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Secret that signs this account's webhook deliveries (Standard Webhooks, "whsec_...").
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    #: Google's stable subject id once the account has signed in with Google.
+    google_sub: Mapped[str | None] = mapped_column(String(255), unique=True)

@@ -5,18 +5,20 @@ import secrets
 import string
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput, ModelNotFound, RunNotFound
 from ..models import ACTIVE_STATUSES, Run, RunStatus
-from . import ledger
+from . import ledger, webhooks
 from .catalog import Catalog, InputError, ModelSpec, price, validate_input
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The largest seed models accept; a run without one gets a random seed so it can be repeated.
 MAX_SEED = 2_147_483_647
+MAX_WEBHOOK_URL = 2048
 
 
 def now() -> datetime:
@@ -54,23 +56,42 @@ def prepare_input(spec: ModelSpec, raw_input: dict) -> dict:
 
 def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
                user_id: int, api_key_id: int | None, model_id: str, raw_input: dict,
-               source: str = "api") -> Run:
+               source: str = "api", webhook_url: str | None = None,
+               parent_id: str | None = None) -> Run:
     """Create a pending run and charge for it, in the caller's transaction.
 
-    Raises ModelNotFound, InvalidInput, InsufficientBalance or SpendLimitExceeded;
-    the caller rolls back on any of them, so nothing is half-done.
+    `webhook_url` is notified when the run ends; `parent_id` names the user's run this
+    one was made from (lineage). Raises ModelNotFound, InvalidInput, InsufficientBalance
+    or SpendLimitExceeded; the caller rolls back on any of them, so nothing is half-done.
     """
     spec = resolve_model(catalog, model_id, provider_env)
     valid = prepare_input(spec, raw_input)
+    if webhook_url is not None:
+        webhook_url = check_webhook_url(webhook_url)
+    if parent_id is not None:
+        parent_id = get_run(session, user_id, parent_id).id
     cost = price(spec, valid)
     created = now()
     run = Run(id=new_run_id(), user_id=user_id, api_key_id=api_key_id, source=source,
               model=spec.id, input=valid, status=RunStatus.PENDING.value, cost_micros=cost,
-              created_at=created, deadline_at=created + timedelta(seconds=spec.deadline_seconds))
+              created_at=created, deadline_at=created + timedelta(seconds=spec.deadline_seconds),
+              webhook_url=webhook_url, parent_id=parent_id)
     session.add(run)
     session.flush()
     ledger.charge_for_run(session, user_id=user_id, api_key_id=api_key_id, run_id=run.id, cost=cost)
     return run
+
+
+def check_webhook_url(value: object) -> str:
+    """An absolute http(s) URL of sane length. Where it may point (no private or
+    metadata addresses) is checked by net.Fetcher on every delivery, after DNS."""
+    if not isinstance(value, str) or len(value) > MAX_WEBHOOK_URL:
+        raise InvalidInput(f"'webhook' must be an https URL of at most {MAX_WEBHOOK_URL} characters.",
+                           field="webhook")
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInput("'webhook' must be an absolute https URL.", field="webhook")
+    return value
 
 
 def get_run(session: Session, user_id: int, run_id: str) -> Run:
@@ -92,12 +113,18 @@ def mark_succeeded(session: Session, run_id: str, urls: list[str]) -> bool:
     statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
                  .values(status=RunStatus.SUCCEEDED.value, output_urls=urls, completed_at=now(),
                          lease_owner=None, lease_until=None, next_check_at=None))
-    return session.execute(statement).rowcount == 1
+    ended = session.execute(statement).rowcount == 1
+    if ended:
+        webhooks.enqueue_for_run(session, run_id)
+    return ended
 
 
 def mark_failed(session: Session, run_id: str, *, message: str, code: str) -> bool:
     """End an active run as failed with a refund, exactly once (see ledger.fail_and_refund)."""
-    return ledger.fail_and_refund(session, run_id, message=message, code=code)
+    ended = ledger.fail_and_refund(session, run_id, message=message, code=code)
+    if ended:
+        webhooks.enqueue_for_run(session, run_id)
+    return ended
 
 
 def cancel_run(session: Session, user_id: int, run_id: str) -> tuple[Run, bool]:
