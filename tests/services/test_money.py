@@ -1,4 +1,4 @@
-"""Money under concurrency (reliability.md M8, M11, M12), on SQLite and PostgreSQL.
+"""Money under concurrency (reliability.md M8, M9, M10, M11, M12), on SQLite and PostgreSQL.
 
 The conftest checks the M6 invariants after each test; these tests add the
 scenario's own pass criteria.
@@ -51,6 +51,57 @@ def test_m8_concurrent_creates_never_overdraw(app, http_server, make_user, make_
                                     .where(LedgerEntry.kind == EntryKind.CHARGE.value))
         assert charges == 50
         assert db.session.scalar(select(func.count()).select_from(Run)) == 50
+
+
+def _limit_key(app, make_key, owner, name: str, limit_micros: int) -> dict:
+    """Headers for a new key of `owner` with a lifetime spend limit."""
+    from runbase_web.services import keys as key_service
+    full_key = make_key(owner, name)
+    with app.app_context():
+        key_service.find_active_key(db.session, full_key).spend_limit_micros = limit_micros
+        db.session.commit()
+    return {"Authorization": f"Bearer {full_key}"}
+
+
+def _poster(base_url: str, headers_for):
+    def create(index):
+        with requests.Session() as http:
+            response = http.post(f"{base_url}/api/v1/runs", json=SKETCH, headers=headers_for(index),
+                                 timeout=120)
+            return response.status_code, (response.json().get("error") or {}).get("code")
+    return create
+
+
+def _spent(app, headers: dict) -> int:
+    from runbase_web.services import keys as key_service
+    with app.app_context():
+        return key_service.find_active_key(db.session, headers["Authorization"][7:]).spent_micros
+
+
+def test_m9_key_limit_is_exact_under_concurrency(app, http_server, make_user, make_key):
+    payer = make_user(credit_micros=100 * RUN_COST)
+    headers = _limit_key(app, make_key, payer, "limited", 10 * RUN_COST)
+    results = Counter(aligned(100, _poster(http_server, lambda _i: headers)))
+
+    assert results == {(201, None): 10, (403, "api_key_spend_limit_exceeded"): 90}
+    assert _spent(app, headers) == 10 * RUN_COST
+    with app.app_context():
+        assert db.session.get(User, payer.id).balance_micros == 90 * RUN_COST
+
+
+def test_m10_two_limited_keys_share_one_balance(app, http_server, make_user, make_key):
+    payer = make_user(credit_micros=15 * RUN_COST)
+    both = [_limit_key(app, make_key, payer, f"key {n}", 10 * RUN_COST) for n in range(2)]
+    results = aligned(100, _poster(http_server, lambda i: both[i % 2]))
+
+    created = results.count((201, None))
+    assert created == 15
+    assert set(results) <= {(201, None), (402, "insufficient_balance"),
+                            (403, "api_key_spend_limit_exceeded")}
+    assert all(_spent(app, headers) <= 10 * RUN_COST for headers in both)
+    assert sum(_spent(app, headers) for headers in both) == 15 * RUN_COST
+    with app.app_context():
+        assert db.session.get(User, payer.id).balance_micros == 0
 
 
 def _new_run(app, user) -> str:
