@@ -14,8 +14,7 @@ from flask.cli import AppGroup, with_appcontext
 from .config import ConfigError, usd_to_micros
 from .errors import RunbaseError
 from .extensions import db
-from .models import EntryKind
-from .services import accounts, keys, ledger
+from .services import accounts, billing, keys
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 db_group = AppGroup("db", help="Database schema commands.")
@@ -95,13 +94,26 @@ def add_credit(email: str, usd: str, note: str | None):
     """Add (or, negative, remove) credit: a ledger grant or adjustment."""
     user = _user_or_fail(email)
     micros = _dollars(usd, "USD")
-    kind = EntryKind.GRANT if micros > 0 else EntryKind.ADJUST
     try:
-        entry = ledger.credit(db.session, user.id, micros, kind=kind, note=note or "CLI")
+        # The same service as the admin credit page: positive grants, negative adjusts.
+        entry = billing.operator_credit(db.session, user.id, micros, adjust=micros < 0,
+                                        note=note or "CLI")
     except RunbaseError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
     click.echo(f"Balance of {user.email}: {entry.balance_after_micros / 1_000_000:.6f} USD.")
+
+
+@click.command("set-admin")
+@with_appcontext
+@click.argument("email")
+@click.option("--revoke", is_flag=True, help="Take administrator rights away instead.")
+def set_admin(email: str, revoke: bool):
+    """Make an existing account an administrator (admin pages such as /admin/credit)."""
+    user = _user_or_fail(email)
+    user.is_admin = not revoke
+    db.session.commit()
+    click.echo(f"{user.email} is {'no longer' if revoke else 'now'} an administrator.")
 
 
 @click.command("worker")
@@ -125,5 +137,5 @@ def worker(threads: int | None):
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(db_group)
-    for cmd in (create_user, create_key, add_credit, worker):
+    for cmd in (create_user, create_key, add_credit, set_admin, worker):
         app.cli.add_command(cmd)

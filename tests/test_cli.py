@@ -51,3 +51,37 @@ def test_db_upgrade_command_in_a_fresh_data_dir(tmp_path):
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "runbase.db").exists() and (tmp_path / "secret_key").exists()
+
+
+def test_set_admin_grants_and_revokes(app, user):
+    cli = app.test_cli_runner()
+    result = cli.invoke(args=["set-admin", "ALICE@example.com"])
+    assert result.exit_code == 0 and "alice@example.com is now an administrator." in result.output
+    with app.app_context():
+        assert accounts.find_user(db.session, user.email).is_admin
+    result = cli.invoke(args=["set-admin", user.email, "--revoke"])
+    assert result.exit_code == 0 and "no longer" in result.output
+    with app.app_context():
+        assert not accounts.find_user(db.session, user.email).is_admin
+    result = cli.invoke(args=["set-admin", "nobody@example.com"])
+    assert result.exit_code != 0 and "No account" in result.output
+
+
+def test_create_user_admin_flag(app):
+    result = app.test_cli_runner().invoke(args=["create-user", "boss@example.com", "--password", "longenough", "--admin"])
+    assert result.exit_code == 0
+    with app.app_context():
+        assert accounts.find_user(db.session, "boss@example.com").is_admin
+
+
+def test_add_credit_writes_grants_and_adjustments_with_notes(app, user):
+    from runbase_web.models import LedgerEntry
+
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["add-credit", user.email, "2", "--note", "promo"]).exit_code == 0
+    assert cli.invoke(args=["add-credit", user.email, "--", "-0.5"]).exit_code == 0
+    assert "not be zero" in cli.invoke(args=["add-credit", user.email, "0"]).output
+    with app.app_context():
+        rows = [(e.kind, e.amount_micros, e.note) for e in
+                db.session.query(LedgerEntry).filter_by(user_id=user.id).order_by(LedgerEntry.id)]
+    assert rows[1:] == [("grant", 2_000_000, "promo"), ("adjust", -500_000, "CLI")]

@@ -37,6 +37,9 @@ def _ip_allowed(key: ApiKey, address: str | None) -> bool:
         client = ipaddress.ip_address(address or "")
     except ValueError:
         return False
+    # A dual-stack socket reports IPv4 callers as ::ffff:a.b.c.d; the allowlist holds a.b.c.d.
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped is not None:
+        client = client.ipv4_mapped
     return any(client == ipaddress.ip_address(allowed) for allowed in key.ip_allowlist)
 
 

@@ -40,7 +40,7 @@ class LedgerEntry(Base):
     amount_micros: Mapped[int] = mapped_column(BigInteger)
     balance_after_micros: Mapped[int] = mapped_column(BigInteger)
     note: Mapped[str | None] = mapped_column(String(500))
-    #: An outside event this entry records (e.g. a Stripe event id): the database refuses
-    #: a second entry for one event, so a replayed webhook can never credit twice.
+    #: The outside payment this entry records (a Stripe Checkout Session id): the database refuses
+    #: a second entry for one payment, so a replayed webhook can never credit twice.
     external_ref: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

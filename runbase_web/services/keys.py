@@ -1,15 +1,20 @@
-"""API keys: creation (shown once), look-up by hash, listing and deletion."""
+"""API keys: creation (shown once), look-up by hash, listing, settings and deletion."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
 from ..models import ApiKey, utcnow
+from .billing import MICROS_PER_USD, parse_dollars
+from .catalog import format_usd
 
 KEY_PREFIX = "sk-"
 #: Display prefix length: "sk-" plus a few characters, enough to tell keys apart.
@@ -28,11 +33,30 @@ def looks_like_key(value: str) -> bool:
     return value.startswith(KEY_PREFIX) and 20 <= len(value) <= 200
 
 
+#: Largest id an api_keys row can have (a 32-bit INTEGER column).
+MAX_ID = 2**31 - 1
+#: Longest key name (the column's size).
+NAME_MAX = 100
+#: Most addresses one key's allowlist may hold (DESIGN.md §6).
+MAX_ALLOWED_IPS = 10
+#: Highest lifetime spend limit; anything above is surely a typo.
+MAX_SPEND_LIMIT_MICROS = 1_000_000 * MICROS_PER_USD
+_LIST_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def check_name(name: str, *, default: str | None = None) -> str:
+    """A key name, trimmed; empty becomes `default` (or is refused without one)."""
+    name = name.strip() or (default or "")
+    if not name:
+        raise RunbaseError("Give the key a name.", field="name")
+    if len(name) > NAME_MAX:
+        raise RunbaseError(f"Key names are at most {NAME_MAX} characters.", field="name")
+    return name
+
+
 def create_key(session: Session, user_id: int, name: str) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the full key, which is never available again."""
-    name = name.strip() or "Default key"
-    if len(name) > 100:
-        raise RunbaseError("Key names are at most 100 characters.", field="name")
+    name = check_name(name, default="Default key")
     full_key = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(user_id=user_id, name=name, key_hash=hash_key(full_key),
                  prefix=full_key[:DISPLAY_LENGTH], ip_allowlist=[])
@@ -56,6 +80,16 @@ def touch(key: ApiKey) -> None:
         key.last_used_at = now
 
 
+def get_key(session: Session, user_id: int, key_id: int) -> ApiKey | None:
+    """One of the user's undeleted keys, or None (also for other users' keys)."""
+    if not 0 < key_id <= MAX_ID:
+        return None  # a URL's id beyond the column's range is simply not a key
+    key = session.get(ApiKey, key_id)
+    if key is None or key.user_id != user_id or key.deleted_at is not None:
+        return None
+    return key
+
+
 def list_keys(session: Session, user_id: int) -> list[ApiKey]:
     """The user's keys that are not deleted, newest first."""
     return list(session.scalars(select(ApiKey).where(
@@ -64,8 +98,142 @@ def list_keys(session: Session, user_id: int) -> list[ApiKey]:
 
 def delete_key(session: Session, user_id: int, key_id: int) -> bool:
     """Delete one of the user's keys; it stops working at once. False if not theirs."""
-    key = session.get(ApiKey, key_id)
-    if key is None or key.user_id != user_id or key.deleted_at is not None:
+    key = get_key(session, user_id, key_id)
+    if key is None:
         return False
     key.deleted_at = utcnow()
     return True
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+class KeySettingsError(RunbaseError):
+    """Key settings that can't be saved; `errors` maps each bad field to its message."""
+
+    status = 422
+    code = "invalid_input"
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(next(iter(errors.values())), field=next(iter(errors)))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """What the edit form sets on a key, parsed and normalised."""
+
+    name: str
+    ip_allowlist: list[str]
+    spend_limit_micros: int | None
+
+
+def normalize_ip(text: str) -> str:
+    """One allowlist entry in canonical form; IPv4-mapped IPv6 becomes plain IPv4.
+
+    Single addresses only: the API compares the caller's address for equality, so a CIDR
+    range is refused here rather than stored and silently never matched.
+    """
+    if "/" in text:
+        raise ValueError(f"{text} is a range; list single addresses (ranges like "
+                         "10.0.0.0/24 aren't supported).")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text} is not an IPv4 or IPv6 address.") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            raise ValueError(f"{text} has a zone (%…); leave it out.")
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+    return str(address)
+
+
+def parse_ip_allowlist(text: str) -> list[str]:
+    """The allowlist typed in the form (one per line, or separated by commas or spaces):
+    validated, normalised, duplicates dropped, at most MAX_ALLOWED_IPS."""
+    addresses: list[str] = []
+    for entry in filter(None, _LIST_SEPARATORS.split(text)):
+        try:
+            address = normalize_ip(entry)
+        except ValueError as error:
+            raise RunbaseError(str(error), field="ip_allowlist") from None
+        if address not in addresses:
+            addresses.append(address)
+    if len(addresses) > MAX_ALLOWED_IPS:
+        raise RunbaseError(f"A key accepts at most {MAX_ALLOWED_IPS} addresses; "
+                           f"you listed {len(addresses)}.", field="ip_allowlist")
+    return addresses
+
+
+def parse_spend_limit(text: str) -> int | None:
+    """A lifetime limit typed in dollars and cents ("25.50") as micro-USD; empty = none."""
+    if not text.strip():
+        return None
+    return parse_dollars(text, field="spend_limit", decimals=2,
+                         maximum_micros=MAX_SPEND_LIMIT_MICROS)
+
+
+def parse_settings(name: str, ip_allowlist: str, spend_limit: str) -> KeySettings:
+    """Parse the whole edit form, collecting every field's error at once."""
+    errors: dict[str, str] = {}
+    values = {}
+    for field, parse, text in (("name", check_name, name),
+                               ("ip_allowlist", parse_ip_allowlist, ip_allowlist),
+                               ("spend_limit", parse_spend_limit, spend_limit)):
+        try:
+            values[field] = parse(text)
+        except RunbaseError as error:
+            errors[error.field or field] = error.message
+    if errors:
+        raise KeySettingsError(errors)
+    return KeySettings(values["name"], values["ip_allowlist"], values["spend_limit"])
+
+
+def update_settings(session: Session, key: ApiKey, settings: KeySettings) -> None:
+    """Save a key's name, allowlist and limit. The limit is set by a conditional UPDATE,
+    so it is never below what the key has spent, even with runs being created meanwhile."""
+    if settings.spend_limit_micros is not None:
+        lowered = session.execute(
+            update(ApiKey).where(ApiKey.id == key.id,
+                                 ApiKey.spent_micros <= settings.spend_limit_micros)
+            .values(spend_limit_micros=settings.spend_limit_micros)
+            .execution_options(synchronize_session=False))
+        if lowered.rowcount != 1:
+            session.refresh(key)
+            raise KeySettingsError({"spend_limit": (
+                f"This key has already spent {format_usd(key.spent_micros)}; "
+                "the limit can't be lower than that.")})
+    else:
+        key.spend_limit_micros = None
+    key.name = settings.name
+    key.ip_allowlist = list(settings.ip_allowlist)
+    session.flush()
+    session.refresh(key)
+
+
+def set_disabled(session: Session, user_id: int, key_id: int, disabled: bool) -> ApiKey | None:
+    """Disable or re-enable one of the user's keys; None if it is not theirs.
+
+    A disabled key stops authenticating at once; runs it already started finish normally.
+    """
+    key = get_key(session, user_id, key_id)
+    if key is not None:
+        key.disabled = disabled
+    return key
+
+
+def limit_text(micros: int | None) -> str:
+    """A stored limit as the form shows it ("25.50"), or "" for no limit."""
+    if micros is None:
+        return ""
+    dollars, fraction = divmod(micros, MICROS_PER_USD)
+    cents = f"{fraction:06d}".rstrip("0").ljust(2, "0")
+    return f"{dollars}.{cents}"
+
+
+def remaining_limit(key: ApiKey) -> int | None:
+    """What the key may still spend under its limit, or None without a limit."""
+    if key.spend_limit_micros is None:
+        return None
+    return max(key.spend_limit_micros - key.spent_micros, 0)

@@ -7,6 +7,7 @@ transaction, so the check and the change can't be separated by another writer
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
@@ -76,17 +77,46 @@ def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -
 
 
 def credit(session: Session, user_id: int, amount: int, *, kind: EntryKind,
-           note: str | None = None) -> LedgerEntry:
-    """Grant, top up or adjust a balance; a negative adjustment may not go below zero."""
+           note: str | None = None, external_ref: str | None = None) -> LedgerEntry | None:
+    """Grant, top up or adjust a balance; a negative adjustment may not go below zero.
+
+    With `external_ref` (an outside event, e.g. a Stripe Checkout session id) the credit
+    happens at most once per ref: a second call, even one racing the first from another
+    transaction, changes nothing and returns None.
+    """
     if kind in (EntryKind.CHARGE, EntryKind.REFUND):
         raise ValueError("charges and refunds belong to runs")
     if amount == 0:
         raise RunbaseError("The amount must not be zero.")
+    if external_ref is None:
+        return _credit_now(session, user_id, amount, kind, note, None)
+    if _already_recorded(session, external_ref):
+        return None
+    try:
+        # A savepoint, so losing the race on the UNIQUE ref undoes only this credit's
+        # balance change, not the caller's transaction.
+        with session.begin_nested():
+            entry = _credit_now(session, user_id, amount, kind, note, external_ref)
+            session.flush()
+    except IntegrityError:
+        if _already_recorded(session, external_ref):
+            return None
+        raise
+    return entry
+
+
+def _already_recorded(session: Session, external_ref: str) -> bool:
+    return session.scalar(select(LedgerEntry.id)
+                          .where(LedgerEntry.external_ref == external_ref)) is not None
+
+
+def _credit_now(session: Session, user_id: int, amount: int, kind: EntryKind,
+                note: str | None, external_ref: str | None) -> LedgerEntry:
     balance = _move(session, user_id, amount, require_funds=amount < 0)
     if balance is None:
         raise InsufficientBalance("That adjustment would take the balance below zero.")
     entry = LedgerEntry(user_id=user_id, kind=kind.value, amount_micros=amount,
-                        balance_after_micros=balance, note=note)
+                        balance_after_micros=balance, note=note, external_ref=external_ref)
     session.add(entry)
     return entry
 

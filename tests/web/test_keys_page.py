@@ -43,7 +43,7 @@ def test_created_key_is_shown_once_then_only_its_prefix(signed_in):
 def test_list_shows_last_used_after_api_use(signed_in, user, make_key):
     full_key = make_key(user, "ci")
     assert api_status(signed_in, full_key) == 404
-    row = re.search(r"<tr>\s*<td>ci</td>.*?</tr>", signed_in.get("/settings/keys").text, re.S)
+    row = re.search(r"<tr data-key-id=\"\d+\">\s*<td>ci</td>.*?</tr>", signed_in.get("/settings/keys").text, re.S)
     assert row and "just now" in row.group(0) and "never" not in row.group(0)
 
 
