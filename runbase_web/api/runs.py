@@ -95,13 +95,6 @@ def get_run(run_id: str):
     return jsonify(run_to_api(run, public_base_url()))
 
 
-def _cancel_upstream(run: Run) -> None:
-    """Best effort: tell an async provider to stop a job we no longer want."""
-    if run.upstream_id is None:
-        return
-    from ..worker.execute import cancel_upstream
-    cancel_upstream(current_app._get_current_object(), run)
-
 
 @bp.post("/runs/<run_id>/cancel")
 @runs_rate_limit
@@ -111,7 +104,7 @@ def cancel_run(run_id: str):
     run, canceled = runs.cancel_run(db.session, g.caller.user_id, run_id)
     db.session.commit()
     if canceled:
-        _cancel_upstream(run)
+        state.after_cancel(run)
     return jsonify(run_to_api(run, public_base_url()))
 
 

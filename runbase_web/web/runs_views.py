@@ -1,4 +1,172 @@
-"""Runs gallery, run page, compare (filled in by the runs-pages feature)."""
+"""Runs gallery, run page (status, lineage, actions, copy as code) and compare.
+
+Reruns go through services.runs.create_run, the same path and ledger as every run.
+"""
 from __future__ import annotations
 
-from . import bp  # noqa: F401
+import copy
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import htmx, state
+from ..errors import RunbaseError, RunNotFound
+from ..extensions import db
+from ..models import Run, User
+from ..playground.presenters import output_items
+from ..services import history, runs, snippets
+from ..services.catalog import format_usd
+from ..urls import public_base_url
+from . import bp
+
+
+@bp.app_template_filter("input_value")
+def input_value(value) -> str:
+    """An input value as text (lists one item a line, a missing field as a dash)."""
+    return history.display_value(value)
+
+
+@bp.app_template_filter("run_thumbnail")
+def run_thumbnail(run: Run):
+    """The run's first output to show in a tile, or None."""
+    return history.thumbnail(run)
+
+
+def _own_run(run_id: str) -> Run:
+    """The signed-in account's run; anyone else's is a 404, like a missing one."""
+    try:
+        return runs.get_run(db.session, current_user.id, run_id)
+    except RunNotFound:
+        abort(404, description="There is no run with this id in your account.")
+
+
+def _fragment(template: str, **context):
+    """An htmx fragment whose URL also serves a full page: caches must keep both."""
+    return htmx.vary_on_htmx(current_app.make_response(render_template(template, **context)))
+
+
+# --- gallery ---------------------------------------------------------------------------------
+
+
+@bp.get("/runs")
+@login_required
+def runs_page():
+    """Every run of the account, newest first, filtered; htmx gets just the tiles."""
+    filters = history.parse_filters(request.args)
+    try:
+        page, next_cursor = history.gallery_page(db.session, current_user.id, state.catalog(),
+                                                 filters, after=request.args.get("after"))
+    except RunNotFound:
+        abort(404, description="That page of runs no longer exists; start from the first page.")
+    context = {"runs": page, "filters": filters, "next_cursor": next_cursor,
+               "first_page": not request.args.get("after")}
+    if htmx.is_htmx():
+        return _fragment("runs/_page.html", **context)
+    return htmx.vary_on_htmx(current_app.make_response(render_template(
+        "runs/page.html", models=history.used_models(db.session, current_user.id),
+        statuses=history.STATUSES, kinds=history.KINDS, **context)))
+
+
+@bp.get("/runs/<run_id>/tile")
+@login_required
+def run_tile(run_id: str):
+    """One gallery tile's body; an active run's tile polls this until the run ends."""
+    run = _own_run(run_id)
+    if not htmx.is_htmx():
+        return htmx.vary_on_htmx(redirect(url_for(".run_page", run_id=run.id), 303))
+    return _fragment("runs/_tile_body.html", run=run)
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+def _live_context(run: Run) -> dict:
+    """What the polled status part of the run page shows."""
+    spec = state.catalog().get(run.model)
+    return {"run": run, "spec": spec, "outputs": output_items(run, public_base_url()),
+            "steps": history.status_history(run), "durations": history.durations(run),
+            "kind": history.run_kind(run, state.catalog())}
+
+
+@bp.get("/runs/<run_id>")
+@login_required
+def run_page(run_id: str):
+    """One run: outputs, status history, input, lineage, actions and copy-as-code."""
+    run = _own_run(run_id)
+    family = history.lineage(db.session, run)
+    base_url = public_base_url()
+    context = _live_context(run)
+    return render_template(
+        "runs/run.html", lineage=family,
+        changes=history.run_diff(family.parent, run) if family.parent else [],
+        inputs=history.input_rows(run.input, context["spec"]),
+        curl=snippets.curl_snippet(base_url, run.model, run.input),
+        python=snippets.python_snippet(base_url, run.model, run.input), **context)
+
+
+@bp.get("/runs/<run_id>/live")
+@login_required
+def run_live(run_id: str):
+    """The run page's status part; it polls this every second while the run is active."""
+    run = _own_run(run_id)
+    if not htmx.is_htmx():
+        return htmx.vary_on_htmx(redirect(url_for(".run_page", run_id=run.id), 303))
+    # A run that just failed was refunded: the header's balance changes too.
+    balance = (db.session.get(User, current_user.id, populate_existing=True).balance_micros
+               if run.is_finished else None)
+    return _fragment("runs/_live.html", balance=balance, **_live_context(run))
+
+
+@bp.post("/runs/<run_id>/rerun")
+@login_required
+def rerun(run_id: str):
+    """A new run with this run's model and input, made from it (lineage), paid as usual."""
+    parent = _own_run(run_id)
+    try:
+        child = runs.create_run(db.session, catalog=state.catalog(),
+                                provider_env=current_app.config["PROVIDER_ENV"],
+                                user_id=current_user.id, api_key_id=None, model_id=parent.model,
+                                raw_input=copy.deepcopy(parent.input), source="playground",
+                                parent_id=parent.id)
+        db.session.commit()
+    except RunbaseError as error:
+        db.session.rollback()
+        flash(f"Couldn't rerun: {error.message}", "error")
+        return redirect(url_for(".run_page", run_id=parent.id), 303)
+    state.wake_worker()
+    return redirect(url_for(".run_page", run_id=child.id), 303)
+
+
+@bp.post("/runs/<run_id>/cancel")
+@login_required
+def cancel(run_id: str):
+    """Cancel an active run (it fails as canceled and is refunded), then show it again."""
+    run, canceled = runs.cancel_run(db.session, current_user.id, _own_run(run_id).id)
+    db.session.commit()
+    if canceled:
+        state.after_cancel(run)
+        flash(f"Run canceled: refunded {format_usd(run.cost_micros)} to your balance.", "info")
+    else:
+        flash(f"The run had already {run.status}; nothing to cancel.", "info")
+    return redirect(url_for(".run_page", run_id=run.id), 303)
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+
+@bp.get("/runs/compare")
+@login_required
+def compare_runs():
+    """2–4 of the account's runs side by side, differing input fields highlighted."""
+    try:
+        run_ids = history.parse_compare_ids(request.args.getlist("ids"))
+    except history.CompareError as error:
+        return render_template("runs/compare.html", error=str(error), runs=[], rows=[]), 400
+    try:
+        compared = history.compare_runs(db.session, current_user.id, run_ids)
+    except RunNotFound:
+        abort(404, description="One of these runs does not exist in your account.")
+    base_url = public_base_url()
+    return render_template("runs/compare.html", error=None, runs=compared,
+                           outputs={run.id: output_items(run, base_url) for run in compared},
+                           rows=history.compare_rows(compared))
