@@ -19,6 +19,8 @@ PER_UNIT = {"num_images": "image", "duration": "s"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov")
 #: Errors that don't belong to one field are shown at the top of the form under this key.
 FORM_ERROR = "_form"
+#: The seed control: a random seed for every run, or the same seed again.
+SEED_MODES = ("new", "keep")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,28 @@ def default_values(fields: list[FormField]) -> dict[str, Any]:
             values[field.name] = "\n".join(field.default or [])
         else:
             values[field.name] = "" if field.default is None else str(field.default)
+    return values
+
+
+def input_values(spec: ModelSpec, run_input: Mapping) -> dict[str, Any]:
+    """Form values showing a typed run input (a past run, a recipe, a shared run).
+
+    Fields the model doesn't have are left out and missing ones get their defaults, so
+    an input from anywhere yields a form of this model and nothing else.
+    """
+    fields = form_fields(spec)
+    values = default_values(fields)
+    for field in fields:
+        if field.name not in run_input:
+            continue
+        value = run_input[field.name]
+        if field.widget == "checkbox":
+            values[field.name] = value is True
+        elif field.widget == "url_list":
+            items = value if isinstance(value, list) else [value]
+            values[field.name] = "\n".join(str(item) for item in items)
+        else:
+            values[field.name] = "" if value is None else str(value)
     return values
 
 
@@ -117,20 +141,49 @@ def output_items(run: Run, base_url: str) -> list[dict[str, Any]]:
             for path in run.output_urls or []]
 
 
+def run_seed(run: Run) -> int | None:
+    """The seed a run used, when its model takes one."""
+    seed = (run.input or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def card_context(run: Run, catalog: Catalog, base_url: str) -> dict[str, Any]:
     """Everything the status card shows about one run."""
+    outputs = output_items(run, base_url)
     return {"run": run, "spec": catalog.get(run.model),
             "prompt": (run.input or {}).get("prompt", ""),
-            "outputs": output_items(run, base_url),
+            "outputs": outputs, "seed": run_seed(run),
+            "can_reference": bool(outputs) and not outputs[0]["is_video"],
             "elapsed": run_summary(run)["elapsed_seconds"]}
 
 
+def multi_options(catalog: Catalog, spec: ModelSpec, env: Mapping[str, str]) -> list[ModelOption]:
+    """The models a form's input may also be run on: same kind, available here."""
+    return [ModelOption(other, (), price_label(other)) for other in catalog.all()
+            if other.kind == spec.kind and other.is_available(env)]
+
+
 def form_context(spec: ModelSpec, env: Mapping[str, str], *, values: dict | None = None,
-                 errors: dict | None = None, form: Mapping | None = None) -> dict[str, Any]:
-    """Everything the run form shows for one model, with defaults or the posted values."""
+                 errors: dict | None = None, form: Mapping | None = None,
+                 parent_id: str | None = None, seed_mode: str = "new",
+                 catalog: Catalog | None = None, multi: Mapping | None = None,
+                 notice: str | None = None) -> dict[str, Any]:
+    """Everything the run form shows for one model, with defaults or the posted values.
+
+    `parent_id` is the run the form was restored from (lineage); `seed_mode` is "new" (a
+    random seed each run) or "keep". With `catalog`, the form offers "Multiple models";
+    `multi` is its state as posted ({"on", "models", "errors"}).
+    """
     fields = form_fields(spec)
     values = values if values is not None else default_values(fields)
     micros, price_error = estimate(spec, form if form is not None else values)
+    multi = dict(multi or {})
     return {"spec": spec, "fields": fields, "values": values, "errors": errors or {},
             "missing_env": spec.missing_env(env), "price_micros": micros,
-            "price_error": price_error}
+            "price_error": price_error, "parent_id": parent_id,
+            "seed_mode": seed_mode if seed_mode in SEED_MODES else "new",
+            "multi_options": multi_options(catalog, spec, env) if catalog is not None else [],
+            "multi_on": bool(multi.get("on")),
+            "multi_models": list(multi.get("models") or [spec.id]),
+            "multi_errors": dict(multi.get("errors") or {}),
+            "restore_notice": notice}

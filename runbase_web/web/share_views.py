@@ -1,4 +1,154 @@
-"""Public share pages /s/<token> (filled in by the sharing feature)."""
+"""Share links: the owner's share / revoke actions (the run page's share panel) and the
+public page /s/<token> with its outputs, for anyone holding the link.
+
+The public side shows outputs, model and (unless hidden) the prompt: never the owner,
+the run id or anything else of the account. Its output files are served through the
+token too, with the PNG recipe rewritten to point at the share page instead of the run.
+"""
 from __future__ import annotations
 
-from . import bp  # noqa: F401
+from flask import (Response, abort, current_app, redirect, render_template, request, send_file,
+                   url_for)
+from flask_login import current_user, login_required
+
+from .. import htmx, recipe, state
+from ..errors import RunbaseError, RunNotFound
+from ..extensions import db
+from ..models import Run
+from ..playground.presenters import VIDEO_EXTENSIONS
+from ..services import files, sharing
+from ..urls import public_base_url
+from . import bp
+
+#: Endpoints answered for anonymous visitors holding a link: no referrer, no indexing.
+PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output"})
+#: Shared files may be cached briefly; after a revoke they stop being served.
+SHARED_FILE_MAX_AGE = 60
+DESCRIPTION_CHARS = 200
+
+
+@bp.after_request
+def _private_link_headers(response: Response) -> Response:
+    """The token is in the URL: don't send it on as a referrer, and keep it out of search."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@bp.app_template_global("share_url")
+def share_url(run: Run) -> str | None:
+    """The absolute public link of a shared run, or None when it is not shared."""
+    if not run.share_token:
+        return None
+    return public_base_url() + url_for("web.shared_run", token=run.share_token)
+
+
+# --- the owner's actions -------------------------------------------------------------------
+
+
+def _panel(run: Run, error: str | None = None):
+    """The share panel after an action: the fragment for htmx, the run page otherwise."""
+    if not htmx.is_htmx():
+        return redirect(url_for("web.run_page", run_id=run.id), 303)
+    return htmx.vary_on_htmx(current_app.make_response(
+        render_template("share/_panel.html", run=run, share_error=error)))
+
+
+@bp.post("/runs/<run_id>/share")
+@login_required
+def share_run(run_id: str):
+    """Share the run (a new unguessable link), or change whether its prompt is hidden."""
+    hide_prompt = request.form.get("hide_prompt", "") not in ("", "0", "false", "off")
+    try:
+        run = sharing.share_run(db.session, current_user.id, run_id, hide_prompt=hide_prompt)
+        db.session.commit()
+    except RunNotFound:
+        abort(404)
+    except RunbaseError as error:
+        db.session.rollback()
+        return _panel(db.session.get(Run, run_id), error.message)
+    return _panel(run)
+
+
+@bp.post("/runs/<run_id>/share/revoke")
+@login_required
+def revoke_share(run_id: str):
+    """Stop sharing: the link answers 404; sharing again makes a new link."""
+    try:
+        run = sharing.revoke_share(db.session, current_user.id, run_id)
+        db.session.commit()
+    except RunNotFound:
+        abort(404)
+    return _panel(run)
+
+
+# --- the public page -----------------------------------------------------------------------
+
+
+def _shared_or_404(token: str) -> Run:
+    run = sharing.find_shared(db.session, token)
+    if run is None:
+        abort(404, description="This link is not shared (any more).")
+    return run
+
+
+def _shared_outputs(run: Run, base_url: str) -> list[dict]:
+    """The run's outputs as addressed through the token (never the owner's file URLs)."""
+    items = []
+    for index, path in enumerate(run.output_urls or []):
+        src = url_for("web.shared_output", token=run.share_token, index=index)
+        items.append({"src": src, "url": base_url + src,
+                      "is_video": path.lower().endswith(VIDEO_EXTENSIONS)})
+    return items
+
+
+@bp.get("/s/<token>")
+def shared_run(token: str):
+    """The public page of a shared run, with link-preview (OpenGraph/Twitter) tags."""
+    run = _shared_or_404(token)
+    base_url = public_base_url()
+    spec = state.catalog().get(run.model)
+    prompt = sharing.shared_prompt(run)
+    outputs = _shared_outputs(run, base_url)
+    model_name = spec.name if spec is not None else run.model
+    description = (prompt[:DESCRIPTION_CHARS] + ("…" if len(prompt) > DESCRIPTION_CHARS else "")
+                   if prompt else f"Made with {model_name} on Runbase.")
+    return render_template(
+        "share/page.html", run=run, spec=spec, model_name=model_name, prompt=prompt,
+        outputs=outputs, description=description,
+        page_url=base_url + url_for("web.shared_run", token=token),
+        image=next((item for item in outputs if not item["is_video"]), None),
+        video=next((item for item in outputs if item["is_video"]), None))
+
+
+@bp.get("/s/<token>/outputs/<int:index>")
+def shared_output(token: str, index: int):
+    """One output of a shared run. PNGs carry a recipe without the run id (and without
+    the prompt when it is hidden); other files are sent as stored."""
+    run = _shared_or_404(token)
+    paths = run.output_urls or []
+    if index >= len(paths):
+        abort(404)
+    name = paths[index].removeprefix(files.URL_PREFIX)
+    row = files.find_file(db.session, name)
+    path = state.storage().path(name) if row is not None else None
+    if path is None:
+        abort(404)
+    if row.content_type != "image/png":
+        response = send_file(path, mimetype=row.content_type, conditional=True)
+    else:
+        response = Response(_public_png(run, path.read_bytes()), mimetype="image/png")
+    response.cache_control.public = True
+    response.cache_control.max_age = SHARED_FILE_MAX_AGE
+    return response
+
+
+def _public_png(run: Run, data: bytes) -> bytes:
+    """The PNG with the recipe a stranger may see: model, shared input, share page."""
+    public = {"model": run.model, "input": sharing.shared_input(run),
+              "run": public_base_url() + url_for("web.shared_run", token=run.share_token)}
+    try:
+        return recipe.embed_png_recipe(data, public)
+    except ValueError:
+        return recipe.strip_png_recipe(data)

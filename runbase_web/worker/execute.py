@@ -11,13 +11,14 @@ import random
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from .. import faults, net, state
+from .. import faults, net, recipe, state
 from ..extensions import db
 from ..models import Run
 from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
 from ..services.catalog import ModelSpec
+from ..urls import public_base_url
 from .claim import release
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
     try:
         for output in result.outputs:
             data, content_type = _output_bytes(app, output)
+            data = _with_recipe(run, data, content_type)
             rows.append(files.store_output(session, storage, user_id=run.user_id, run_id=run.id,
                                            data=data, content_type=content_type))
     except (ProviderError, ValueError) as error:
@@ -150,6 +152,18 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
     if not runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows]):
         files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
     session.commit()
+
+
+def _with_recipe(run: Run, data: bytes, content_type: str) -> bytes:
+    """PNG outputs carry their run's recipe (recipe.py), whichever provider made them."""
+    if content_type != "image/png":
+        return data
+    try:
+        return recipe.embed_png_recipe(data, recipe.recipe_for_run(run, public_base_url()))
+    except ValueError as error:
+        # A PNG whose chunks we can't walk is still the provider's result: keep it as is.
+        log.warning("run %s: no recipe embedded in a PNG output: %s", run.id, error)
+        return data
 
 
 #: Provider URLs often expire soon, and videos are large: allow a long download.

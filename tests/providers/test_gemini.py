@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from runbase_web import recipe
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.providers.gemini import GeminiClient, VeoAdapter, parse_duration
@@ -107,7 +108,8 @@ def test_every_image_model_succeeds_with_the_final_image(fake, app, client, auth
     assert call.json["generationConfig"]["responseModalities"] == ["IMAGE"]
     assert call.json["generationConfig"].get("imageConfig", {}) == image_config
     (url,) = body["output"]["urls"]
-    assert stored(client, url) == fake.data["last_image"]  # not the thought image before it
+    # The stored PNG is the provider's (not the thought image before it) plus our recipe chunk.
+    assert recipe.strip_png_recipe(stored(client, url)) == fake.data["last_image"]
     assert ledger(app, body["id"]) == [("charge", -body["costUsd"])]
 
 

@@ -267,8 +267,8 @@ def test_card_of_another_users_run_is_404(app, signed_in, client, make_user):
     run_id = run_id_of(create(signed_in, SKETCH))
     other = app.test_client()
     sign_in(other, make_user("mallory@example.com").email)
-    for url in (f"/playground/runs/{run_id}/card", f"/playground/runs/{run_id}"):
-        assert other.get(url, headers=HTMX).status_code == 404
+    assert other.get(f"/playground/runs/{run_id}/card", headers=HTMX).status_code == 404
+    assert other.get(f"/runs/{run_id}").status_code == 404
     assert signed_in.get("/playground/runs/run_doesnotexist/card", headers=HTMX).status_code == 404
 
 
@@ -286,7 +286,7 @@ def test_active_card_htmx_and_plain(signed_in):
     assert "<html" not in fragment.text and 'hx-trigger="load delay:1s"' in card_root(fragment.text)
     assert 'id="nav-balance"' not in fragment.text  # nothing to refresh while it runs
     plain = signed_in.get(f"/playground/runs/{run_id}/card")
-    assert plain.status_code == 303 and plain.headers["Location"] == f"/playground/runs/{run_id}"
+    assert plain.status_code == 303 and plain.headers["Location"] == f"/runs/{run_id}"
     assert "HX-Request" in plain.headers["Vary"]
 
 
@@ -325,8 +325,9 @@ def test_failed_card_shows_error_and_refund(app, signed_in, user, worker):
     assert balance_of(app, user.id) == 1_000_000
 
 
-def test_run_page_and_dashboard_link(app, signed_in):
+def test_old_run_page_address_redirects_to_the_run_page(app, signed_in):
     run_id = run_id_of(create(signed_in, SKETCH))
-    page = signed_in.get(f"/playground/runs/{run_id}")
+    old = signed_in.get(f"/playground/runs/{run_id}")
+    assert old.status_code == 302 and old.headers["Location"] == f"/runs/{run_id}"
+    page = signed_in.get(old.headers["Location"])
     assert page.status_code == 200 and run_id in page.text and "<html" in page.text
-    assert f'href="/playground/runs/{run_id}"' in signed_in.get("/dashboard").text

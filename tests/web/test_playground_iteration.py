@@ -1,0 +1,348 @@
+"""Iterating in the Playground over the test client: restoring a run (?from=), using an
+output as a reference (?reference=), a recipe (POST /playground/restore), the seed
+control, the card actions and running one form on several models."""
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pytest
+
+from runbase_web.extensions import db
+from runbase_web.models import Run
+from runbase_web.services import runs
+from tests.web import HTMX, balance_of, run_count, sign_in
+
+SKETCH = {"model": "local/sketch", "prompt": "a lighthouse at dusk"}
+
+
+@pytest.fixture
+def signed_in(client, user):
+    sign_in(client, user.email)
+    return client
+
+
+def create(client, data, status=201):
+    response = client.post("/playground/runs", data=data, headers=HTMX)
+    assert response.status_code == status, response.text
+    return response
+
+
+def run_ids(response) -> list[str]:
+    return re.findall(r'<article id="run-(run_[a-z0-9]+)"', response.text)
+
+
+def stored(app, run_id) -> Run:
+    with app.app_context():
+        return db.session.get(Run, run_id)
+
+
+def finish(app, run_id, urls) -> None:
+    """End a run as succeeded with these output paths (no worker needed)."""
+    with app.app_context():
+        assert runs.mark_succeeded(db.session, run_id, urls)
+        db.session.commit()
+
+
+def input_value(page: str, name: str) -> str | None:
+    match = re.search(rf'<input id="f-{name}"[^>]*value="([^"]*)"', page, re.S)
+    return html.unescape(match.group(1)) if match else None
+
+
+def textarea(page: str, name: str) -> str:
+    return html.unescape(re.search(rf'<textarea id="f-{name}"[^>]*>([^<]*)</textarea>', page).group(1))
+
+
+def selected(page: str, name: str) -> str:
+    block = re.search(rf'<select id="f-{name}".*?</select>', page, re.S).group(0)
+    return re.search(r'<option value="([^"]*)" selected>', block).group(1)
+
+
+def parent_field(page: str) -> str | None:
+    match = re.search(r'<input type="hidden" name="parent_id" value="([^"]*)">', page)
+    return match.group(1) if match else None
+
+
+def seed_mode(page: str) -> str:
+    return re.search(r'name="seed_mode" value="(\w+)" checked', page).group(1)
+
+
+# --- ?from= ----------------------------------------------------------------------------------
+
+
+def test_from_restores_every_field_and_the_new_run_records_its_parent(app, signed_in):
+    (first,) = run_ids(create(signed_in, {**SKETCH, "aspect_ratio": "16:9", "resolution": "1K",
+                                          "num_images": "3", "seed": "4242"}))
+    page = signed_in.get(f"/playground?from={first}").text
+    assert '<input type="hidden" name="model" value="local/sketch">' in page
+    assert textarea(page, "prompt") == "a lighthouse at dusk"
+    assert selected(page, "aspect_ratio") == "16:9" and selected(page, "resolution") == "1K"
+    assert input_value(page, "num_images") == "3" and input_value(page, "seed") == "4242"
+    assert seed_mode(page) == "keep"  # the restored seed is used again
+    assert parent_field(page) == first
+    assert 'aria-current="true"' in re.search(r'href="/playground\?model=local/sketch".*?>', page, re.S).group(0)
+
+    posted = {**SKETCH, "prompt": "a lighthouse at dawn", "aspect_ratio": "16:9", "resolution": "1K",
+              "num_images": "3", "seed": "4242", "seed_mode": "keep", "parent_id": first}
+    (second,) = run_ids(create(signed_in, posted))
+    child = stored(app, second)
+    assert child.parent_id == first and child.input["seed"] == 4242
+    assert child.input["prompt"] == "a lighthouse at dawn"
+
+
+def test_from_as_an_htmx_form_for_edit_and_rerun(signed_in):
+    (run_id,) = run_ids(create(signed_in, {"model": "local/test", "prompt": "again",
+                                           "outcome": "fail", "delay_ms": "5"}))
+    fragment = signed_in.get(f"/playground/form?from={run_id}", headers=HTMX)
+    assert fragment.status_code == 200 and "<html" not in fragment.text
+    assert '<form id="run-form"' in fragment.text and parent_field(fragment.text) == run_id
+    assert selected(fragment.text, "outcome") == "fail" and input_value(fragment.text, "delay_ms") == "5"
+    plain = signed_in.get(f"/playground/form?from={run_id}")
+    assert plain.status_code == 302 and plain.headers["Location"] == f"/playground?from={run_id}"
+
+
+def test_from_a_foreign_or_unknown_run_is_refused_with_a_notice(app, signed_in, make_user):
+    (run_id,) = run_ids(create(signed_in, {**SKETCH, "prompt": "alice's secret prompt"}))
+    mallory = app.test_client()
+    sign_in(mallory, make_user("mallory@example.com").email)
+    for url in (f"/playground?from={run_id}", "/playground?from=run_doesnotexist",
+                f"/playground?reference={run_id}"):
+        page = mallory.get(url)
+        assert page.status_code == 200
+        text = html.unescape(page.text)
+        assert "data-restore-notice" in text and "so the form starts empty" in text
+        assert "alice's secret prompt" not in text and parent_field(text) is None
+        assert textarea(text, "prompt") == ""
+    # A forged parent_id is refused too, and nothing is charged.
+    response = create(mallory, {**SKETCH, "parent_id": run_id}, status=422)
+    assert "No run with id" in response.text
+    assert run_count(app) == 1
+
+
+def test_from_needs_sign_in(app, signed_in):
+    (run_id,) = run_ids(create(signed_in, SKETCH))
+    page = app.test_client().get(f"/playground?from={run_id}").text
+    assert "Sign in to open one of your runs" in page and "a lighthouse at dusk" not in page
+
+
+# --- ?reference= ---------------------------------------------------------------------------------
+
+
+def test_reference_switches_to_a_model_with_reference_images(app, signed_in):
+    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
+    (run_id,) = run_ids(create(signed_in, {**SKETCH, "aspect_ratio": "4:3", "seed": "9"}))
+    finish(app, run_id, ["/files/generated/first-output-aaaaaaaa.png",
+                         "/files/generated/second-output-aaaaaaa.png"])
+    page = signed_in.get(f"/playground?reference={run_id}").text
+    # local/sketch takes no reference images: the first available image model that does.
+    assert '<input type="hidden" name="model" value="google/nano-banana">' in page
+    assert textarea(page, "image_urls") == "http://localhost/files/generated/first-output-aaaaaaaa.png"
+    assert textarea(page, "prompt") == "a lighthouse at dusk" and selected(page, "aspect_ratio") == "4:3"
+    assert parent_field(page) == run_id
+
+
+def test_reference_keeps_a_model_that_takes_reference_images(app, signed_in):
+    app.config.update(PROVIDER_ENV={"GEMINI_API_KEY": "test"}, PUBLIC_URL="https://rb.example")
+    (run_id,) = run_ids(create(signed_in, {"model": "google/nano-banana-2", "prompt": "a cat",
+                                           "resolution": "2K"}))
+    finish(app, run_id, ["/files/generated/cat-image-aaaaaaaaaaa.png"])
+    page = signed_in.get(f"/playground?reference={run_id}").text
+    assert '<input type="hidden" name="model" value="google/nano-banana-2">' in page
+    assert textarea(page, "image_urls") == "https://rb.example/files/generated/cat-image-aaaaaaaaaaa.png"
+    assert selected(page, "resolution") == "2K"
+
+
+def test_reference_needs_an_image_output(app, signed_in):
+    (pending,) = run_ids(create(signed_in, SKETCH))
+    assert "no output yet" in signed_in.get(f"/playground?reference={pending}").text
+    (video,) = run_ids(create(signed_in, {"model": "local/sketch-video", "prompt": "waves"}))
+    finish(app, video, ["/files/generated/waves-video-aaaaaaaaa.mp4"])
+    assert "Only image outputs" in signed_in.get(f"/playground?reference={video}").text
+
+
+# --- recipe from a PNG --------------------------------------------------------------------------------
+
+
+def test_restore_from_a_recipe(app, signed_in, make_user):
+    (own,) = run_ids(create(signed_in, SKETCH))
+    recipe = {"model": "local/sketch", "runId": own, "run": f"http://localhost/runs/{own}",
+              "input": {"prompt": "from a <file>", "num_images": 2, "seed": 77,
+                        "not_a_field": "ignored", "aspect_ratio": "2:3"}}
+    response = signed_in.post("/playground/restore", data={"recipe": json.dumps(recipe)})
+    assert response.status_code == 200 and '<form id="run-form"' in response.text
+    assert textarea(response.text, "prompt") == "from a <file>"
+    assert "from a &lt;file&gt;" in response.text
+    assert input_value(response.text, "num_images") == "2" and input_value(response.text, "seed") == "77"
+    assert selected(response.text, "aspect_ratio") == "2:3"
+    assert "not_a_field" not in response.text and parent_field(response.text) == own
+
+    # Someone else's file restores the settings but records no parent.
+    other = app.test_client()
+    sign_in(other, make_user("bob@example.com").email)
+    response = other.post("/playground/restore", data={"recipe": json.dumps(recipe)})
+    assert response.status_code == 200 and parent_field(response.text) is None
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ("", "carries no Runbase recipe"),
+    ("{not json", "carries no Runbase recipe"),
+    ("[1, 2]", "carries no Runbase recipe"),
+    (json.dumps({"model": "acme/nothing", "input": {}}), "which this server doesn't offer"),
+])
+def test_restore_refuses_what_is_not_a_usable_recipe(client, recipe, message):
+    response = client.post("/playground/restore", data={"recipe": recipe})
+    assert response.status_code == 400 and message in response.text
+    assert response.mimetype == "text/plain"
+
+
+# --- seed control ------------------------------------------------------------------------------------
+
+
+def test_seed_new_draws_a_new_seed_each_run_even_if_one_is_typed(app, signed_in):
+    seeds = set()
+    for _ in range(3):
+        (run_id,) = run_ids(create(signed_in, {**SKETCH, "seed": "42", "seed_mode": "new"}))
+        seeds.add(stored(app, run_id).input["seed"])
+    assert len(seeds) == 3 and 42 not in seeds
+
+
+def test_seed_keep_uses_the_typed_seed_or_the_last_one(app, signed_in):
+    (first,) = run_ids(create(signed_in, {**SKETCH, "seed_mode": "new"}))
+    drawn = stored(app, first).input["seed"]
+    (kept,) = run_ids(create(signed_in, {**SKETCH, "seed": "", "seed_mode": "keep"}))
+    assert stored(app, kept).input["seed"] == drawn
+    (typed,) = run_ids(create(signed_in, {**SKETCH, "seed": "31337", "seed_mode": "keep"}))
+    assert stored(app, typed).input["seed"] == 31337
+    (again,) = run_ids(create(signed_in, {"model": "local/test", "prompt": "x", "seed_mode": "keep"}))
+    assert stored(app, again).input["seed"] == 31337
+
+
+def test_seed_control_is_shown_only_for_models_with_a_seed(client):
+    assert 'name="seed_mode" value="new" checked' in client.get("/playground?model=local/sketch").text
+    assert "seed_mode" not in client.get("/playground?model=openai/gpt-image-1").text
+
+
+def test_card_shows_its_seed_and_actions(signed_in):
+    response = create(signed_in, {**SKETCH, "seed": "5150", "seed_mode": "keep"})
+    (run_id,) = run_ids(response)
+    card = response.text
+    assert 'data-seed="5150"' in card and 'data-use-seed="5150"' in card
+    assert f'hx-get="/playground/form?from={run_id}"' in card and 'hx-target="#run-form"' in card
+    assert f'href="/playground?from={run_id}"' in card
+    assert f'href="/runs/{run_id}">Open</a>' in card
+    assert f'value="{run_id}" data-compare' in card
+
+
+def test_page_has_the_compare_button_and_recipe_drop(client):
+    page = client.get("/playground").text
+    assert re.search(r'<button [^>]*hidden data-compare-go\s+data-compare-url="/runs/compare"', page)
+    assert 'data-recipe-drop' in page and 'type="file" accept="image/png"' in page
+    assert '/static/js/playground.js' in page and '/static/css/playground.css' in page
+
+
+# --- several models -------------------------------------------------------------------------------------
+
+
+def multi_price(client, **query):
+    response = client.get("/playground/price/multi", headers=HTMX,
+                          query_string={"multi": "1", "model": "local/sketch", **query})
+    assert response.status_code == 200 and "<html" not in response.text
+    return response.text
+
+
+def test_multi_price_sums_each_models_price_for_the_shared_form(client):
+    text = multi_price(client, models=["local/sketch", "local/test"], num_images="3")
+    assert 'data-model="local/sketch"' in text and 'data-price="3000"' in text
+    assert 'data-model="local/test"' in text and 'data-price="100"' in text
+    assert 'data-total="3100"' in text and "$0.0031" in text and "Total for 2 runs" in text
+
+
+def test_multi_price_reports_invalid_fields_per_model(app, client):
+    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
+    text = html.unescape(multi_price(client, models=["local/sketch", "google/nano-banana"],
+                                     aspect_ratio="auto"))
+    sketch = re.search(r'<li data-model="local/sketch">.*?</li>', text, re.S).group(0)
+    banana = re.search(r'<li data-model="google/nano-banana">.*?</li>', text, re.S).group(0)
+    assert "Aspect ratio must be one of" in sketch and "data-model-error" not in banana
+    assert 'data-price="40000"' in banana and "data-total" not in text
+
+
+@pytest.mark.parametrize(("models", "message"), [
+    (["local/sketch"], "Pick 2 to 4 models"),
+    (["local/sketch"] * 2, "Pick 2 to 4 models"),
+    (["local/sketch", "local/test", "local/sketch-video"], "one kind"),
+    (["local/sketch", "nope/nothing"], "does not exist"),
+])
+def test_multi_price_needs_two_to_four_models_of_one_kind(client, models, message):
+    assert message in multi_price(client, models=models)
+
+
+def test_multi_price_is_idle_while_multiple_models_is_off(client):
+    text = client.get("/playground/price/multi", query_string={"models": ["local/sketch", "local/test"]}).text
+    assert "Pick 2 to 4 models" in text and "data-total" not in text
+
+
+def test_form_offers_models_of_the_same_kind_that_are_available(app, client):
+    page = client.get("/playground?model=local/sketch").text
+    offered = re.findall(r'name="models" value="([^"]+)"', page)
+    assert offered == ["local/sketch", "local/test"]
+    assert re.search(r'name="models" value="local/sketch" checked', page)
+    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
+    offered = re.findall(r'name="models" value="([^"]+)"', client.get("/playground?model=local/sketch").text)
+    assert "google/nano-banana" in offered and "google/veo-3" not in offered
+
+
+def test_multi_creates_one_run_per_model(app, signed_in, user):
+    data = {**SKETCH, "multi": "1", "models": ["local/sketch", "local/test"], "num_images": "2",
+            "aspect_ratio": "16:9", "seed": "11", "seed_mode": "keep"}
+    response = signed_in.post("/playground/runs/multi", data=data, headers=HTMX)
+    assert response.status_code == 201
+    ids = run_ids(response)
+    assert len(ids) == 2 and response.text.count('id="nav-balance"') == 1
+    made = {stored(app, run_id).model: stored(app, run_id) for run_id in ids}
+    assert made["local/sketch"].input["num_images"] == 2 and made["local/sketch"].cost_micros == 2000
+    assert made["local/test"].input == {"prompt": "a lighthouse at dusk", "seed": 11,
+                                        "delay_ms": 0, "outcome": "succeed"}
+    assert balance_of(app, user.id) == 1_000_000 - 2100
+    # The single-run endpoint hands a ticked "Multiple models" form over too.
+    response = create(signed_in, {**data, "seed_mode": "new"})
+    assert len(run_ids(response)) == 2 and run_count(app) == 4
+
+
+def test_multi_is_all_or_nothing_when_the_balance_is_short(app, client, make_user):
+    poor = make_user("poor@example.com", credit_micros=2500)
+    sign_in(client, poor.email)
+    data = {**SKETCH, "multi": "1", "models": ["local/sketch", "local/test"], "num_images": "4"}
+    response = client.post("/playground/runs/multi", data=data, headers=HTMX)
+    assert response.status_code == 422 and '<form id="run-form"' in response.text
+    assert ("Your balance is too low for these 2 runs, which cost $0.0041 together. "
+            "Nothing was run.") in response.text
+    assert run_count(app) == 0 and balance_of(app, poor.id) == 2500
+    assert re.search(r'name="multi" value="1" checked', response.text)
+
+
+def test_multi_reports_an_invalid_input_per_model_and_creates_nothing(app, signed_in, user):
+    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
+    data = {"model": "google/nano-banana", "prompt": "p", "aspect_ratio": "auto", "multi": "1",
+            "models": ["google/nano-banana", "local/sketch"]}
+    response = signed_in.post("/playground/runs/multi", data=data, headers=HTMX)
+    assert response.status_code == 422
+    text = html.unescape(response.text)
+    assert "Nothing was run: fix the input for local/sketch." in text
+    assert re.search(r'value="local/sketch" checked data-multi-model aria-invalid="true"', text)
+    assert "Aspect ratio must be one of: 1:1" in text
+    assert run_count(app) == 0 and balance_of(app, user.id) == 1_000_000
+
+
+def test_multi_missing_prompt_is_shown_by_the_field(app, signed_in):
+    data = {"model": "local/sketch", "prompt": "", "multi": "1", "models": ["local/sketch", "local/test"]}
+    response = signed_in.post("/playground/runs/multi", data=data, headers=HTMX)
+    assert response.status_code == 422 and run_count(app) == 0
+    assert "Prompt is required" in response.text
+
+
+def test_multi_plain_post_redirects_to_a_run_page(signed_in):
+    data = {**SKETCH, "multi": "1", "models": ["local/sketch", "local/test"]}
+    response = signed_in.post("/playground/runs/multi", data=data)
+    assert response.status_code == 303 and response.headers["Location"].startswith("/runs/run_")
