@@ -1,12 +1,13 @@
-"""Claiming due runs with a lease, renewing leases, and releasing runs to the pool."""
+"""Claiming due runs (and due webhook deliveries) with a lease, renewing leases, and
+releasing runs to the pool."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import ACTIVE_STATUSES, Run, RunStatus
+from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery
 from ..services.runs import now
 
 
@@ -50,3 +51,26 @@ def release(session: Session, run_id: str, owner: str, *, check_after: float, **
     result = session.execute(update(Run).where(
         Run.id == run_id, Run.lease_owner == owner, Run.status.in_(ACTIVE_STATUSES)).values(**values))
     return result.rowcount == 1
+
+
+def claim_due_deliveries(session: Session, limit: int, lease_seconds: float, *,
+                         at: datetime | None = None) -> list[tuple[str, datetime]]:
+    """Lease up to `limit` due webhook deliveries and commit; returns (id, lease_until) pairs.
+
+    Same pattern as runs: PostgreSQL skips rows another worker is claiming, SQLite's
+    write lock serialises claimers. The lease_until value doubles as the claim token:
+    only the holder of that exact lease may record the outcome (see webhook_delivery).
+    """
+    at = at or now()
+    due = (select(WebhookDelivery.id)
+           .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= at,
+                  or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < at))
+           .order_by(WebhookDelivery.next_attempt_at).limit(limit)
+           .with_for_update(skip_locked=True))
+    ids = list(session.scalars(due))
+    lease_until = at + timedelta(seconds=lease_seconds)
+    if ids:
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
+                        .values(lease_until=lease_until))
+    session.commit()
+    return [(delivery_id, lease_until) for delivery_id in ids]

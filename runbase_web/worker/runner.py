@@ -3,6 +3,8 @@
 The same class runs embedded in `python app.py` and standalone in
 `flask --app app worker`. Sync provider calls occupy a pool thread; async runs
 go back to the database between polls, so a few threads serve many runs.
+Webhook deliveries have their own loop and pool (webhook_delivery.DeliveryLoop),
+woken whenever a run this worker executed comes to rest.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from flask import Flask
 from ..extensions import db
 from .claim import claim_due, renew_leases
 from .execute import execute_run
+from .webhook_delivery import DeliveryLoop
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.deliveries = DeliveryLoop(app, poll_seconds=self.poll_seconds)
 
     def start(self) -> "Worker":
         """Start the claim loop and the heartbeat in background threads."""
@@ -44,12 +48,14 @@ class Worker:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.deliveries.start()
         log.info("worker %s started with %d threads", self.owner, self.threads)
         return self
 
     def wake(self) -> None:
-        """Look for due runs now instead of at the next poll."""
+        """Look for due runs and webhook deliveries now instead of at the next poll."""
         self._wake.set()
+        self.deliveries.wake()
 
     def stop(self, wait: bool = True) -> None:
         """Stop claiming; with `wait`, let runs in progress reach their next resting point."""
@@ -58,6 +64,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=10)
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self.deliveries.stop(wait=wait)
 
     def active_runs(self) -> list[str]:
         """Ids of the runs this worker is executing right now."""
@@ -99,6 +106,8 @@ class Worker:
             with self._lock:
                 self._active.discard(run_id)
             self._wake.set()
+            # The run may have just ended and queued its webhook: send it without waiting.
+            self.deliveries.wake()
 
     def _heartbeat(self) -> None:
         # Renew well inside the lease so one slow renewal never loses a live run.
