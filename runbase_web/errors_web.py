@@ -22,6 +22,9 @@ def init_app(app: Flask) -> None:
 
 
 def _http_error(error: HTTPException):
+    if error.response is not None:
+        # The raiser built the answer itself (e.g. the sign-in form re-rendered for a 429).
+        return error.response
     if _is_api():
         return http_error_response(error)
     return render_template("errors/error.html", error=error), error.code

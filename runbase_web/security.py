@@ -1,7 +1,9 @@
 """Security headers on every response (DESIGN.md §8)."""
 from __future__ import annotations
 
-from flask import Flask, Response, request
+import io
+
+from flask import Flask, Response, abort, request
 
 #: No inline script or style, no eval, nothing from other origins; media from our files.
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -20,15 +22,37 @@ CONTENT_SECURITY_POLICY = "; ".join([
 
 def init_app(app: Flask) -> None:
     """Add the headers, and cookie flags that follow the scheme the app is served on."""
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
-    app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
-    public = app.config.get("PUBLIC_URL") or ""
-    if public.startswith("https://"):
-        app.config["SESSION_COOKIE_SECURE"] = True
-        app.config["REMEMBER_COOKIE_SECURE"] = True
+    # Assigned, not setdefault: Flask's defaults already hold these keys (SameSite None),
+    # so setdefault would silently keep the weaker value.
+    secure = (app.config.get("PUBLIC_URL") or "").startswith("https://")
+    for cookie in ("SESSION_COOKIE", "REMEMBER_COOKIE"):
+        app.config[f"{cookie}_HTTPONLY"] = True
+        app.config[f"{cookie}_SAMESITE"] = "Lax"
+        app.config[f"{cookie}_SECURE"] = secure
+    app.before_request(_refuse_nul_characters)
     app.after_request(_add_headers)
+    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app)
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _refuse_nul_characters():
+    """No NUL character in URL parts, query strings or form fields, anywhere.
+
+    PostgreSQL can neither store nor compare text containing NUL: one in a looked-up
+    name (a run id, a file name, an email) would fail the query with a 500 instead of a
+    plain "not found". No legitimate input contains one.
+    """
+    if any("\x00" in value for value in (request.view_args or {}).values()
+           if isinstance(value, str)):
+        abort(404)
+    if _has_nul(request.args) or (request.mimetype in _FORM_TYPES and _has_nul(request.form)):
+        abort(400)
+
+
+def _has_nul(fields) -> bool:
+    return any("\x00" in key or "\x00" in value for key, value in fields.items(multi=True))
 
 
 def _add_headers(response: Response) -> Response:
@@ -38,3 +62,44 @@ def _add_headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response
+
+
+class ChunkedBodyLimit:
+    """WSGI middleware: MAX_CONTENT_LENGTH for bodies sent without Content-Length.
+
+    For a chunked body Werkzeug stops reading at MAX_CONTENT_LENGTH and hands the view
+    the truncated bytes as if they were the whole body (a cut-off form or JSON). Here
+    the body is read up to one byte past the limit first: when it fits it is passed on
+    with its length, and when it doesn't it is declared one byte too long, so the first
+    read raises 413 inside the app and the usual error pages (HTML or the API envelope)
+    answer.
+    """
+
+    def __init__(self, wsgi_app, app: Flask):
+        self.wsgi_app = wsgi_app
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")
+        if (limit is not None and not environ.get("CONTENT_LENGTH")
+                and environ.get("wsgi.input_terminated")):
+            body = _read_up_to(environ["wsgi.input"], limit + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            # Now a plain body of known length (Werkzeug ignores the length while the
+            # request still says chunked).
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            environ.pop("wsgi.input_terminated", None)
+        return self.wsgi_app(environ, start_response)
+
+
+def _read_up_to(stream, size: int) -> bytes:
+    """Up to `size` bytes (fewer only at the end of the stream)."""
+    chunks, total = [], 0
+    while total < size:
+        data = stream.read(size - total)
+        if not data:
+            break
+        chunks.append(data)
+        total += len(data)
+    return b"".join(chunks)

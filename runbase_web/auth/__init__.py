@@ -1,4 +1,5 @@
-"""Sign up, sign in, sign out: email + password sessions for the browser (Flask-Login)."""
+"""Sign up, sign in, sign out: email + password or Google sessions for the browser
+(Flask-Login)."""
 from __future__ import annotations
 
 from flask import Blueprint, redirect, request, url_for
@@ -30,4 +31,4 @@ def unauthorized():
     return redirect(login_url)
 
 
-from . import views  # noqa: E402,F401  (registers the routes on bp)
+from . import google, views  # noqa: E402,F401  (register the routes on bp)

@@ -1,11 +1,13 @@
-"""Accounts: sign-up with the free grant, password sign-in, look-ups."""
+"""Accounts: sign-up with the free grant, password sign-in, Google sign-in, look-ups."""
 from __future__ import annotations
 
 import re
 
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import check_password_hash
 
 from ..errors import RunbaseError
 from ..models import EntryKind, User
@@ -13,9 +15,14 @@ from . import ledger
 
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-# A real hash to compare against when the email is unknown, so a wrong email and a
-# wrong password take the same time and can't be told apart.
-_DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt")
+
+#: Argon2id at OWASP's first recommended setting (19 MiB, 2 passes, 1 lane). Raising a
+#: parameter here is enough: every account is rehashed on its next successful sign-in.
+PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1,
+                                 hash_len=32, salt_len=16, type=Type.ID)
+# A real hash to verify against when the email is unknown (or has no password), so every
+# failed sign-in costs the same and the timing can't reveal which accounts exist.
+_DUMMY_HASH = PASSWORD_HASHER.hash("not-a-password")
 
 
 class AccountError(RunbaseError):
@@ -27,23 +34,67 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def create_user(session: Session, email: str, password: str, *, credit_micros: int,
-                is_admin: bool = False) -> User:
-    """Create an account with a hashed password and its free grant."""
+# --- passwords ---------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    """The stored form of a password, with the current scheme and parameters."""
+    return PASSWORD_HASHER.hash(password)
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether `password` matches `stored`: Argon2id, or a werkzeug scrypt/pbkdf2 hash
+    from before the switch (those still verify, and are replaced on sign-in)."""
+    if stored.startswith("$argon2"):
+        try:
+            return PASSWORD_HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+    return check_password_hash(stored, password)
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether a hash uses another scheme or other parameters than PASSWORD_HASHER."""
+    if not stored.startswith("$argon2id$"):
+        return True
+    try:
+        return PASSWORD_HASHER.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+def _checked_email(email: str) -> str:
     email = normalize_email(email)
     if not _EMAIL.match(email) or len(email) > 320:
         raise AccountError("Enter a valid email address.", field="email")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"Use at least {MIN_PASSWORD_LENGTH} characters.", field="password")
+    return email
+
+
+def _add_account(session: Session, email: str, *, password_hash: str | None,
+                 credit_micros: int, is_admin: bool = False,
+                 google_sub: str | None = None) -> User:
     if find_user(session, email) is not None:
         raise AccountError("An account with this email already exists.", field="email")
-    user = User(email=email, password_hash=generate_password_hash(password, method="scrypt"),
-                is_admin=is_admin, balance_micros=0)
+    user = User(email=email, password_hash=password_hash, is_admin=is_admin,
+                balance_micros=0, google_sub=google_sub)
     session.add(user)
     session.flush()
     if credit_micros:
         ledger.credit(session, user.id, credit_micros, kind=EntryKind.GRANT, note="Signup credit")
     return user
+
+
+def create_user(session: Session, email: str, password: str, *, credit_micros: int,
+                is_admin: bool = False) -> User:
+    """Create an account with a hashed password and its free grant."""
+    email = _checked_email(email)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"Use at least {MIN_PASSWORD_LENGTH} characters.", field="password")
+    return _add_account(session, email, password_hash=hash_password(password),
+                        credit_micros=credit_micros, is_admin=is_admin)
 
 
 def find_user(session: Session, email: str) -> User | None:
@@ -52,9 +103,53 @@ def find_user(session: Session, email: str) -> User | None:
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The account if the password matches, else None (same timing either way)."""
+    """The account if the password matches, else None (same cost either way).
+
+    Accounts made through Google have no password and never match here. On success a
+    hash in an older scheme or with older parameters is replaced (the view commits).
+    """
     user = find_user(session, email)
-    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
-    if check_password_hash(stored, password) and user is not None:
-        return user
-    return None
+    stored = user.password_hash if user is not None and user.password_hash else None
+    matches = verify_password(stored or _DUMMY_HASH, password)
+    if not matches or stored is None:
+        return None
+    if needs_rehash(stored):
+        user.password_hash = hash_password(password)
+    return user
+
+
+# --- Google ------------------------------------------------------------------------------
+
+UNVERIFIED_GOOGLE_EMAIL = ("Google has not verified the email address of this Google account, "
+                           "so it can't be used to sign in. Verify it with Google, or sign up "
+                           "with email and password.")
+OTHER_GOOGLE_ACCOUNT = ("This email already belongs to an account linked to a different "
+                        "Google account. Sign in with that Google account or with your password.")
+
+
+def google_sign_in(session: Session, *, subject: str, email: str | None,
+                   email_verified: bool, credit_micros: int) -> tuple[User, bool]:
+    """The account for a verified Google identity: `(user, created)`.
+
+    Found by Google's subject id first; else the account with the same email is linked
+    to it (Google vouches for the address); else a password-less account is created with
+    the same free grant as an email sign-up. Unverified addresses are refused: anyone can
+    put someone else's address on a Google account without proving it.
+    """
+    if not subject:
+        raise AccountError("Google did not say who you are; please try again.")
+    user = session.scalar(select(User).where(User.google_sub == subject))
+    if user is not None:
+        return user, False
+    if not email or email_verified is not True:
+        raise AccountError(UNVERIFIED_GOOGLE_EMAIL, field="email")
+    email = _checked_email(email)
+    user = find_user(session, email)
+    if user is not None:
+        if user.google_sub is not None:
+            raise AccountError(OTHER_GOOGLE_ACCOUNT, field="email")
+        user.google_sub = subject
+        session.flush()
+        return user, False
+    return _add_account(session, email, password_hash=None, credit_micros=credit_micros,
+                        google_sub=subject), True

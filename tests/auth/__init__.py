@@ -1,0 +1,1 @@
+"""Tests of sign-in hardening: Google sign-in, rate limits, password hashing, cookies."""
