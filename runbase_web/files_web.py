@@ -6,6 +6,7 @@ from flask import Blueprint, abort, send_file
 from . import state
 from .extensions import db
 from .services import files
+from .storage import SAFE_NAME
 
 bp = Blueprint("files", __name__)
 #: Outputs never change once written, so clients and proxies may keep them for a year.
@@ -15,6 +16,8 @@ CACHE_SECONDS = 365 * 24 * 3600
 @bp.get("/files/generated/<name>")
 def generated(name: str):
     """One output file, by its unguessable name (the name is the capability)."""
+    if not SAFE_NAME.match(name):
+        abort(404)  # never a query, never a path, for a name we could not have made
     row = files.find_file(db.session, name)
     path = state.storage().path(name) if row is not None else None
     if path is None:
