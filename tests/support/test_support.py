@@ -224,16 +224,15 @@ def local_site():
 
 
 @pytest.mark.browser
-def test_browser_reads_titles(local_site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = browser.launch(playwright)
-        try:
-            page = chromium.new_page()
-            page.goto("data:text/html,<title>From data URL</title>")
-            assert page.title() == "From data URL"
-            page.goto(local_site)
-            assert page.title() == "Runbase test page"
-        finally:
-            chromium.close()
+def test_browser_reads_titles(local_site, chromium):
+    # The session's `chromium` fixture is browser.launch(); one Playwright per process,
+    # since a second sync_playwright() inside the first one's loop is refused.
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto("data:text/html,<title>From data URL</title>")
+        assert page.title() == "From data URL"
+        page.goto(local_site)
+        assert page.title() == "Runbase test page"
+    finally:
+        context.close()
