@@ -5,6 +5,7 @@ Every test that builds the app ends with the ledger invariants (reliability.md M
 """
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -58,11 +59,33 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite database, made once; each test gets a copy (migrating per test
+    would cost more than most tests do)."""
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    path = directory / "runbase.db"
+    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "DATA_DIR": str(directory / "data")})
+    upgrade_database(app)
+    db.state(app).engine.dispose()
+    return path
+
+
+def _copy_sqlite(source, target) -> None:
+    """Copy a SQLite database through its backup API (consistent even with a WAL)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path):
-    """The database for one test: a fresh SQLite file, or the emptied PostgreSQL database."""
+    """The database for one test: a fresh migrated SQLite file, or the emptied PostgreSQL one."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runbase.db'}"
+        path = tmp_path / "runbase.db"
+        _copy_sqlite(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database")
     _truncate(url)
     return url

@@ -14,6 +14,7 @@ when ``RUNBASE_UPSTREAM_URL`` and ``RUNBASE_UPSTREAM_KEY`` are set.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -303,12 +304,25 @@ def _check_input_map(entry: dict) -> None:
                                "optionally followed by [0]")
 
 
+@functools.lru_cache(maxsize=1024)
+def _metaschema_problem(schema_json: str) -> str | None:
+    """Why a schema (as canonical JSON) breaks the draft 2020-12 metaschema, or None.
+
+    Cached: checking against the metaschema is a pure function and the slowest part of
+    loading the catalog; every app instance (each test, each gunicorn worker) loads it.
+    """
+    try:
+        Draft202012Validator.check_schema(json.loads(schema_json))
+    except SchemaError as exc:
+        return exc.message
+    return None
+
+
 def _check_schema(schema: dict) -> None:
     """A valid draft 2020-12 object schema that requires a string prompt, with valid defaults."""
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise CatalogError(f"input_schema is not a valid JSON Schema: {exc.message}") from None
+    problem = _metaschema_problem(json.dumps(schema, sort_keys=True))
+    if problem:
+        raise CatalogError(f"input_schema is not a valid JSON Schema: {problem}")
     props = schema.get("properties")
     if schema.get("type") != "object" or not isinstance(props, dict):
         raise CatalogError("input_schema must be of type object with properties")

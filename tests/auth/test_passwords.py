@@ -37,7 +37,7 @@ def test_new_passwords_are_argon2id_with_owasp_parameters(app, user):
     generate_password_hash(PASSWORD, method="pbkdf2:sha256:600000"),
     generate_password_hash(PASSWORD, method="scrypt"),
     PasswordHasher(time_cost=1, memory_cost=8_192, parallelism=1).hash(PASSWORD),  # older params
-])
+], ids=["pbkdf2", "scrypt", "weaker-argon2id"])  # stable ids: the hashes are salted at random
 def test_sign_in_rehashes_an_old_hash(app, client, user, legacy):
     set_hash(app, user.id, legacy)
     response = client.post("/auth/login", data={"email": "alice@example.com", "password": PASSWORD})
