@@ -16,10 +16,9 @@ import base64
 import binascii
 import logging
 
-import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient
+from .http import KeyedClient
 # The reference-image helpers are shared by every adapter that sends image bytes.
 from .openai import fetch_reference_images, sniff_image_type
 from .replicate import sniff_type
@@ -87,19 +86,12 @@ def error_from_object(error, what: str) -> ProviderError:
                          else "provider_error")
 
 
-class ArkClient(ProviderClient):
+class ArkClient(KeyedClient):
     """HTTP client for ModelArk: Bearer key, `{"error": {...}}` bodies."""
 
     name = "BytePlus ModelArk"
-
-    def __init__(self, *, api_key: str, base_url: str = DEFAULT_BASE_URL,
-                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
-        super().__init__(base_url=base_url, session=session, timeout=timeout)
-        self.api_key = api_key
-
-    def auth_headers(self) -> dict[str, str]:
-        """`Authorization: Bearer <key>` on every request."""
-        return {"Authorization": f"Bearer {self.api_key}"}
+    default_base_url = DEFAULT_BASE_URL
+    default_timeout = REQUEST_TIMEOUT
 
     def final_code(self, status: int, provider_code: str | None, detail: str) -> str:
         """Safety codes are `content_rejected`; an unknown or closed model or endpoint (404,

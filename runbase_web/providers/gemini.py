@@ -17,7 +17,7 @@ import requests
 
 from ..net import FetchError
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient
+from .http import KeyedClient
 # The reference-image helpers are shared by every adapter that uploads image bytes.
 from .openai import fetch_reference_images
 
@@ -67,15 +67,12 @@ def _details(error: dict, type_suffix: str) -> list[dict]:
             and str(item.get("@type", "")).endswith(type_suffix)]
 
 
-class GeminiClient(ProviderClient):
+class GeminiClient(KeyedClient):
     """Talks to the Gemini API with `x-goog-api-key`; understands Google RPC error bodies."""
 
     name = "Gemini"
-
-    def __init__(self, *, api_key: str, base_url: str = DEFAULT_BASE_URL,
-                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
-        super().__init__(base_url=base_url, session=session, timeout=timeout)
-        self.api_key = api_key
+    default_base_url = DEFAULT_BASE_URL
+    default_timeout = REQUEST_TIMEOUT
 
     def auth_headers(self) -> dict[str, str]:
         """The API key header on every request."""

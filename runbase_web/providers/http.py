@@ -109,3 +109,21 @@ class ProviderClient:
         if any(word in lowered for word in ("safety", "moderation", "content_policy", "sensitive")):
             return "content_rejected"
         return "invalid_input"
+
+
+class KeyedClient(ProviderClient):
+    """A client authenticated by one API key, sent as `Authorization: Bearer <key>` unless a
+    subclass overrides `auth_headers`. Subclasses set `default_base_url` and `default_timeout`."""
+
+    default_base_url = ""
+    default_timeout = 60.0
+
+    def __init__(self, *, api_key: str, base_url: str | None = None,
+                 session: requests.Session | None = None, timeout: float | None = None):
+        super().__init__(base_url=base_url or self.default_base_url, session=session,
+                         timeout=self.default_timeout if timeout is None else timeout)
+        self.api_key = api_key
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <key>` on every request."""
+        return {"Authorization": f"Bearer {self.api_key}"}

@@ -17,7 +17,7 @@ import logging
 import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient
+from .http import KeyedClient
 from .openai import fetch_reference_images
 
 log = logging.getLogger(__name__)
@@ -57,19 +57,12 @@ def error_for_status(status_code, message: str) -> ProviderError:
                          code=mapped, retryable=retryable)
 
 
-class MiniMaxClient(ProviderClient):
+class MiniMaxClient(KeyedClient):
     """HTTP client for the MiniMax API: Bearer key, `base_resp` envelopes."""
 
     name = "MiniMax"
-
-    def __init__(self, *, api_key: str, base_url: str = DEFAULT_BASE_URL,
-                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
-        super().__init__(base_url=base_url, session=session, timeout=timeout)
-        self.api_key = api_key
-
-    def auth_headers(self) -> dict[str, str]:
-        """`Authorization: Bearer <key>` on every request."""
-        return {"Authorization": f"Bearer {self.api_key}"}
+    default_base_url = DEFAULT_BASE_URL
+    default_timeout = REQUEST_TIMEOUT
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, code) from `base_resp`, when an HTTP error answer carries one."""

@@ -16,7 +16,7 @@ import requests
 
 from ..net import FetchError
 from .base import Done, Job, Output, ProviderError
-from .http import ProviderClient, parse_retry_after
+from .http import KeyedClient, parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: A 4K gpt-image-2 image can take minutes; the run's deadline bounds this further.
@@ -102,19 +102,12 @@ def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int,
     return images
 
 
-class OpenAIClient(ProviderClient):
+class OpenAIClient(KeyedClient):
     """Talks to the OpenAI API with a bearer key; understands its `{"error": {...}}` bodies."""
 
     name = "OpenAI"
-
-    def __init__(self, *, api_key: str, base_url: str = DEFAULT_BASE_URL,
-                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
-        super().__init__(base_url=base_url, session=session, timeout=timeout)
-        self.api_key = api_key
-
-    def auth_headers(self) -> dict[str, str]:
-        """`Authorization: Bearer <key>` on every request."""
-        return {"Authorization": f"Bearer {self.api_key}"}
+    default_base_url = DEFAULT_BASE_URL
+    default_timeout = REQUEST_TIMEOUT
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, code or type) from `{"error": {"message", "type", "param", "code"}}`."""

@@ -29,6 +29,9 @@
     window.setTimeout(function () { item.remove(); }, 8000);
   }
 
+  // Shared with the page scripts (playground.js, ...), which load after this one.
+  window.Runbase = { notice: notice };
+
   // Flash messages rendered with the page go away by themselves too.
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#notices .notice").forEach(function (item) {

@@ -12,23 +12,7 @@
   var PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
   function notice(message, kind) {
-    var box = document.getElementById("notices");
-    if (!box) return;
-    var item = document.createElement("div");
-    item.className = "notice notice-" + (kind || "error");
-    item.setAttribute("role", kind === "error" ? "alert" : "status");
-    item.setAttribute("data-playground-notice", "");
-    var text = document.createElement("span");
-    text.textContent = message;
-    var close = document.createElement("button");
-    close.type = "button";
-    close.className = "notice-close";
-    close.setAttribute("data-dismiss", "");
-    close.setAttribute("aria-label", "Dismiss");
-    close.textContent = "×";
-    item.append(text, close);
-    box.append(item);
-    window.setTimeout(function () { item.remove(); }, 8000);
+    window.Runbase.notice(message, kind);  // app.js
   }
 
   function runForm() { return document.getElementById("run-form"); }

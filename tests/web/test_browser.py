@@ -26,18 +26,6 @@ def app_config():
     return {"WTF_CSRF_ENABLED": True}
 
 
-@pytest.fixture
-def problems(page: Page):
-    """Console messages about the CSP and uncaught page errors, collected as they happen."""
-    seen: list[str] = []
-    page.on("console", lambda msg: seen.append(f"console {msg.type}: {msg.text}")
-            if "Content Security Policy" in msg.text or msg.type == "error" else None)
-    page.on("pageerror", lambda error: seen.append(f"pageerror: {error}"))
-    yield seen
-    assert [p for p in seen if "Content Security Policy" in p] == []
-    assert [p for p in seen if p.startswith("pageerror")] == []
-
-
 def sign_up(page: Page, next_path: str = "/playground") -> str:
     """Create an account through the sign-up form; returns its email."""
     email = f"user-{uuid.uuid4().hex[:8]}@example.com"
