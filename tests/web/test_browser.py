@@ -185,3 +185,17 @@ def test_back_after_picking_a_model_reloads_a_full_page(page: Page, problems):
     expect(page.locator('#run-form input[name="model"]')).to_have_value("local/sketch")
     expect(page.locator(".picker")).to_have_count(1)
     expect(page.locator("header.topbar")).to_have_count(1)
+
+
+def test_account_menu_opens_without_script_and_signs_out(page: Page, problems):
+    email = sign_up(page)
+    menu = page.locator("details.account-menu")
+    expect(menu.locator(".account-email")).to_have_text(email)
+    expect(menu.get_by_role("link", name="Credits")).to_be_hidden()
+    menu.locator("summary").click()
+    menu.get_by_role("link", name="API keys").click()
+    expect(page).to_have_url(re.compile(r"/settings/keys$"))
+    page.locator("details.account-menu summary").click()
+    expect(page.locator('.account-links a[aria-current="page"]')).to_have_text("API keys")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
