@@ -3,6 +3,7 @@ and Seedance video tasks (async), on both database backends."""
 from __future__ import annotations
 
 import base64
+import functools
 from types import SimpleNamespace
 
 import pytest
@@ -13,15 +14,18 @@ from runbase_web.providers.base import ProviderError
 from tests.conftest import wait_for_run
 from tests.fakes import ark as fake_ark
 from tests.fakes.replicate import tiny_png
-from tests.providers.test_openai import stop_soon
-from tests.providers.test_replicate import (
-    PNG, assert_stored, balance, create, ledger, restart_worker, start_fake, wait_for_upstream_id,
-    write_catalog)
+from tests.providers import support
+from tests.providers.support import (
+    PNG, assert_stored, create, ledger, restart_worker, start_fake, stop_soon,
+    wait_for_upstream_id, write_catalog)
 
 KEY = "ark-test"
 CREDIT = 10_000_000
 MP4 = b"ftyp"
 REF = "data:image/png;base64," + base64.b64encode(tiny_png((20, 120, 220))).decode()
+
+#: Every refunded run here leaves the account at its starting credit.
+refunded = functools.partial(support.refunded, credit=CREDIT)
 
 
 @pytest.fixture(autouse=True)
@@ -52,16 +56,6 @@ def short_deadline(fake, app_config, tmp_path):
     app_config["CATALOG_PATH"] = write_catalog(tmp_path, [
         {"id": "bytedance/seedream-4.5", "deadline_seconds": 3},
         {"id": "bytedance/seedance-2-fast", "deadline_seconds": 3}])
-
-
-def refunded(app, user, run, code: str):
-    """The run failed with `code` and its charge came back."""
-    done = wait_for_run(app, run["id"], timeout=20)
-    assert done.status == "failed" and done.error_code == code, (done.status, done.error)
-    assert done.output_urls is None
-    assert ledger(app, run["id"]) == [("charge", -run["costUsd"]), ("refund", run["costUsd"])]
-    assert balance(app, user) == CREDIT
-    return done
 
 
 # --- Seedream ------------------------------------------------------------------------------

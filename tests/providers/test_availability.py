@@ -12,7 +12,8 @@ import pytest
 from runbase_web.services.catalog import Catalog, CatalogError, effective_adapter
 from tests.conftest import wait_for_run
 from tests.fakes import runbase as fake_runbase
-from tests.providers.test_replicate import PAINTER, start_fake, write_catalog
+from tests.providers.support import (
+    PAINTER, start_fake, write_catalog)
 
 UPSTREAM = {"RUNBASE_UPSTREAM_URL": "https://runbase.example", "RUNBASE_UPSTREAM_KEY": "sk-up"}
 

@@ -9,9 +9,8 @@ from runbase_web.providers.base import ProviderError
 from runbase_web.providers.fal import FalClient
 from tests.conftest import wait_for_run
 from tests.fakes import fal as fake_fal
-from tests.providers.test_replicate import fast_polls  # noqa: F401 (autouse fixture)
-from tests.providers.test_replicate import (
-    PNG, _Response, assert_stored, balance, create, ledger, restart_worker, start_fake,
+from tests.providers.support import (
+    PNG, assert_stored, balance, create, FakeResponse, ledger, restart_worker, start_fake,
     wait_for_upstream_id, write_catalog)
 
 KEY = "fal-test"
@@ -169,6 +168,6 @@ def test_queue_urls_on_another_host_are_not_followed():
 
 def test_validation_detail_list_is_described():
     body = {"detail": [{"loc": ["body", "num_images"], "msg": "must be <= 4", "type": "less_than_equal"}]}
-    error = FalClient(key="k", base_url="http://x").error_for(_Response(422, body))
+    error = FalClient(key="k", base_url="http://x").error_for(FakeResponse(422, body))
     assert isinstance(error, ProviderError) and not error.retryable
     assert error.code == "invalid_input" and "body.num_images: must be <= 4" in error.message

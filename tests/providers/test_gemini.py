@@ -17,10 +17,9 @@ from runbase_web.state import WORKER
 from runbase_web.worker import Worker
 from tests.fakes import gemini as fake_gemini
 from tests.fakes.server import FakeServer, FakeState
+from tests.providers.support import (
+    assert_failed_and_refunded, create, finish, ledger, stop_soon, stored)
 # Shared run helpers, and the loopback reference-image server (`refs`, a fixture).
-from tests.providers.test_openai import refs  # noqa: F401
-from tests.providers.test_openai import (assert_failed_and_refunded, create, finish, ledger,
-                                         stop_soon, stored)
 
 KEY = "gm-test"
 

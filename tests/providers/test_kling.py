@@ -3,6 +3,7 @@ database backends."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from types import SimpleNamespace
 
@@ -13,15 +14,18 @@ from runbase_web.providers.kling import KlingAdapter, KlingClient, make_jwt
 from tests.conftest import wait_for_run
 from tests.fakes import kling as fake_kling
 from tests.fakes.replicate import tiny_png
-from tests.providers.test_openai import stop_soon
-from tests.providers.test_replicate import (
-    _Response, assert_stored, balance, create, ledger, restart_worker, start_fake,
+from tests.providers import support
+from tests.providers.support import (
+    assert_stored, create, FakeResponse, ledger, restart_worker, start_fake, stop_soon,
     wait_for_upstream_id, write_catalog)
 
 MODEL = "kling/kling-3.0"
 CREDIT = 10_000_000
 MP4 = b"ftyp"
 FRAME = base64.b64encode(tiny_png((240, 200, 20))).decode()
+
+#: Every refunded run here leaves the account at its starting credit.
+refunded = functools.partial(support.refunded, credit=CREDIT)
 
 
 @pytest.fixture(autouse=True)
@@ -52,16 +56,6 @@ def user(make_user):
 def short_deadline(fake, app_config, tmp_path):
     """Kling 3.0 with a 3 s deadline (requested before `app`)."""
     app_config["CATALOG_PATH"] = write_catalog(tmp_path, [{"id": MODEL, "deadline_seconds": 3}])
-
-
-def refunded(app, user, run, code: str):
-    """The run failed with `code` and its charge came back."""
-    done = wait_for_run(app, run["id"], timeout=20)
-    assert done.status == "failed" and done.error_code == code, (done.status, done.error)
-    assert done.output_urls is None
-    assert ledger(app, run["id"]) == [("charge", -run["costUsd"]), ("refund", run["costUsd"])]
-    assert balance(app, user) == CREDIT
-    return done
 
 
 def _claims(token: str) -> dict:
@@ -176,6 +170,6 @@ def test_kling_expired_video_url_fails_and_refunds(fake, app, client, auth, user
 ])
 def test_errors_are_classified_by_kling_code_not_http_status(status, code, expected, retryable):
     client = KlingClient(access_key="ak", secret_key="sk", base_url="http://kling.invalid")
-    error = client.error_for(_Response(status, {"code": code, "message": "m", "request_id": "r"}))
+    error = client.error_for(FakeResponse(status, {"code": code, "message": "m", "request_id": "r"}))
     assert isinstance(error, ProviderError)
     assert (error.code, error.retryable) == (expected, retryable)

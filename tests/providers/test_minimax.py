@@ -3,6 +3,7 @@ HTTP 200 with `base_resp.status_code`), on both database backends."""
 from __future__ import annotations
 
 import base64
+import functools
 from types import SimpleNamespace
 
 import pytest
@@ -11,16 +12,19 @@ from runbase_web.providers.minimax import HailuoAdapter
 from tests.conftest import wait_for_run
 from tests.fakes import minimax as fake_minimax
 from tests.fakes.replicate import tiny_png
-from tests.providers.test_openai import stop_soon
-from tests.providers.test_replicate import (
-    assert_stored, balance, create, ledger, restart_worker, start_fake, wait_for_upstream_id,
-    write_catalog)
+from tests.providers import support
+from tests.providers.support import (
+    assert_stored, create, ledger, restart_worker, start_fake, stop_soon,
+    wait_for_upstream_id, write_catalog)
 
 MODEL = "hailuo/pro"
 KEY = fake_minimax.KEY
 CREDIT = 1_000_000
 MP4 = b"ftyp"
 FRAME = "data:image/png;base64," + base64.b64encode(tiny_png((30, 200, 90))).decode()
+
+#: Every refunded run here leaves the account at its starting credit.
+refunded = functools.partial(support.refunded, credit=CREDIT)
 
 
 @pytest.fixture(autouse=True)
@@ -43,16 +47,6 @@ def fake(app_config):
 def short_deadline(fake, app_config, tmp_path):
     """Hailuo with a 3 s deadline (requested before `app`)."""
     app_config["CATALOG_PATH"] = write_catalog(tmp_path, [{"id": MODEL, "deadline_seconds": 3}])
-
-
-def refunded(app, user, run, code: str):
-    """The run failed with `code` and its charge came back."""
-    done = wait_for_run(app, run["id"], timeout=20)
-    assert done.status == "failed" and done.error_code == code, (done.status, done.error)
-    assert done.output_urls is None
-    assert ledger(app, run["id"]) == [("charge", -run["costUsd"]), ("refund", run["costUsd"])]
-    assert balance(app, user) == CREDIT
-    return done
 
 
 @pytest.mark.parametrize("with_frame", [True, False])

@@ -2,31 +2,20 @@
 embedded worker: the wire translation, stored files, and failure mapping with refunds."""
 from __future__ import annotations
 
-import io
 import json
-import threading
 import time
 
 import pytest
-from flask import Flask, Response
-from PIL import Image
-from sqlalchemy import select
 
-from runbase_web.extensions import db
-from runbase_web.models import LedgerEntry
 from runbase_web.providers.openai import CLASSIC_SIZES, GPT_IMAGE_2_SIZES, size_for
 from runbase_web.services.catalog import Catalog
-from tests.conftest import wait_for_run
 from tests.fakes import openai as fake_openai
 from tests.fakes.server import FakeServer, FakeState
+from tests.providers.support import (
+    assert_failed_and_refunded, create, finish, ledger, stop_soon, stored)
 
 KEY = "sk-test"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def stop_soon(server: FakeServer) -> None:
-    """Stop a fake without waiting out werkzeug's 0.5 s shutdown poll (keeps the suite fast)."""
-    threading.Thread(target=server.stop, daemon=True).start()
 
 
 @pytest.fixture
@@ -36,29 +25,6 @@ def fake():
     server = FakeServer(fake_openai.make_app(state)).start()
     state.data["url"] = server.url
     yield state
-    stop_soon(server)
-
-
-@pytest.fixture
-def refs():
-    """A loopback server for reference images: /a.png and /b.jpg; yields {name: (url, bytes)}."""
-    images = {"a.png": ("PNG", "image/png", (10, 200, 30)), "b.jpg": ("JPEG", "image/jpeg", (1, 2, 250))}
-    blobs = {}
-    for name, (kind, mime, colour) in images.items():
-        buffer = io.BytesIO()
-        Image.new("RGB", (24, 16), colour).save(buffer, kind)
-        blobs[name] = (buffer.getvalue(), mime)
-    app = Flask("refs")
-
-    @app.get("/<name>")
-    def serve(name):
-        if name not in blobs:
-            return Response("Not Found", status=404)
-        data, mime = blobs[name]
-        return Response(data, mimetype=mime)
-
-    server = FakeServer(app).start()
-    yield {name: (f"{server.url}/{name}", data) for name, (data, _mime) in blobs.items()}
     stop_soon(server)
 
 
@@ -77,36 +43,6 @@ def short_deadline(tmp_path, app_config):
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps({"models": [{"id": "openai/gpt-image-2", "deadline_seconds": 3}]}))
     app_config["CATALOG_PATH"] = str(path)
-
-
-def create(client, auth, model: str, **input_) -> dict:
-    input_.setdefault("prompt", "a red fox in the snow")
-    response = client.post("/api/v1/runs", json={"model": model, "input": input_}, headers=auth)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def finish(app, client, auth, run: dict, timeout: float = 20) -> dict:
-    wait_for_run(app, run["id"], timeout=timeout)
-    return client.get(f"/api/v1/runs/{run['id']}", headers=auth).get_json()
-
-
-def ledger(app, run_id: str) -> list[tuple[str, int]]:
-    with app.app_context():
-        return sorted((e.kind, e.amount_micros) for e in db.session.scalars(
-            select(LedgerEntry).where(LedgerEntry.run_id == run_id)))
-
-
-def stored(client, url: str) -> bytes:
-    with client.get(url.removeprefix("http://localhost")) as response:
-        assert response.status_code == 200
-        return response.data
-
-
-def assert_failed_and_refunded(app, body: dict, code: str) -> None:
-    assert body["status"] == "failed", body
-    assert body["errorCode"] == code and body["error"], body
-    assert ledger(app, body["id"]) == [("charge", -body["costUsd"]), ("refund", body["costUsd"])]
 
 
 # --- the size table ------------------------------------------------------------------------

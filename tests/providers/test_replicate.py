@@ -1,127 +1,22 @@
-"""Replicate predictions through POST /api/v1/runs, against the fake Replicate server.
-
-Also holds the small helpers the fal and upstream-Runbase tests share (catalog files,
-run creation, ledger reads, the worker restart).
-"""
+"""Replicate predictions through POST /api/v1/runs, against the fake Replicate server."""
 from __future__ import annotations
 
-import json
-import time
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select
 
-from runbase_web.extensions import db
-from runbase_web.models import LedgerEntry, Run, User
-from runbase_web.providers import replicate as replicate_provider
 from runbase_web.providers.base import ProviderError
 from runbase_web.providers.replicate import ReplicateClient, find_urls
-from runbase_web.state import WORKER
-from runbase_web.worker import Worker
 from tests.conftest import wait_for_run
 from tests.fakes import replicate as fake_replicate
-from tests.fakes.server import FakeServer, FakeState
+from tests.providers.support import (
+    PAINTER, PAINTER_PINNED, PNG, FakeResponse, assert_stored, balance, create, ledger,
+    restart_worker, start_fake, wait_for_upstream_id, write_catalog)
 
 TOKEN = "r8-test"
-PAINTER = {
-    "id": "replicate/acme/painter", "name": "Acme Painter", "kind": "image",
-    "adapter": "replicate", "upstream": "acme/painter",
-    "description": "An operator-added Replicate image model.",
-    "requires_env": ["REPLICATE_API_TOKEN"], "deadline_seconds": 600, "max_attempts": 3,
-    "input_schema": {
-        "type": "object", "required": ["prompt"], "additionalProperties": False,
-        "properties": {
-            "prompt": {"type": "string", "minLength": 1},
-            "aspect_ratio": {"type": "string", "enum": ["1:1", "16:9"], "default": "1:1"},
-            "num_outputs": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
-            "image_urls": {"type": "array", "maxItems": 1,
-                           "items": {"type": "string", "format": "uri"}},
-        },
-    },
-    "input_map": {"image_urls": "image[0]"},
-    "price": {"micros": 3000, "per": "num_outputs"},
-}
-PAINTER_PINNED = {**PAINTER, "id": "replicate/acme/painter-pinned",
-                  "upstream": "acme/painter:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"}
-
-
-# --- helpers shared by the provider tests --------------------------------------------------
-
-
-def write_catalog(tmp_path, entries: list[dict], name: str = "catalog.json") -> str:
-    """An operator override file with these entries; returns its path."""
-    path = tmp_path / name
-    path.write_text(json.dumps({"models": entries}))
-    return str(path)
-
-
-def start_fake(make_app) -> tuple[FakeState, FakeServer]:
-    """A fake provider on 127.0.0.1."""
-    state = FakeState()
-    return state, FakeServer(make_app(state)).start()
-
-
-def create(client, auth, model: str, **input_) -> dict:
-    """Create a run through the API; returns the run object."""
-    input_.setdefault("prompt", "a red fox in the snow")
-    response = client.post("/api/v1/runs", json={"model": model, "input": input_}, headers=auth)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def ledger(app, run_id: str) -> list[tuple[str, int]]:
-    """The run's ledger entries as (kind, amount)."""
-    with app.app_context():
-        return sorted((e.kind, e.amount_micros) for e in db.session.scalars(
-            select(LedgerEntry).where(LedgerEntry.run_id == run_id)))
-
-
-def balance(app, user) -> int:
-    """The user's balance in micro-USD."""
-    with app.app_context():
-        return db.session.get(User, user.id).balance_micros
-
-
-def wait_for_upstream_id(app, run_id: str, timeout: float = 10.0) -> str:
-    """Wait until the worker committed the provider's id for the run."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.app_context():
-            run = db.session.get(Run, run_id)
-            if run.upstream_id:
-                return run.upstream_id
-        time.sleep(0.02)
-    raise AssertionError("the worker never committed an upstream id")
-
-
-def restart_worker(app) -> None:
-    """Crash the embedded worker between polls and start a fresh one (W2)."""
-    app.extensions.pop(WORKER).stop(wait=False)
-    app.extensions[WORKER] = Worker(app, threads=2).start()
-
-
-def assert_stored(client, run: Run, magic: bytes, offset: int = 0) -> None:
-    """The run succeeded with files we store and serve ourselves."""
-    assert run.status == "succeeded", run.error
-    assert run.output_urls
-    for url in run.output_urls:
-        assert url.startswith("/files/generated/")
-        with client.get(url) as response:
-            assert response.status_code == 200
-            assert response.data[offset:offset + len(magic)] == magic
-
-
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch):
-    """Poll the fakes more often than real providers warrant, to keep the suite quick."""
-    monkeypatch.setattr(replicate_provider, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
 
 
 @pytest.fixture
@@ -253,15 +148,6 @@ def test_expired_output_url_fails_the_run_and_refunds(fake, app, client, auth, w
 # --- the client alone ---------------------------------------------------------------------
 
 
-class _Response:
-    def __init__(self, status, body, headers=None):
-        self.status_code, self._body, self.headers = status, body, headers or {}
-        self.text, self.reason = json.dumps(body), "x"
-
-    def json(self):
-        return self._body
-
-
 @pytest.mark.parametrize("body, headers, expected", [
     ({"detail": "Request was throttled. Your rate limit resets in ~30s."}, {}, 30.0),
     ({"detail": "throttled", "retry_after": 4}, {}, 4.0),
@@ -269,7 +155,7 @@ class _Response:
     ({"detail": "throttled"}, {}, None),
 ])
 def test_throttle_wait_comes_from_the_body_or_the_header(body, headers, expected):
-    error = ReplicateClient(token="t", base_url="http://x").error_for(_Response(429, body, headers))
+    error = ReplicateClient(token="t", base_url="http://x").error_for(FakeResponse(429, body, headers))
     assert isinstance(error, ProviderError) and error.retryable and error.code == "provider_busy"
     assert error.retry_after == expected
 

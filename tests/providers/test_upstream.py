@@ -8,10 +8,9 @@ import pytest
 from runbase_web.providers import upstream
 from tests.conftest import wait_for_run
 from tests.fakes import runbase as fake_runbase
-from tests.providers.test_replicate import fast_polls  # noqa: F401 (autouse fixture)
-from tests.providers.test_replicate import (
-    PNG, assert_stored, balance, create, ledger, restart_worker, start_fake, wait_for_upstream_id,
-    write_catalog)
+from tests.providers.support import (
+    PNG, assert_stored, balance, create, ledger, restart_worker, start_fake,
+    wait_for_upstream_id, write_catalog)
 
 KEY = "sk-upstream-test"
 MODEL = "openai/gpt-image-2"

@@ -1,0 +1,42 @@
+"""Fixtures the provider tests share (helpers are in tests/providers/support.py)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from flask import Flask, Response
+from PIL import Image
+
+from runbase_web.providers import replicate as replicate_provider
+from tests.fakes.server import FakeServer
+from tests.providers.support import stop_soon
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch):
+    """Poll the Replicate-style fakes (Replicate, fal, upstream Runbase) more often than real
+    providers warrant, to keep the suite quick."""
+    monkeypatch.setattr(replicate_provider, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
+
+
+@pytest.fixture
+def refs():
+    """A loopback server for reference images: /a.png and /b.jpg; yields {name: (url, bytes)}."""
+    images = {"a.png": ("PNG", "image/png", (10, 200, 30)), "b.jpg": ("JPEG", "image/jpeg", (1, 2, 250))}
+    blobs = {}
+    for name, (kind, mime, colour) in images.items():
+        buffer = io.BytesIO()
+        Image.new("RGB", (24, 16), colour).save(buffer, kind)
+        blobs[name] = (buffer.getvalue(), mime)
+    app = Flask("refs")
+
+    @app.get("/<name>")
+    def serve(name):
+        if name not in blobs:
+            return Response("Not Found", status=404)
+        data, mime = blobs[name]
+        return Response(data, mimetype=mime)
+
+    server = FakeServer(app).start()
+    yield {name: (f"{server.url}/{name}", data) for name, (data, _mime) in blobs.items()}
+    stop_soon(server)
