@@ -6,9 +6,10 @@ chosen here, by path.
 from __future__ import annotations
 
 from flask import Flask, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
 
 from .api.errors import http_error_response, internal_error_response
+from .errors import RunNotFound
 
 
 def _is_api() -> bool:
@@ -18,6 +19,9 @@ def _is_api() -> bool:
 def init_app(app: Flask) -> None:
     """Register the handlers."""
     app.register_error_handler(HTTPException, _http_error)
+    # Pages call services.runs.get_run directly: another account's run is the same 404
+    # page as a missing one. (The API blueprint's own handler answers with the envelope.)
+    app.register_error_handler(RunNotFound, _run_not_found)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -28,6 +32,10 @@ def _http_error(error: HTTPException):
     if _is_api():
         return http_error_response(error)
     return render_template("errors/error.html", error=error), error.code
+
+
+def _run_not_found(error: RunNotFound):
+    return _http_error(NotFound(description="There is no run with this id in your account."))
 
 
 def _unexpected(error: Exception):

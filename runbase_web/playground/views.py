@@ -12,7 +12,7 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from flask_login import current_user, login_required
 
 from .. import htmx, state
-from ..errors import RunbaseError, RunNotFound
+from ..errors import RunbaseError
 from ..extensions import db
 from ..models import User
 from ..services import runs
@@ -249,8 +249,5 @@ def run_card(run_id: str):
 
 
 def _own_run(run_id: str):
-    """The signed-in account's run; anyone else's is a 404, like a missing one."""
-    try:
-        return runs.get_run(db.session, current_user.id, run_id)
-    except RunNotFound:
-        abort(404)
+    """The signed-in account's run; anyone else's is the 404 page (errors_web), like a missing one."""
+    return runs.get_run(db.session, current_user.id, run_id)

@@ -33,11 +33,8 @@ def run_thumbnail(run: Run):
 
 
 def _own_run(run_id: str) -> Run:
-    """The signed-in account's run; anyone else's is a 404, like a missing one."""
-    try:
-        return runs.get_run(db.session, current_user.id, run_id)
-    except RunNotFound:
-        abort(404, description="There is no run with this id in your account.")
+    """The signed-in account's run; anyone else's is the 404 page (errors_web), like a missing one."""
+    return runs.get_run(db.session, current_user.id, run_id)
 
 
 def _fragment(template: str, **context):

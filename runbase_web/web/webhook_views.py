@@ -6,7 +6,6 @@ from flask import abort, current_app, flash, make_response, redirect, render_tem
 from flask_login import current_user, login_required
 
 from .. import state
-from ..errors import RunNotFound
 from ..extensions import db
 from ..htmx import is_htmx, vary_on_htmx
 from ..services import runs, webhooks
@@ -82,11 +81,8 @@ def rotate_webhook_secret():
 
 def _run_log(run_id: str):
     """The delivery log fragment of one of the user's runs; 404 for anyone else's."""
-    try:
-        run = runs.get_run(db.session, current_user.id, run_id)
-        deliveries = webhooks.deliveries_for_run(db.session, current_user.id, run.id)
-    except RunNotFound:
-        abort(404)
+    run = runs.get_run(db.session, current_user.id, run_id)  # anyone else's: 404 (errors_web)
+    deliveries = webhooks.deliveries_for_run(db.session, current_user.id, run.id)
     page = render_template("webhooks/_log.html", run=run, deliveries=deliveries,
                            attempts=webhooks.attempts_of(db.session, [d.id for d in deliveries]))
     return vary_on_htmx(make_response(page))
