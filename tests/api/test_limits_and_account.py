@@ -65,6 +65,13 @@ def test_ip_allowlist_uses_the_socket_address(app, client, auth, api_key):
     assert allowed.status_code == 404
     v6 = client.get("/api/v1/runs/run_x", headers=auth, environ_base={"REMOTE_ADDR": "2001:db8:0::1"})
     assert v6.status_code == 404
+    # A dual-stack socket shows an IPv4 caller as ::ffff:a.b.c.d; it is still that address.
+    mapped = client.get("/api/v1/runs/run_x", headers=auth,
+                        environ_base={"REMOTE_ADDR": "::ffff:203.0.113.7"})
+    assert mapped.status_code == 404
+    other = client.get("/api/v1/runs/run_x", headers=auth,
+                       environ_base={"REMOTE_ADDR": "::ffff:203.0.113.8"})
+    assert other.status_code == 403
 
 
 def test_trusted_proxy_hop_reads_the_rightmost_forwarded_address(app_config, app, client, auth, api_key):

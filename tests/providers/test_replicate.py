@@ -9,6 +9,7 @@ from runbase_web.providers.base import ProviderError
 from runbase_web.providers.replicate import ReplicateClient, find_urls
 from tests.conftest import wait_for_run
 from tests.fakes import replicate as fake_replicate
+from tests.web import sign_in
 from tests.providers.support import (
     PAINTER, PAINTER_PINNED, PNG, FakeResponse, assert_stored, balance, create, ledger,
     restart_worker, start_fake, wait_for_upstream_id, write_catalog)
@@ -110,6 +111,23 @@ def test_server_errors_and_broken_json_while_polling_are_retried(fake, app, clie
     done = wait_for_run(app, create(client, auth, "replicate/acme/painter")["id"])
     assert done.status == "succeeded", done.error
     assert fake.state.data["submits"] == 1
+
+
+@pytest.mark.parametrize("where", ["api", "run page"])
+def test_user_cancel_of_a_processing_run_cancels_the_prediction(fake, app, client, auth, user, worker,
+                                                              where):
+    fake.state.data["outcome"] = "never"
+    run = create(client, auth, "replicate/acme/painter")
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    if where == "api":
+        assert client.post(f"/api/v1/runs/{run['id']}/cancel", headers=auth).status_code == 200
+    else:
+        sign_in(client, user.email, "password123")
+        assert client.post(f"/runs/{run['id']}/cancel").status_code == 303
+    done = wait_for_run(app, run["id"])
+    assert done.status == "failed" and done.error_code == "canceled"
+    assert len(fake.state.calls_to("POST", f"/v1/predictions/{upstream_id}/cancel")) == 1
+    assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
 
 
 def test_never_finishing_prediction_times_out_is_canceled_and_refunded(short_deadline, fake, app, client,

@@ -63,3 +63,12 @@ def test_generated_names_are_unique_and_url_safe(app, user):
     for name in names:
         stem = NAME.match(name).group(1)
         assert len(stem) >= 22  # ceil(128 / 6)
+
+
+def test_names_we_could_not_have_made_never_reach_the_database(client, monkeypatch):
+    looked_up = []
+    monkeypatch.setattr("runbase_web.files_web.files.find_file",
+                        lambda session, name: looked_up.append(name))
+    for url in TRAVERSAL + ["/files/generated/short.png", "/files/generated/" + "a" * 80 + ".png"]:
+        assert client.get(url).status_code == 404, url
+    assert looked_up == []
