@@ -13,15 +13,21 @@ bp = Blueprint("files", __name__)
 CACHE_SECONDS = 365 * 24 * 3600
 
 
-@bp.get("/files/generated/<name>")
-def generated(name: str):
-    """One output file, by its unguessable name (the name is the capability)."""
+def stored_file_or_404(name: str):
+    """(row, path) of a recorded output file on our storage; 404 for anything else."""
     if not SAFE_NAME.match(name):
         abort(404)  # never a query, never a path, for a name we could not have made
     row = files.find_file(db.session, name)
     path = state.storage().path(name) if row is not None else None
     if path is None:
         abort(404)
+    return row, path
+
+
+@bp.get("/files/generated/<name>")
+def generated(name: str):
+    """One output file, by its unguessable name (the name is the capability)."""
+    row, path = stored_file_or_404(name)
     response = send_file(path, mimetype=row.content_type, conditional=True, etag=row.sha256,
                          max_age=CACHE_SECONDS)
     response.cache_control.public = True

@@ -12,6 +12,7 @@ from flask import (Response, abort, current_app, redirect, render_template, requ
 from flask_login import current_user, login_required
 
 from .. import htmx, recipe, state
+from ..files_web import stored_file_or_404
 from ..errors import RunbaseError, RunNotFound
 from ..extensions import db
 from ..models import Run
@@ -130,11 +131,7 @@ def shared_output(token: str, index: int):
     paths = run.output_urls or []
     if index >= len(paths):
         abort(404)
-    name = paths[index].removeprefix(files.URL_PREFIX)
-    row = files.find_file(db.session, name)
-    path = state.storage().path(name) if row is not None else None
-    if path is None:
-        abort(404)
+    row, path = stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
     if row.content_type != "image/png":
         response = send_file(path, mimetype=row.content_type, conditional=True)
     else:
