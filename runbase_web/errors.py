@@ -17,6 +17,8 @@ class RunbaseError(Exception):
         self.message = message
         #: The input field at fault, for forms that show errors next to fields.
         self.field = field
+        #: HTTP headers the answer must carry (e.g. Retry-After on a 429 or 503).
+        self.headers: dict[str, str] = {}
 
 
 def _error(name: str, status: int, code: str) -> type[RunbaseError]:

@@ -1,62 +1,98 @@
-"""Request rate limits (Flask-Limiter): per API key on the runs endpoints, per IP and
-per account on sign-in and sign-up. In-process by default; a shared Redis when
-RUNBASE_REDIS_URL is set, so limits hold across gunicorn workers and machines."""
+"""Request rate limits.
+
+Runs endpoints: a moving window per API key id (`KeyRateLimiter`), so "N requests per M
+seconds" holds over every M-second span, not just within aligned windows. Sign-in and
+sign-up: Flask-Limiter per IP and per account, also on a moving window. Both keep their
+counts in process memory, or in Redis when RUNBASE_REDIS_URL is set so limits hold across
+gunicorn workers and machines.
+"""
 from __future__ import annotations
 
 import hashlib
 import math
 import time
+from dataclasses import dataclass
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import RateLimitItemPerSecond
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+_KEY_LIMITER = "runbase.key_rate_limiter"
 
 
 def init_app(app: Flask) -> None:
-    """Bind the limiter to the app with the configured storage."""
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    """Bind the form limiter and the per-key limiter to the app with the configured storage."""
+    storage_uri = app.config.get("REDIS_URL") or "memory://"
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage_uri)
+    app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
+    app.extensions[_KEY_LIMITER] = KeyRateLimiter(storage_uri)
 
 
-def api_key_identity() -> str:
-    """Who a runs request counts against: its key (hashed, never stored in clear)."""
-    header = request.headers.get("Authorization", "")
-    if header:
-        return "key:" + hashlib.sha256(header.encode()).hexdigest()
-    return "ip:" + (request.remote_addr or "unknown")
+def seconds_to_wait(reset_at: float, now: float | None = None) -> int:
+    """Whole seconds a client must wait until `reset_at`, rounded up (at least 1), so that
+    waiting exactly Retry-After seconds always gets the next request in."""
+    now = time.time() if now is None else now
+    return max(1, math.ceil(reset_at - now))
 
 
-def runs_limit() -> str:
-    """The configured per-key limit, e.g. 20 per 10 seconds."""
-    configured = current_app.config["RATE_LIMIT"]
-    if configured is None:
-        # Flask-Limiter reads the value before it asks exempt_when; never enforced.
-        return "1 per second"
-    count, seconds = configured
-    return f"{count} per {seconds} second"
+# --- per API key, on the runs endpoints ---------------------------------------------------
 
 
-def runs_limit_off() -> bool:
-    """RUNBASE_RATE_LIMIT=off turns the per-key limit off."""
-    return current_app.config["RATE_LIMIT"] is None
+@dataclass(frozen=True)
+class Verdict:
+    """One counted request: whether it is allowed, and the window it was counted in."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    #: Epoch seconds at which the oldest request in the window leaves it (a slot frees up).
+    reset_at: float
+
+    def headers(self) -> dict[str, str]:
+        """X-RateLimit-* (and Retry-After when refused), as the docs describe them."""
+        headers = {"X-RateLimit-Limit": str(self.limit),
+                   "X-RateLimit-Remaining": str(self.remaining),
+                   "X-RateLimit-Reset": str(math.ceil(self.reset_at))}
+        if not self.allowed:
+            headers["Retry-After"] = str(seconds_to_wait(self.reset_at))
+        return headers
 
 
-#: One budget shared by create and get, as the hosted service counts them together.
-runs_rate_limit = limiter.shared_limit(runs_limit, scope="runs", key_func=api_key_identity,
-                                       exempt_when=runs_limit_off)
+class KeyRateLimiter:
+    """A moving-window limit per API key id: every request within the last M seconds
+    counts, so no M-second span ever holds more than N allowed requests."""
+
+    def __init__(self, storage_uri: str):
+        self._strategy = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    def hit(self, key_id: int, count: int, seconds: int) -> Verdict:
+        """Count one request of key `key_id` against `count` per `seconds`."""
+        item = RateLimitItemPerSecond(count, seconds)
+        identity = ("runs", f"key:{key_id}")
+        allowed = self._strategy.hit(item, *identity)
+        reset_at, remaining = self._strategy.get_window_stats(item, *identity)
+        return Verdict(allowed, count, max(remaining, 0), reset_at)
 
 
-# --- sign-in and sign-up (reliability.md S4) ---------------------------------------------
+def key_rate_limiter(app: Flask | None = None) -> KeyRateLimiter:
+    """The per-key limiter of `app` (default: the current app)."""
+    return (app or current_app).extensions[_KEY_LIMITER]
+
+
+# --- sign-in and sign-up (per IP and per account) ---------------------------------------------
 
 
 def auth_limit() -> str:
     """The configured limit on sign-in/sign-up attempts (RUNBASE_AUTH_RATE_LIMIT)."""
     configured = current_app.config.get("AUTH_RATE_LIMIT")
     if configured is None:
-        return "1 per second"  # read before exempt_when, as for runs_limit; never enforced
+        return "1 per second"  # Flask-Limiter reads it before exempt_when; never enforced
     count, seconds = configured
     return f"{count} per {seconds} second"
 
@@ -77,7 +113,7 @@ def form_email_identity() -> str:
     Normalised like accounts.normalize_email, so case or spaces don't reset the count.
     """
     email = request.form.get("email", "").strip().lower()
-    return "email:" + hashlib.sha256(email.encode()).hexdigest()
+    return "email:" + hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def auth_rate_limit(*, on_breach, deduct_when=None):
@@ -97,5 +133,6 @@ def auth_rate_limit(*, on_breach, deduct_when=None):
 
 
 def seconds_until_reset(request_limit) -> int:
-    """Whole seconds until a breached limit (a flask_limiter RequestLimit) lets requests in."""
-    return max(1, math.ceil(request_limit.reset_at - time.time()))
+    """Whole seconds until a breached form limit (a flask_limiter RequestLimit) lets
+    requests in, rounded up."""
+    return seconds_to_wait(request_limit.reset_at)

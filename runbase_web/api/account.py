@@ -5,13 +5,11 @@ from flask import g, jsonify
 
 from ..extensions import db
 from ..models import ApiKey, User
-from ..ratelimit import runs_rate_limit
 from . import bp
 from .auth import require_key
 
 
 @bp.get("/account")
-@runs_rate_limit
 @require_key
 def get_account():
     """The caller's balance and key, all money in micro-USD."""

@@ -5,12 +5,14 @@ import ipaddress
 from dataclasses import dataclass
 from functools import wraps
 
-from flask import g, request
+from flask import current_app, g, request
 
-from ..errors import InvalidApiKey, IpNotAllowed, MissingApiKey
+from ..errors import InvalidApiKey, IpNotAllowed, MissingApiKey, RateLimited
 from ..extensions import db
 from ..models import ApiKey
+from ..ratelimit import key_rate_limiter
 from ..services import keys
+from . import bp
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,45 @@ def authenticate_request() -> Caller:
     return caller
 
 
+class KeyRateLimited(RateLimited):
+    """429 for a key over RUNBASE_RATE_LIMIT; carries the window's headers."""
+
+    def __init__(self, verdict):
+        super().__init__("Rate limit exceeded")
+        self.headers = verdict.headers()
+
+
+def _count_request(caller: Caller) -> None:
+    """Count this request against its key's budget (RUNBASE_RATE_LIMIT); 429 when spent.
+
+    Keyed on the authenticated key's id, so every spelling of the Authorization header
+    that authenticates as the same key shares one budget.
+    """
+    configured = current_app.config["RATE_LIMIT"]
+    if configured is None:
+        return
+    verdict = key_rate_limiter().hit(caller.key_id, *configured)
+    g.rate_limit_verdict = verdict
+    if not verdict.allowed:
+        raise KeyRateLimited(verdict)
+
+
+@bp.after_request
+def _rate_limit_headers(response):
+    """Every answer to a counted request says where its key stands in the window."""
+    verdict = g.pop("rate_limit_verdict", None)
+    if verdict is not None:
+        for name, value in verdict.headers().items():
+            response.headers.setdefault(name, value)
+    return response
+
+
 def require_key(view):
-    """Decorator: authenticate the request's key and expose it as `g.caller`."""
+    """Decorator: authenticate the request's key, count it against the key's rate limit,
+    and expose the caller as `g.caller`."""
     @wraps(view)
     def wrapper(*args, **kwargs):
         g.caller = authenticate_request()
+        _count_request(g.caller)
         return view(*args, **kwargs)
     return wrapper

@@ -20,6 +20,7 @@ def error_response(error: RunbaseError):
     """The JSON response for a refused request."""
     response = jsonify({"error": {"message": error.message, "code": error.code}})
     response.status_code = error.status
+    response.headers.update(error.headers)
     return response
 
 

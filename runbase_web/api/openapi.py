@@ -47,8 +47,36 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+RATE_LIMIT_RULE = (
+    "Each API key may make N requests per M seconds on the runs and account endpoints "
+    "(the operator's RUNBASE_RATE_LIMIT, default 20 per 10 s; create, get, list and cancel are "
+    "counted together). The window moves: any span of M seconds holds at most N accepted "
+    "requests. A refused request is not counted; waiting Retry-After seconds always lets the "
+    "next one in.")
+_SECONDS_HEADER = {"schema": {"type": "integer", "minimum": 1}}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {"description": "N, the requests allowed per window",
+                          "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "requests left in the current window",
+                              "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Unix time at which the oldest counted request "
+                                         "leaves the window", "schema": {"type": "integer"}},
+}
+_RESPONSES = {
+    "429": {"description": "Rate limited (code RATE_LIMITED). " + RATE_LIMIT_RULE,
+            "headers": {"Retry-After": {"description": "whole seconds to wait, rounded up",
+                                        **_SECONDS_HEADER}, **_RATE_HEADERS},
+            "content": {"application/json": {"schema": _ref("Error")}}},
+    "503": {"description": "The database is unreachable for a moment (code "
+                           "service_unavailable); nothing was charged. Retry after Retry-After.",
+            "headers": {"Retry-After": {"description": "seconds to wait", **_SECONDS_HEADER}},
+            "content": {"application/json": {"schema": _ref("Error")}}},
+}
+
+
 def _errors(*statuses: int) -> dict:
-    return {str(status): _json(_ref("Error"), "Error") for status in statuses}
+    return {str(status): {"$ref": f"#/components/responses/{status}"} if str(status) in _RESPONSES
+            else _json(_ref("Error"), "Error") for status in statuses}
 
 
 def _create_body(catalog: Catalog, env: Mapping[str, str]) -> dict:
@@ -67,7 +95,7 @@ def _paths(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
                      "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                      "schema": {"type": "string", "maxLength": 255}}],
                      "responses": {"201": _json(_ref("Run"), "Created"),
-                                   **_errors(400, 401, 402, 403, 413, 422, 429)}},
+                                   **_errors(400, 401, 402, 403, 413, 422, 429, 503)}},
             "get": {"operationId": "listRuns", "summary": "List runs, newest first", "parameters": [
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                 {"name": "after", "in": "query", "schema": {"type": "string"}},
@@ -77,13 +105,13 @@ def _paths(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
                                             "properties": {"data": {"type": "array", "items": _ref("Run")},
                                                            "hasMore": {"type": "boolean"},
                                                            "nextCursor": {"type": ["string", "null"]}}}, "A page"),
-                              **_errors(400, 401, 403, 404, 429)}}},
+                              **_errors(400, 401, 403, 404, 429, 503)}}},
         "/runs/{id}": {"get": {"operationId": "getRun", "summary": "Get a run", "parameters": run_id,
-                               "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429)}}},
+                               "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429, 503)}}},
         "/runs/{id}/cancel": {"post": {"operationId": "cancelRun", "summary": "Cancel a run", "parameters": run_id,
-                                       "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429)}}},
+                                       "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429, 503)}}},
         "/account": {"get": {"operationId": "getAccount", "summary": "Balance and this key's spend",
-                             "responses": {"200": _json(_ref("Account"), "The account"), **_errors(401, 403, 429)}}},
+                             "responses": {"200": _json(_ref("Account"), "The account"), **_errors(401, 403, 429, 503)}}},
         "/models": {"get": {"operationId": "listModels", "security": [], "summary": "The model catalog",
                             "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
                                 "data": {"type": "array", "items": _ref("Model")}}}, "Models")}}},
@@ -100,12 +128,14 @@ def build_document(catalog: Catalog, server_url: str, env: Mapping[str, str]) ->
     return {
         "openapi": "3.1.0",
         "info": {"title": "Runbase API", "version": "1.0.0",
-                 "description": "Runbase-compatible runs API. Money is integer micro-USD."},
+                 "description": "Runbase-compatible runs API. Money is integer micro-USD. "
+                                "Rate limits: " + RATE_LIMIT_RULE},
         "servers": [{"url": f"{server_url}/api/v1"}],
         "security": [{"bearer": []}],
         "paths": _paths(catalog, env),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "sk-..."}},
+            "responses": _RESPONSES,
             "schemas": {"Run": _RUN, "Error": _ERROR, "Model": _MODEL, "Account": _ACCOUNT}},
     }
 

@@ -10,7 +10,6 @@ from .. import state
 from ..errors import InvalidJson, InvalidQuery, MissingInput, MissingModel
 from ..extensions import db
 from ..models import Run, RunStatus
-from ..ratelimit import runs_rate_limit
 from ..services import idempotency, runs
 from ..urls import public_base_url
 from . import bp
@@ -64,7 +63,6 @@ def _create_once(body: dict, model: str, raw_input: dict, key: str) -> tuple[Run
 
 
 @bp.post("/runs")
-@runs_rate_limit
 @require_key
 def create_run():
     """Create a run: validate, price, charge, queue (once per Idempotency-Key)."""
@@ -87,7 +85,6 @@ def create_run():
 
 
 @bp.get("/runs/<run_id>")
-@runs_rate_limit
 @require_key
 def get_run(run_id: str):
     """One run of the caller's account."""
@@ -97,7 +94,6 @@ def get_run(run_id: str):
 
 
 @bp.post("/runs/<run_id>/cancel")
-@runs_rate_limit
 @require_key
 def cancel_run(run_id: str):
     """End a pending or processing run as failed (errorCode canceled), refunded."""
@@ -124,7 +120,6 @@ def _list_arguments() -> dict:
 
 
 @bp.get("/runs")
-@runs_rate_limit
 @require_key
 def list_runs():
     """The account's runs, newest first; pass `nextCursor` as `after` for the next page."""

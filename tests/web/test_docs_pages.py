@@ -133,7 +133,7 @@ def test_authentication_and_concepts_pages_cover_their_topics(client):
 def test_rate_limit_page_states_the_configured_limit_and_it_holds(client, auth):
     text = client.get("/docs/rate-limits").text
     assert 'data-rate-limit="3/10s">3 requests per 10 seconds<' in text
-    assert "Retry-After" in text
+    assert "Retry-After" in text and "moving window" in text
     answers = [client.get("/api/v1/runs/run_missing", headers=auth) for _ in range(4)]
     assert [a.status_code for a in answers] == [404, 404, 404, 429]
     limited = answers[-1]
@@ -141,6 +141,16 @@ def test_rate_limit_page_states_the_configured_limit_and_it_holds(client, auth):
     assert 0 < int(limited.headers["Retry-After"]) <= 10
     for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
         assert header in answers[0].headers, header
+
+
+def test_openapi_documents_the_moving_window_and_its_headers(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    limited = document["components"]["responses"]["429"]
+    assert "any span of M seconds" in limited["description"]
+    assert {"Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} \
+        <= set(limited["headers"])
+    create = document["paths"]["/runs"]["post"]["responses"]
+    assert create["429"] == {"$ref": "#/components/responses/429"}
 
 
 def test_rate_limit_page_when_the_limit_is_off(client):
