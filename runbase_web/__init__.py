@@ -14,9 +14,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from . import api, auth, cli, errors_web, files_web, playground, ratelimit, security, state, web
     from .config import load_settings
     from .extensions import csrf, db, login_manager
+    from .responses import PrintableResponse
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
+    app.response_class = PrintableResponse
     app.config.update(load_settings(config))
     db.init_app(app)
     csrf.init_app(app)

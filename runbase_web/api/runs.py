@@ -1,12 +1,10 @@
 """POST /api/v1/runs and GET /api/v1/runs/<id>."""
 from __future__ import annotations
 
-import json
-
 from flask import current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
-from .. import state
+from .. import jsontext, state
 from ..errors import InvalidJson, InvalidQuery, MissingInput, MissingModel
 from ..extensions import db
 from ..models import Run, RunStatus
@@ -19,8 +17,10 @@ from .serializers import run_to_api
 
 def _json_body() -> dict:
     try:
-        body = json.loads(request.get_data(cache=False) or b"")
-    except (ValueError, UnicodeDecodeError):
+        body = jsontext.loads_strict(request.get_data(cache=False) or b"")
+    except jsontext.UnsafeJson as error:
+        raise InvalidJson(f"The request body is not acceptable JSON: {error}") from None
+    except ValueError:  # UnicodeDecodeError included
         raise InvalidJson("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidJson("The request body must be a JSON object.")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import JSON, DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from ..jsontext import scrub
 
 # Stable constraint names, so Alembic migrations can refer to them on every backend.
 NAMING = {
@@ -49,3 +51,15 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc)
+
+
+class PrintableJSON(TypeDecorator):
+    """JSON whose strings are always printable when read back: a lone surrogate stored
+    before the API refused them (see jsontext) reads as U+FFFD, so pages, PNG recipes and
+    the worker never fail to encode a stored input."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return scrub(value)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, PrintableJSON, UTCDateTime, utcnow
 
 
 class RunStatus(str, enum.Enum):
@@ -42,7 +42,7 @@ class Run(Base):
     #: "api" or "playground": where the run was created.
     source: Mapped[str] = mapped_column(String(20), default="api")
     model: Mapped[str] = mapped_column(String(200))
-    input: Mapped[dict] = mapped_column(JSON)
+    input: Mapped[dict] = mapped_column(PrintableJSON)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING.value)
     cost_micros: Mapped[int] = mapped_column(BigInteger)
     output_urls: Mapped[list | None] = mapped_column(JSON)

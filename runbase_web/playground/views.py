@@ -6,12 +6,10 @@ API's POST /api/v1/runs; there is no Playground shortcut.
 """
 from __future__ import annotations
 
-import json
-
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import htmx, state
+from .. import htmx, jsontext, state
 from ..errors import RunbaseError
 from ..extensions import db
 from ..models import User
@@ -104,8 +102,8 @@ def restore_recipe():
     """
     text = request.form.get("recipe", "")
     try:
-        recipe = json.loads(text) if 0 < len(text) <= MAX_RECIPE_BODY else None
-    except ValueError:
+        recipe = jsontext.loads_strict(text) if 0 < len(text) <= MAX_RECIPE_BODY else None
+    except ValueError:  # UnsafeJson included: a recipe with unstorable text restores nothing
         recipe = None
     restored = restore.from_recipe(db.session, state.catalog(), _user_id(), recipe)
     if restored.spec is None:

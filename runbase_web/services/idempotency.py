@@ -39,7 +39,8 @@ class InvalidIdempotencyKey(RunbaseError):
 def fingerprint(body: dict) -> str:
     """A stable hash of the request body (key order and spacing don't matter)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a body is checked for lone surrogates before this, but a hash must never fail.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_key(key: str) -> str:

@@ -1,6 +1,7 @@
 """Runs: create (validate, price, charge, insert in one transaction), read, finish."""
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from datetime import datetime, timedelta, timezone
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .. import jsontext
 from ..errors import InvalidInput, ModelNotFound, RunNotFound
 from ..models import ACTIVE_STATUSES, Run, RunStatus
 from . import ledger, webhooks
@@ -19,6 +21,8 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The largest seed models accept; a run without one gets a random seed so it can be repeated.
 MAX_SEED = 2_147_483_647
 MAX_WEBHOOK_URL = 2048
+# Spaces, C0 controls, DEL and lone surrogates: never part of a URL we should store or call.
+_URL_UNSAFE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
 
 
 def now() -> datetime:
@@ -45,6 +49,12 @@ def resolve_model(catalog: Catalog, model_id: str, provider_env: Mapping[str, st
 
 def prepare_input(spec: ModelSpec, raw_input: dict) -> dict:
     """Validate the input, apply defaults, and fix a seed where the model takes one."""
+    try:
+        # Before the schema: deep nesting would exhaust the recursion limit in validation,
+        # and a lone surrogate or NUL would break storage, pages and the provider call.
+        jsontext.check_value(raw_input, max_depth=jsontext.MAX_JSON_DEPTH - 1)
+    except jsontext.UnsafeJson as error:
+        raise InvalidInput(f"'input' is not acceptable: {error}") from None
     try:
         valid = validate_input(spec, raw_input)
     except InputError as error:
@@ -88,6 +98,9 @@ def check_webhook_url(value: object) -> str:
     if not isinstance(value, str) or len(value) > MAX_WEBHOOK_URL:
         raise InvalidInput(f"'webhook' must be an https URL of at most {MAX_WEBHOOK_URL} characters.",
                            field="webhook")
+    if _URL_UNSAFE.search(value):
+        raise InvalidInput("'webhook' may not contain spaces, control characters or invalid "
+                           "Unicode.", field="webhook")
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidInput("'webhook' must be an absolute https URL.", field="webhook")
