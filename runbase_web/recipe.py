@@ -11,6 +11,8 @@ import json
 import struct
 import zlib
 
+from .jsontext import loads_strict
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KEYWORD = b"runbase"
 TEXT_CHUNKS = (b"iTXt", b"tEXt", b"zTXt")
@@ -35,7 +37,7 @@ def embed_png_recipe(png_bytes: bytes, recipe: dict) -> bytes:
     if len(text) > MAX_RECIPE_BYTES:
         raise ValueError("the recipe is too large to embed")
     kept, iend = [], None
-    for kind, start, end in _chunks(png_bytes):
+    for kind, start, end in png_chunks(png_bytes):
         if kind == b"IEND":
             iend = start
             break
@@ -56,7 +58,7 @@ def read_png_recipe(png_bytes: bytes) -> dict | None:
         return None
     data = bytes(png_bytes)
     try:
-        for kind, start, end in _chunks(data):
+        for kind, start, end in png_chunks(data):
             if kind in TEXT_CHUNKS and _keyword(data, start) == KEYWORD:
                 return _decode(kind, data[start + 8:end - 4])
             if kind == b"IEND":
@@ -69,7 +71,7 @@ def read_png_recipe(png_bytes: bytes) -> dict | None:
 def strip_png_recipe(png_bytes: bytes) -> bytes:
     """The PNG without its `runbase` chunks (unchanged if it has none or is not a PNG)."""
     try:
-        chunks = list(_chunks(png_bytes))
+        chunks = list(png_chunks(png_bytes))
     except PngError:
         return png_bytes
     kept = [png_bytes[start:end] for kind, start, end in chunks
@@ -77,8 +79,9 @@ def strip_png_recipe(png_bytes: bytes) -> bytes:
     return PNG_SIGNATURE + b"".join(kept)
 
 
-def _chunks(data: bytes):
-    """(type, start, end) of each chunk, start at its length field, end after its CRC."""
+def png_chunks(data: bytes):
+    """(type, start, end) of each chunk up to IEND, start at its length field, end after
+    its CRC. Raises PngError for bytes that are not a PNG or a chunk cut short."""
     if not data.startswith(PNG_SIGNATURE):
         raise PngError("not a PNG file")
     position = len(PNG_SIGNATURE)
@@ -121,7 +124,7 @@ def _decode(kind: bytes, body: bytes) -> dict | None:
             _language, rest = rest.split(b"\x00", 1)
             _translated, rest = rest.split(b"\x00", 1)
             text = (_inflate(rest) if compressed else rest).decode("utf-8")
-        value = json.loads(text)
+        value = loads_strict(text)  # a recipe is outside input: the same rules as the API
     except (IndexError, ValueError, zlib.error):
         return None
     return value if isinstance(value, dict) else None

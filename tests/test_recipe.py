@@ -27,7 +27,7 @@ def png(color=(200, 30, 90), size=(9, 5), **save) -> bytes:
 
 
 def chunk_types(data: bytes) -> list[bytes]:
-    return [kind for kind, _start, _end in recipe._chunks(data)]
+    return [kind for kind, _start, _end in recipe.png_chunks(data)]
 
 
 def raw_chunk(kind: bytes, body: bytes) -> bytes:

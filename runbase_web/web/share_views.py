@@ -3,7 +3,8 @@ public page /s/<token> with its outputs, for anyone holding the link.
 
 The public side shows outputs, model and (unless hidden) the prompt: never the owner,
 the run id or anything else of the account. Its output files are served through the
-token too, with the PNG recipe rewritten to point at the share page instead of the run.
+token too: images as copies without any metadata (media_metadata.py), PNGs then with a
+recipe that points at the share page instead of the run.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask import (Response, abort, current_app, redirect, render_template, requ
                    url_for)
 from flask_login import current_user, login_required
 
-from .. import htmx, recipe, state
+from .. import htmx, media_metadata, recipe, state
 from ..files_web import stored_file_or_404
 from ..errors import RunbaseError, RunNotFound
 from ..extensions import db
@@ -26,6 +27,10 @@ PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output"})
 #: Shared files may be cached briefly; after a revoke they stop being served.
 SHARED_FILE_MAX_AGE = 60
 DESCRIPTION_CHARS = 200
+#: Models that draw the prompt into the picture itself, as a caption (providers/
+#: local_media.py): hiding the prompt keeps it off the page and out of the file's
+#: metadata, not out of the pixels, and the share panel says so.
+PROMPT_IN_PIXELS_MODELS = frozenset({"local/sketch", "local/sketch-video"})
 
 
 @bp.after_request
@@ -43,6 +48,12 @@ def share_url(run: Run) -> str | None:
     if not run.share_token:
         return None
     return public_base_url() + url_for("web.shared_run", token=run.share_token)
+
+
+@bp.app_template_global("shows_prompt_in_image")
+def shows_prompt_in_image(run: Run) -> bool:
+    """Whether the run's model writes the prompt into its outputs' pixels."""
+    return run.model in PROMPT_IN_PIXELS_MODELS
 
 
 # --- the owner's actions -------------------------------------------------------------------
@@ -125,20 +136,35 @@ def shared_run(token: str):
 
 @bp.get("/s/<token>/outputs/<int:index>")
 def shared_output(token: str, index: int):
-    """One output of a shared run. PNGs carry a recipe without the run id (and without
-    the prompt when it is hidden); other files are sent as stored."""
+    """One output of a shared run. Images are copies without any metadata, PNGs then
+    with a recipe without the run id (and without the prompt when it is hidden); videos
+    are sent as stored."""
     run = _shared_or_404(token)
     paths = run.output_urls or []
     if index >= len(paths):
         abort(404)
     row, path = stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
-    if row.content_type != "image/png":
+    if row.content_type.startswith("video/"):
+        # Players ask for ranges of a large file. Our own videos are muxed without
+        # metadata (local_media); a provider's are served as they came.
         response = send_file(path, mimetype=row.content_type, conditional=True)
     else:
-        response = Response(_public_png(run, path.read_bytes()), mimetype="image/png")
+        response = Response(_public_image(run, row.content_type, path.read_bytes()),
+                            mimetype=row.content_type)
     response.cache_control.public = True
     response.cache_control.max_age = SHARED_FILE_MAX_AGE
     return response
+
+
+def _public_image(run: Run, content_type: str, data: bytes) -> bytes:
+    """The image without any metadata, whether or not the prompt is hidden: a provider's
+    text chunks, EXIF, XMP or comments may repeat the prompt, or anything else.
+    A file that holds no readable image is not served at all."""
+    try:
+        clean = media_metadata.public_copy(data, content_type)
+    except media_metadata.MetadataError:
+        abort(404)
+    return _public_png(run, clean) if content_type == "image/png" else clean
 
 
 def _public_png(run: Run, data: bytes) -> bytes:
@@ -148,4 +174,4 @@ def _public_png(run: Run, data: bytes) -> bytes:
     try:
         return recipe.embed_png_recipe(data, public)
     except ValueError:
-        return recipe.strip_png_recipe(data)
+        return data  # a recipe too large to embed: the bare copy, which has none

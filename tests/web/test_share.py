@@ -125,6 +125,19 @@ def test_hide_prompt_keeps_it_off_the_page_the_file_and_the_playground(app, sign
                      playground)
 
 
+def test_the_panel_says_when_the_model_writes_the_prompt_into_the_image(app, signed_in, run_id):
+    # local/sketch captions its images with the prompt: hiding it can't take that out.
+    sketch = make_run(app, signed_in, {"model": "local/sketch", "prompt": PROMPT, "seed": "1",
+                                       "aspect_ratio": "1:1", "resolution": "512"})
+    note = "This model writes the prompt into the image itself"
+    assert note in signed_in.get(f"/runs/{sketch}").text  # before sharing, by the box
+    assert note not in signed_in.get(f"/runs/{run_id}").text
+    hidden = share(signed_in, sketch, hide_prompt="1").text
+    assert "data-share-prompt-in-image" in hidden and note in hidden and "not out of the picture" in hidden
+    assert "data-share-prompt-in-image" not in share(signed_in, sketch).text
+    assert "data-share-prompt-in-image" not in share(signed_in, run_id, hide_prompt="1").text
+
+
 def test_revoke_makes_the_link_404_and_sharing_again_makes_a_new_link(app, signed_in, run_id):
     share(signed_in, run_id)
     old = token_of(app, run_id)
