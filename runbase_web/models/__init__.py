@@ -1,6 +1,7 @@
 """SQLAlchemy tables. Import models from here."""
 from .api_key import ApiKey
 from .base import Base, utcnow
+from .checkout_session import CheckoutSession
 from .file import StoredFile
 from .idempotency import IdempotencyRecord
 from .ledger import EntryKind, LedgerEntry
@@ -8,5 +9,6 @@ from .run import ACTIVE_STATUSES, Run, RunStatus
 from .user import User
 from .webhook import WebhookAttempt, WebhookDelivery
 
-__all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "EntryKind", "IdempotencyRecord", "LedgerEntry", "Run",
-           "RunStatus", "StoredFile", "User", "WebhookAttempt", "WebhookDelivery", "utcnow"]
+__all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "CheckoutSession", "EntryKind",
+           "IdempotencyRecord", "LedgerEntry", "Run", "RunStatus", "StoredFile", "User",
+           "WebhookAttempt", "WebhookDelivery", "utcnow"]

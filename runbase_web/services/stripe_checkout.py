@@ -1,5 +1,10 @@
-"""Stripe Checkout for top-ups: amounts, creating a session over HTTP, and verifying and
-reading the webhook events that say a session was paid.
+"""Stripe Checkout for top-ups: amounts, creating a session over HTTP and recording it,
+and verifying and reading the webhook events that say a session was paid.
+
+Only sessions recorded here when this server created them are ever credited, for the
+recorded account and amount: any other session on the same Stripe account (another
+integration, a Payment Link with `?client_reference_id=`) is signed and paid just the
+same, and its client_reference_id or metadata say whatever its creator chose.
 
 Plain `requests` against STRIPE_API_BASE (no SDK), so tests can point it at a fake
 server. Signatures follow Stripe's scheme: header `t=<unix time>,v1=<hex>[,v1=...]`,
@@ -10,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import requests
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
-from .billing import MICROS_PER_CENT, parse_dollars
+from ..models import CheckoutSession
+from .billing import MICROS_PER_CENT, parse_dollars, record_topup
+
+log = logging.getLogger(__name__)
 
 #: The amounts offered as one-click buttons, in cents.
 PRESET_CENTS = (500, 1000, 2500, 5000)
@@ -29,6 +40,9 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 #: Events that may carry a paid session; "async_payment_succeeded" ends delayed methods.
 PAID_EVENT_TYPES = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 TIMEOUT = (5, 30)
+#: The only kind of session created, and the only one credited: a one-off USD payment.
+MODE = "payment"
+CURRENCY = "usd"
 
 
 class StripeUnavailable(RunbaseError):
@@ -66,8 +80,8 @@ def topup_cents(preset: str | None, custom: str | None) -> int:
 def checkout_form(*, user_id: int, cents: int, success_url: str, cancel_url: str) -> dict[str, str]:
     """The form fields of POST /v1/checkout/sessions for one top-up."""
     return {
-        "mode": "payment",
-        "line_items[0][price_data][currency]": "usd",
+        "mode": MODE,
+        "line_items[0][price_data][currency]": CURRENCY,
         "line_items[0][price_data][unit_amount]": str(cents),
         "line_items[0][price_data][product_data][name]":
             f"Runbase credit (${cents // 100}.{cents % 100:02d})",
@@ -95,12 +109,29 @@ def create_checkout_session(http: requests.Session, *, api_base: str, secret_key
     except ValueError:
         body = {}
     if response.status_code != 200 or not isinstance(body, dict) \
-            or not str(body.get("url", "")).startswith("https://"):
+            or not str(body.get("url", "")).startswith("https://") or not _valid_id(body.get("id")):
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
         raise StripeUnavailable("The payment provider refused the top-up"
                                 + (f": {message}" if message else "."))
     return body
+
+
+def _valid_id(session_id: Any) -> bool:
+    # It becomes the UNIQUE key of the session's record and of its ledger entry.
+    return isinstance(session_id, str) and 0 < len(session_id) <= 255
+
+
+def record_session(session: Session, created: Mapping[str, Any], *, user_id: int,
+                   cents: int) -> CheckoutSession:
+    """Remember a Checkout Session Stripe just created for `user_id`, so its webhook can
+    be credited. The caller commits before sending the browser to Stripe: a session the
+    user can pay must already be on record when its payment arrives."""
+    row = CheckoutSession(stripe_session_id=created["id"], user_id=user_id,
+                          amount_cents=cents, amount_micros=cents * MICROS_PER_CENT,
+                          currency=CURRENCY, mode=MODE)
+    session.add(row)
+    return row
 
 
 # --- webhooks ----------------------------------------------------------------------------
@@ -144,7 +175,8 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class PaidTopup:
-    """A paid Checkout Session to credit: who, how much, and the session id as the ref."""
+    """A paid Checkout Session to credit: who, how much (both as recorded when this server
+    created it), and the session id as the ledger ref."""
 
     session_id: str
     user_id: int
@@ -159,22 +191,81 @@ def parse_event(payload: bytes) -> dict:
     return event
 
 
-def paid_topup(event: Mapping[str, Any]) -> PaidTopup | None:
-    """The top-up a verified event pays for, or None (other types, unpaid, not USD, ours not).
+def paid_topup(session: Session, event: Mapping[str, Any]) -> PaidTopup | None:
+    """The top-up a verified event pays for, or None: other event types, sessions not paid
+    yet, and (logged as warnings) sessions this server did not create or that differ
+    from what it created in mode, currency or amount.
 
-    The amount is the session's `amount_total` as Stripe charged it, never our metadata;
-    the user is the `client_reference_id` we set server-side when creating the session.
+    The account and amount are the recorded ones, never the event's client_reference_id
+    or metadata: those are only compared, and a mismatch is logged.
     """
+    checkout = _checkout_object(event)
+    if checkout is None:
+        return None
+    recorded = session.scalar(select(CheckoutSession).where(
+        CheckoutSession.stripe_session_id == checkout["id"]))
+    if recorded is None:
+        log.warning("Stripe session %r was not created by this server: not credited",
+                    checkout["id"])
+        return None
+    if checkout.get("payment_status") != "paid":
+        return None  # e.g. a bank debit still pending: async_payment_succeeded follows
+    problem = _mismatch(checkout, recorded)
+    if problem:
+        log.warning("Stripe session %r not credited: %s", checkout["id"], problem)
+        return None
+    _check_reference(checkout, recorded)
+    return PaidTopup(recorded.stripe_session_id, recorded.user_id, recorded.amount_micros)
+
+
+def _checkout_object(event: Mapping[str, Any]) -> dict | None:
+    """The checkout.session of an event that may say it was paid, if it has an id."""
     if event.get("type") not in PAID_EVENT_TYPES:
         return None
-    session = (event.get("data") or {}).get("object") or {}
-    if session.get("object", "checkout.session") != "checkout.session" \
-            or session.get("payment_status") != "paid" \
-            or str(session.get("currency", "")).lower() != "usd":
+    data = event.get("data")
+    checkout = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(checkout, dict) \
+            or checkout.get("object", "checkout.session") != "checkout.session" \
+            or not _valid_id(checkout.get("id")):
         return None
-    session_id, amount = session.get("id"), session.get("amount_total")
-    user = session.get("client_reference_id") or (session.get("metadata") or {}).get("user_id")
-    if not isinstance(session_id, str) or not session_id or not str(user or "").isdigit() \
-            or not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        return None
-    return PaidTopup(session_id, int(user), amount * MICROS_PER_CENT)
+    return checkout
+
+
+def _mismatch(checkout: Mapping[str, Any], recorded: CheckoutSession) -> str | None:
+    """Why Stripe's session is not the one recorded, or None. The sessions created here
+    let the payer change nothing (no promotion codes, tax or adjustable quantity), so
+    any difference means the record and the payment are not the same thing."""
+    mode, currency, amount = (checkout.get("mode"), checkout.get("currency"),
+                              checkout.get("amount_total"))
+    if mode != MODE:
+        return f"mode {mode!r} is not {MODE!r}"
+    if not isinstance(currency, str) or currency.lower() != CURRENCY:
+        return f"currency {currency!r} is not {CURRENCY!r}"
+    if type(amount) is not int or amount != recorded.amount_cents:
+        return f"amount_total {amount!r} is not the {recorded.amount_cents} cents recorded"
+    return None
+
+
+def _check_reference(checkout: Mapping[str, Any], recorded: CheckoutSession) -> None:
+    """Log when the event names another account than the one recorded. The recorded
+    account is still credited: the session was created, and paid, for that account."""
+    metadata = checkout.get("metadata")
+    named = [checkout.get("client_reference_id"),
+             metadata.get("user_id") if isinstance(metadata, dict) else None]
+    if any(value is not None and str(value) != str(recorded.user_id) for value in named):
+        log.warning("Stripe session %r names another account than the one it was created "
+                    "for: crediting account %s", checkout["id"], recorded.user_id)
+
+
+def credit_topup(session: Session, topup: PaidTopup) -> bool:
+    """Credit a paid top-up once and link its record to the ledger entry. False when an
+    earlier or concurrent delivery of the same session already credited it (the UNIQUE
+    ledger ref decides, whatever the timing)."""
+    entry = record_topup(session, topup.user_id, topup.amount_micros,
+                         checkout_session_id=topup.session_id)
+    if entry is None:
+        return False
+    session.execute(update(CheckoutSession)
+                    .where(CheckoutSession.stripe_session_id == topup.session_id)
+                    .values(ledger_entry_id=entry.id))
+    return True

@@ -11,7 +11,6 @@ from flask_login import current_user, login_required
 
 from ..errors import RunbaseError
 from ..extensions import csrf, db
-from ..models import User
 from ..services import accounts, stripe_checkout
 from ..services import billing as money
 from ..services.catalog import format_usd
@@ -76,7 +75,7 @@ def billing_topup():
     custom = request.form.get("custom_amount", "")
     try:
         cents = stripe_checkout.topup_cents(request.form.get("amount"), custom)
-        session = stripe_checkout.create_checkout_session(
+        created = stripe_checkout.create_checkout_session(
             requests.Session(), api_base=current_app.config["STRIPE_API_BASE"],
             secret_key=current_app.config["STRIPE_SECRET_KEY"],
             form=stripe_checkout.checkout_form(
@@ -86,7 +85,11 @@ def billing_topup():
     except RunbaseError as error:
         return _credits_page(errors={error.field or "form": error.message},
                              custom_amount=custom, status=422 if error.status < 500 else 502)
-    return redirect(session["url"], 303)
+    # Committed before the browser goes to Stripe: the webhook credits only recorded
+    # sessions, so a session must be on record before anyone can pay it.
+    stripe_checkout.record_session(db.session, created, user_id=current_user.id, cents=cents)
+    db.session.commit()
+    return redirect(created["url"], 303)
 
 
 def _return_url(outcome: str) -> str:
@@ -98,7 +101,8 @@ def _return_url(outcome: str) -> str:
 @bp.post("/stripe/webhook")
 @csrf.exempt
 def stripe_webhook():
-    """Stripe's events: a paid Checkout Session credits its user once; others are ignored."""
+    """Stripe's events: a paid Checkout Session this server created credits the account it
+    was created for, once; anything else is acknowledged (200) and not credited."""
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
         abort(404)
@@ -109,17 +113,13 @@ def stripe_webhook():
     except (stripe_checkout.SignatureError, ValueError) as error:
         current_app.logger.warning("Stripe webhook refused: %s", error)
         return jsonify({"error": "invalid signature or payload"}), 400
-    topup = stripe_checkout.paid_topup(event)
+    # A 200 for events not credited too: Stripe would otherwise retry them for days.
+    topup = stripe_checkout.paid_topup(db.session, event)
     if topup is None:
         return jsonify({"received": True, "credited": False})
-    if db.session.get(User, topup.user_id) is None:
-        current_app.logger.error("Stripe session %s paid for unknown user %s",
-                                 topup.session_id, topup.user_id)
-        return jsonify({"received": True, "credited": False})
-    entry = money.record_topup(db.session, topup.user_id, topup.amount_micros,
-                               checkout_session_id=topup.session_id)
+    credited = stripe_checkout.credit_topup(db.session, topup)
     db.session.commit()
-    return jsonify({"received": True, "credited": entry is not None})
+    return jsonify({"received": True, "credited": credited})
 
 
 # --- admin -------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Stripe Checkout top-ups against a fake Stripe server, and signed webhook events:
-credited exactly once per session, whatever is replayed, raced, tampered or stale."""
+credited exactly once per session, whatever is replayed, raced, tampered or stale, and
+only for sessions this server created, to the account and for the amount it recorded."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from types import SimpleNamespace
@@ -12,7 +14,7 @@ import pytest
 import requests
 
 from runbase_web.extensions import db
-from runbase_web.models import EntryKind, LedgerEntry
+from runbase_web.models import CheckoutSession, EntryKind, LedgerEntry
 from runbase_web.services import billing, ledger, stripe_checkout
 from tests.billing import entries_of
 from tests.fakes import stripe as fake_stripe
@@ -59,6 +61,35 @@ def topups(app, user_id: int) -> list[LedgerEntry]:
     return [e for e in entries_of(app, user_id) if e.kind == "topup"]
 
 
+def created_session(app, stripe, user_id: int, cents: int = 1000) -> dict:
+    """A session created and recorded by the app's own code (what the top-up form does,
+    without a browser): for webhook tests that need no signed-in client."""
+    with app.app_context():
+        created = stripe_checkout.create_checkout_session(
+            requests.Session(), api_base=stripe.url, secret_key=fake_stripe.SECRET_KEY,
+            form=stripe_checkout.checkout_form(user_id=user_id, cents=cents,
+                                               success_url="https://example.com/ok",
+                                               cancel_url="https://example.com/no"))
+        stripe_checkout.record_session(db.session, created, user_id=user_id, cents=cents)
+        db.session.commit()
+    return created
+
+
+def recorded(app) -> list[CheckoutSession]:
+    """Every recorded Checkout Session, oldest first."""
+    with app.app_context():
+        return list(db.session.query(CheckoutSession).order_by(CheckoutSession.id))
+
+
+def warnings_about(caplog, session_id: str) -> list[str]:
+    """The warnings logged that name this session."""
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and session_id in r.getMessage()]
+
+
+NOT_CREDITED = {"received": True, "credited": False}
+
+
 # --- starting a payment ----------------------------------------------------------------
 
 
@@ -83,6 +114,28 @@ def test_a_preset_amount_creates_a_checkout_session_and_redirects(stripe, signed
         "metadata[amount_micros]": "25000000",
     }
     assert balance_of(signed_in.application, user.id) == 1_000_000  # nothing until the webhook
+
+
+def test_the_session_is_recorded_before_the_browser_goes_to_stripe(stripe, app, signed_in, user):
+    session = start_topup(signed_in, stripe, amount="2500")
+    [row] = recorded(app)
+    assert (row.stripe_session_id, row.user_id, row.amount_cents, row.amount_micros,
+            row.currency, row.mode, row.ledger_entry_id) == (
+        session["id"], user.id, 2500, 25_000_000, "usd", "payment", None)
+    assert row.created_at is not None
+
+
+@pytest.mark.parametrize("body", [
+    {"url": "https://checkout.stripe.com/c/pay/x"},
+    {"id": "", "url": "https://checkout.stripe.com/c/pay/x"},
+    {"id": 12, "url": "https://checkout.stripe.com/c/pay/x"},
+    {"id": "cs_" + "x" * 300, "url": "https://checkout.stripe.com/c/pay/x"},
+])
+def test_a_session_without_a_usable_id_is_refused_and_not_recorded(stripe, app, signed_in, body):
+    stripe.state.script["create"].append({"status": 200, "json": body})
+    response = signed_in.post("/settings/credits/topup", data={"amount": "500"})
+    assert response.status_code == 502 and "The payment provider refused the top-up." in response.text
+    assert recorded(app) == []
 
 
 def test_a_custom_amount_is_sent_in_cents(stripe, signed_in):
@@ -151,11 +204,13 @@ def test_a_paid_session_is_credited_once_and_shows_in_history_and_csv(stripe, ap
     assert balance_of(app, user.id) == 26_000_000
     [topup] = topups(app, user.id)
     assert (topup.amount_micros, topup.external_ref, topup.balance_after_micros) == (25_000_000, session["id"], 26_000_000)
+    assert [row.ledger_entry_id for row in recorded(app)] == [topup.id]
     # The same event again (Stripe retries), and another event for the same session.
     assert deliver(signed_in, event).get_json() == {"received": True, "credited": False}
     later = fake_stripe.completed_event(session, event_type="checkout.session.async_payment_succeeded")
     assert deliver(signed_in, later).status_code == 200
     assert balance_of(app, user.id) == 26_000_000 and len(topups(app, user.id)) == 1
+    assert [row.ledger_entry_id for row in recorded(app)] == [topup.id]
 
     page = signed_in.get("/settings/credits").text
     assert ">topup<" in page and "+$25.00" in page and "Stripe Checkout top-up" in page
@@ -164,7 +219,7 @@ def test_a_paid_session_is_credited_once_and_shows_in_history_and_csv(stripe, ap
     assert newest[7] == session["id"]
 
 
-def test_the_amount_comes_from_stripe_not_from_metadata(stripe, app, signed_in, user):
+def test_the_amount_is_the_recorded_one_not_the_metadata(stripe, app, signed_in, user):
     session = start_topup(signed_in, stripe, amount="500")
     event = fake_stripe.completed_event(session, metadata={"user_id": str(user.id),
                                                            "amount_micros": "999000000"})
@@ -172,11 +227,8 @@ def test_the_amount_comes_from_stripe_not_from_metadata(stripe, app, signed_in, 
     assert balance_of(app, user.id) == 6_000_000
 
 
-def test_concurrent_duplicate_deliveries_credit_once(stripe, app, user, http_server):
-    session = fake_stripe._session_object({
-        "mode": "payment", "line_items[0][price_data][currency]": "usd",
-        "line_items[0][price_data][unit_amount]": "1000", "line_items[0][quantity]": "1",
-        "client_reference_id": str(user.id)})
+def test_concurrent_duplicate_deliveries_credit_once(stripe, app, signed_in, user, http_server):
+    session = start_topup(signed_in, stripe, amount="1000")
     body, headers = fake_stripe.signed(fake_stripe.completed_event(session))
     barrier, answers = threading.Barrier(8), []
 
@@ -192,6 +244,7 @@ def test_concurrent_duplicate_deliveries_credit_once(stripe, app, user, http_ser
     assert sorted(a.status_code for a in answers) == [200] * 8
     assert sorted(a.json()["credited"] for a in answers) == [False] * 7 + [True]
     assert balance_of(app, user.id) == 11_000_000 and len(topups(app, user.id)) == 1
+    assert [row.ledger_entry_id for row in recorded(app)] == [topups(app, user.id)[0].id]
 
 
 def test_a_credit_racing_in_another_transaction_is_a_no_op(app, user):
@@ -231,10 +284,7 @@ def test_losing_the_unique_ref_rolls_back_only_the_credit(app, user, monkeypatch
 
 
 def test_bad_signatures_are_refused(stripe, app, client, user):
-    session = fake_stripe._session_object({
-        "mode": "payment", "line_items[0][price_data][currency]": "usd",
-        "line_items[0][price_data][unit_amount]": "1000", "line_items[0][quantity]": "1",
-        "client_reference_id": str(user.id)})
+    session = created_session(app, stripe, user.id, cents=1000)
     event = fake_stripe.completed_event(session)
     body, headers = fake_stripe.signed(event)
     tampered = body.replace(b'"amount_total": 1000', b'"amount_total": 100000')
@@ -257,18 +307,13 @@ def test_bad_signatures_are_refused(stripe, app, client, user):
 
 
 def test_unpaid_and_other_events_are_acknowledged_without_credit(stripe, app, client, user):
-    session = fake_stripe._session_object({
-        "mode": "payment", "line_items[0][price_data][currency]": "usd",
-        "line_items[0][price_data][unit_amount]": "1000", "line_items[0][quantity]": "1",
-        "client_reference_id": str(user.id)})
+    session = created_session(app, stripe, user.id, cents=1000)
     unpaid = deliver(client, fake_stripe.completed_event(session, paid=False))
     assert unpaid.status_code == 200 and unpaid.get_json()["credited"] is False
     other = {**fake_stripe.completed_event(session), "type": "payment_intent.succeeded"}
     assert deliver(client, other).status_code == 200
     euros = fake_stripe.completed_event(session, currency="eur")
     assert deliver(client, euros).get_json()["credited"] is False
-    nobody = fake_stripe.completed_event(session, client_reference_id="999999", metadata={})
-    assert deliver(client, nobody).get_json()["credited"] is False
     signed_junk = b"[1, 2]"
     header = stripe_checkout.sign(signed_junk, fake_stripe.WEBHOOK_SECRET)
     assert client.post("/stripe/webhook", data=signed_junk, headers={"Stripe-Signature": header}).status_code == 400
@@ -277,19 +322,108 @@ def test_unpaid_and_other_events_are_acknowledged_without_credit(stripe, app, cl
     assert balance_of(app, user.id) == 11_000_000
 
 
+# --- only sessions this server created, as it created them ----------------------------------
+
+
+@pytest.mark.parametrize("reference", ["client_reference_id", "metadata"])
+def test_a_paid_session_this_server_never_created_credits_nobody(stripe, app, client, user,
+                                                                 make_user, caplog, reference):
+    """The attack: a Payment Link (or any other session on the same Stripe account) that
+    names someone's account is paid; Stripe signs its event like any other."""
+    attacker = make_user("mallory@example.com")
+    names = ({"client_reference_id": str(user.id)} if reference == "client_reference_id"
+             else {"metadata": {"user_id": str(user.id), "amount_micros": "50000000"}})
+    session = fake_stripe.foreign_session(cents=5000, **names)
+    caplog.set_level(logging.WARNING)
+    for event_type in stripe_checkout.PAID_EVENT_TYPES:
+        response = deliver(client, fake_stripe.completed_event(session, event_type=event_type))
+        assert response.status_code == 200 and response.get_json() == NOT_CREDITED
+    assert balance_of(app, user.id) == 1_000_000 and balance_of(app, attacker.id) == 1_000_000
+    assert topups(app, user.id) == [] and recorded(app) == []
+    assert len(warnings_about(caplog, session["id"])) == 2
+    assert fake_stripe.WEBHOOK_SECRET not in caplog.text and fake_stripe.SECRET_KEY not in caplog.text
+
+
+def test_an_unknown_id_with_a_recorded_sessions_details_credits_nobody(
+        stripe, app, signed_in, user, caplog):
+    """Only the id ties an event to a record; everything else about it may be copied."""
+    session = start_topup(signed_in, stripe, amount="500")
+    caplog.set_level(logging.WARNING)
+    unknown = {**session, "id": session["id"] + "x"}
+    assert deliver(signed_in, fake_stripe.completed_event(unknown)).get_json() == NOT_CREDITED
+    assert balance_of(app, user.id) == 1_000_000 and warnings_about(caplog, unknown["id"])
+
+
+def test_the_recorded_account_is_credited_whatever_the_event_names(stripe, app, signed_in, user,
+                                                                   make_user, caplog):
+    """The session was created, and paid, for `user`: the money is theirs, not the
+    account the event's reference or metadata name."""
+    other = make_user("bob@example.com")
+    session = start_topup(signed_in, stripe, amount="2500")
+    caplog.set_level(logging.WARNING)
+    event = fake_stripe.completed_event(session, client_reference_id=str(other.id),
+                                        metadata={"user_id": str(other.id)})
+    assert deliver(signed_in, event).get_json() == {"received": True, "credited": True}
+    assert balance_of(app, user.id) == 26_000_000 and balance_of(app, other.id) == 1_000_000
+    assert topups(app, other.id) == [] and len(topups(app, user.id)) == 1
+    [warning] = warnings_about(caplog, session["id"])
+    assert f"crediting account {user.id}" in warning
+
+
+@pytest.mark.parametrize("amount_total", [2499, 2501, 250_000, "2500", 2500.0, None, True])
+def test_an_amount_other_than_the_recorded_one_is_not_credited(stripe, app, signed_in, user,
+                                                               caplog, amount_total):
+    session = start_topup(signed_in, stripe, amount="2500")
+    caplog.set_level(logging.WARNING)
+    event = fake_stripe.completed_event(session, amount_total=amount_total)
+    assert deliver(signed_in, event).get_json() == NOT_CREDITED
+    assert balance_of(app, user.id) == 1_000_000
+    [warning] = warnings_about(caplog, session["id"])
+    assert "amount_total" in warning and "2500 cents recorded" in warning
+    # A refused event changes nothing: the right one for the session still credits it.
+    assert deliver(signed_in, fake_stripe.completed_event(session)).get_json()["credited"] is True
+    assert balance_of(app, user.id) == 26_000_000
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"currency": "eur"}, "currency 'eur'"),
+    ({"currency": None}, "currency None"),
+    ({"mode": "subscription"}, "mode 'subscription'"),
+    ({"mode": "setup"}, "mode 'setup'"),
+    ({"mode": None}, "mode None"),
+])
+def test_another_currency_or_mode_is_not_credited(stripe, app, signed_in, user, caplog,
+                                                  changes, problem):
+    session = start_topup(signed_in, stripe, amount="1000")
+    caplog.set_level(logging.WARNING)
+    response = deliver(signed_in, fake_stripe.completed_event(session, **changes))
+    assert response.status_code == 200 and response.get_json() == NOT_CREDITED
+    assert balance_of(app, user.id) == 1_000_000 and topups(app, user.id) == []
+    [warning] = warnings_about(caplog, session["id"])
+    assert problem in warning
+    assert [row.ledger_entry_id for row in recorded(app)] == [None]
+
+
+def test_malformed_session_objects_are_acknowledged_without_credit(stripe, app, client, user):
+    session = created_session(app, stripe, user.id)
+    for data in ([1], {"object": [1]}, {"object": {**session, "object": "payment_intent"}},
+                 {"object": {**session, "id": None}}, {"object": {**session, "id": ""}}):
+        event = {**fake_stripe.completed_event(session), "data": data}
+        response = deliver(client, event)
+        assert response.status_code == 200 and response.get_json() == NOT_CREDITED
+    assert balance_of(app, user.id) == 1_000_000
+
+
 @pytest.mark.parametrize("app_config", [{"WTF_CSRF_ENABLED": True}])
 def test_the_webhook_needs_no_csrf_token_but_the_top_up_form_does(stripe, app, client, user):
-    session = fake_stripe._session_object({
-        "mode": "payment", "line_items[0][price_data][currency]": "usd",
-        "line_items[0][price_data][unit_amount]": "500", "line_items[0][quantity]": "1",
-        "client_reference_id": str(user.id)})
+    session = created_session(app, stripe, user.id, cents=500)
     assert deliver(client, fake_stripe.completed_event(session)).status_code == 200
     assert balance_of(app, user.id) == 6_000_000
     page = client.get("/auth/login").text
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
     client.post("/auth/login", data={"email": user.email, "password": "password123", "csrf_token": token})
     assert client.post("/settings/credits/topup", data={"amount": "500"}).status_code == 400
-    assert stripe.state.calls == []
+    assert len(stripe.state.calls) == 1 and len(recorded(app)) == 1  # only created_session's
 
 
 def test_without_a_webhook_secret_the_endpoint_is_off(client, user):

@@ -2,6 +2,9 @@
 object (reference: https://docs.stripe.com/api/checkout/sessions/create), and test
 helpers that build and sign webhook events the way Stripe does.
 
+`foreign_session` builds a session the app never created (a Payment Link, another
+integration on the same Stripe account), for the webhook's "not ours" cases.
+
 State knobs (`state.data`):
   secret_key   the accepted Bearer key (default "sk_test_fake")
   sessions     created sessions by id (filled in by the fake)
@@ -70,6 +73,20 @@ def make_app(state: FakeState) -> Flask:
         return jsonify(session)
 
     return app
+
+
+def foreign_session(*, cents: int, client_reference_id: str | None = None,
+                    metadata: dict | None = None) -> dict:
+    """A real, payable Checkout Session on the same Stripe account that the app did not
+    create: a Payment Link opened with `?client_reference_id=`, or another integration.
+    Its events are signed with the same webhook secret as the app's own."""
+    form = {"mode": "payment", "line_items[0][price_data][currency]": "usd",
+            "line_items[0][price_data][unit_amount]": str(cents), "line_items[0][quantity]": "1"}
+    if client_reference_id is not None:
+        form["client_reference_id"] = client_reference_id
+    session = _session_object(form)
+    session.update(metadata=dict(metadata or {}), payment_link="plink_" + secrets.token_hex(12))
+    return session
 
 
 def completed_event(session: dict, *, paid: bool = True, event_type: str = "checkout.session.completed",
