@@ -5,11 +5,12 @@ chosen here, by path.
 """
 from __future__ import annotations
 
-from flask import Flask, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
+from flask import Flask, current_app, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, ServiceUnavailable
 
 from .api.errors import http_error_response, internal_error_response
 from .errors import RunNotFound
+from .extensions import OUTAGE_RETRY_AFTER, is_outage, rollback_quietly
 
 
 def _is_api() -> bool:
@@ -41,7 +42,14 @@ def _run_not_found(error: RunNotFound):
 def _unexpected(error: Exception):
     if _is_api():
         return internal_error_response(error)
-    from flask import current_app
+    rollback_quietly()
+    if is_outage(error):
+        current_app.logger.warning("database unavailable on %s: %s", request.path,
+                                   error.__class__.__name__)
+        page = ServiceUnavailable(description="The service is briefly unavailable. "
+                                              "Please try again in a moment.")
+        return (render_template("errors/error.html", error=page), 503,
+                {"Retry-After": str(OUTAGE_RETRY_AFTER)})
     current_app.logger.exception("unhandled error on %s", request.path)
     wrapped = InternalServerError()
     return render_template("errors/error.html", error=wrapped), 500

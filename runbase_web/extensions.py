@@ -1,10 +1,14 @@
 """Extensions, created unbound and attached to an app in create_app()."""
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -23,7 +27,7 @@ class Database:
         engine = make_engine(app.config["DATABASE_URL"])
         factory = sessionmaker(engine, expire_on_commit=False)
         app.extensions[self.key] = _AppDatabase(engine, factory, scoped_session(factory))
-        app.teardown_appcontext(lambda _exc: app.extensions[self.key].session.remove())
+        app.teardown_appcontext(lambda _exc: remove_session(app.extensions[self.key].session))
 
     def state(self, app: Flask | None = None) -> "_AppDatabase":
         """The engine and session registry of `app` (default: the current app)."""
@@ -38,6 +42,45 @@ class Database:
     def engine(self) -> Engine:
         """The current app's engine."""
         return self.state().engine
+
+
+#: Seconds a client is asked to wait when the database is out of reach.
+OUTAGE_RETRY_AFTER = 2
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says the database is out of reach (down, restarting, connection
+    dropped, pool exhausted, locked) rather than that the request or the code is wrong."""
+    if isinstance(error, SqlTimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+    return False
+
+
+def rollback_quietly() -> None:
+    """Roll back the current session; a connection that is already dead is simply dropped
+    (an error answer must not turn into a crash because the database went away)."""
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        log.warning("rollback failed; the connection is discarded", exc_info=True)
+        remove_session(db.state().session)
+
+
+def remove_session(registry: scoped_session) -> None:
+    """End the request's session without letting a dead connection spoil the answer.
+
+    Closing rolls back; when the database went away mid-request (a restart, a failover)
+    that ROLLBACK fails, and raising here would replace an answer that was already made,
+    sometimes for work that had committed, with the server's bare HTML 500.
+    """
+    try:
+        registry.remove()
+    except DBAPIError:
+        log.warning("closing a database session failed; its connection is discarded",
+                    exc_info=True)
+        registry.registry.clear()
 
 
 class _AppDatabase:
@@ -83,6 +126,7 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+log = logging.getLogger(__name__)
 db = Database()
 login_manager = LoginManager()
 csrf = CSRFProtect()

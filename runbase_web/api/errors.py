@@ -8,8 +8,8 @@ from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
 from ..errors import (InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited,
-                      RunbaseError)
-from ..extensions import db
+                      RunbaseError, ServiceUnavailable)
+from ..extensions import OUTAGE_RETRY_AFTER, is_outage, rollback_quietly
 from . import bp
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def error_response(error: RunbaseError):
 @bp.errorhandler(RunbaseError)
 def handle_runbase_error(error: RunbaseError):
     """Refusals raised by services: roll back whatever the request had started."""
-    db.session.rollback()
+    rollback_quietly()
     return error_response(error)
 
 
@@ -47,8 +47,16 @@ def http_error_response(error: HTTPException):
 
 
 def internal_error_response(error: Exception):
-    """A bug: log it with a request id the client can quote; never show the trace."""
+    """A bug, or the database out of reach: log it with a request id the client can quote;
+    never show the trace. An outage is a 503 with Retry-After, so clients wait and retry."""
     request_id = secrets.token_hex(8)
+    rollback_quietly()
+    if is_outage(error):
+        log.warning("request %s: database unavailable: %s", request_id, error.__class__.__name__)
+        unavailable = ServiceUnavailable(
+            "The service is briefly unavailable; nothing was charged unless the run was "
+            f"created. Retry shortly (request id {request_id}).")
+        unavailable.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+        return error_response(unavailable)
     log.error("request %s failed", request_id, exc_info=error)
-    db.session.rollback()
     return error_response(InternalError(f"Something went wrong on our side (request id {request_id})."))

@@ -322,6 +322,10 @@ ERROR_CAUSES = {
                     "the `Retry-After` seconds.",
     "internal_error": "Something unexpected failed on the server; the message carries a "
                       "request id to quote, never a stack trace.",
+    "service_unavailable": "The server's database is out of reach for a moment (a restart or "
+                           "failover). Nothing was charged unless the run was created: retry "
+                           "after `Retry-After` seconds, with the same `Idempotency-Key` to be "
+                           "safe.",
 }
 
 

@@ -221,6 +221,17 @@ class PostgresServer:
             self.tempdir = None
         self.port = None
 
+    def pause(self) -> None:
+        """Stop the server abruptly (as a crash or a failover would), keeping its data and
+        port, so `resume()` brings the same databases back."""
+        self._run_tool("pg_ctl", "stop", "-D", str(self.datadir), "-m", "immediate",
+                       "-w", "-t", str(START_TIMEOUT), check=True)
+
+    def resume(self) -> None:
+        """Start a paused server again on the same port."""
+        self._run_tool("pg_ctl", "start", "-w", "-t", str(START_TIMEOUT), "-D", str(self.datadir),
+                       "-l", str(self.logfile), "-o", f"-p {self._require_port()}", check=True)
+
     def __enter__(self) -> "PostgresServer":
         return self.start()
 
