@@ -291,13 +291,16 @@ API_ERROR_MODULES = (errors, idempotency)
 #: from the error classes, so the docs list exactly what the code can answer.
 ERROR_CAUSES = {
     "bad_request": "Any other malformed request the more specific codes do not cover.",
-    "invalid_json": "The request body is not valid JSON, or not a JSON object.",
+    "invalid_json": "The request body is not valid JSON or not a JSON object, or it is nested "
+                    "deeper than 32 levels, holds `NaN`/`Infinity` or a number beyond a "
+                    "double, or a string with a lone surrogate escape (e.g. `\\ud800`).",
     "missing_model": "`model` is missing or not a string.",
     "missing_input": "`input` is missing or not an object.",
     "invalid_query": "A query parameter of `GET /api/v1/runs` (limit, after, status, model) "
                      "has a value it cannot take.",
-    "invalid_input": "`input` does not match the model's schema; the message names the field "
-                     "and the rule it broke.",
+    "invalid_input": "`input` does not match the model's schema (the message names the field "
+                     "and the rule it broke), holds a NUL character, or `webhook` is not an "
+                     "absolute http(s) URL without spaces or control characters.",
     "model_not_found": "No model with this id on this server; the message says when it exists "
                        "but its provider is not configured here.",
     "invalid_idempotency_key": "The `Idempotency-Key` header is empty or longer than 255 "
