@@ -14,6 +14,7 @@ from flask.cli import AppGroup, with_appcontext
 from .config import ConfigError, usd_to_micros
 from .errors import RunbaseError
 from .extensions import db
+from .money import format_usd
 from .services import accounts, billing, keys
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -70,7 +71,7 @@ def create_user(email: str, password: str, credit: str | None, admin: bool):
     except RunbaseError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
-    click.echo(f"Created {user.email} with {micros / 1_000_000:.2f} USD.")
+    click.echo(f"Created {user.email} with {format_usd(micros)} of credit.")
 
 
 @click.command("create-key")
@@ -101,7 +102,7 @@ def add_credit(email: str, usd: str, note: str | None):
     except RunbaseError as error:
         raise click.ClickException(error.message) from None
     db.session.commit()
-    click.echo(f"Balance of {user.email}: {entry.balance_after_micros / 1_000_000:.6f} USD.")
+    click.echo(f"Balance of {user.email}: {format_usd(entry.balance_after_micros)}.")
 
 
 @click.command("set-admin")

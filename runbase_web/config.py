@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Mapping
+
+from .money import dollars_to_micros
 
 #: Provider credentials and base URLs; a model is available when its variables are set.
 PROVIDER_VARIABLES = (
@@ -20,9 +21,6 @@ PROVIDER_VARIABLES = (
     "MINIMAX_API_KEY", "MINIMAX_BASE_URL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
     "FAL_KEY", "FAL_QUEUE_URL", "RUNBASE_UPSTREAM_URL", "RUNBASE_UPSTREAM_KEY",
 )
-
-MICROS_PER_USD = 1_000_000
-
 
 class ConfigError(ValueError):
     """A setting has a value Runbase cannot run with."""
@@ -52,13 +50,10 @@ def parse_int(name: str, value: str, minimum: int) -> int:
 def usd_to_micros(name: str, value: str) -> int:
     """Read a dollar amount such as "1.00" into integer micro-USD, exactly."""
     try:
-        amount = Decimal(value.strip())
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a dollar amount like 1.00, not {value!r}") from None
-    micros = amount * MICROS_PER_USD
-    if not amount.is_finite() or micros != micros.to_integral_value():
-        raise ConfigError(f"{name} must be a dollar amount with at most 6 decimals")
-    return int(micros)
+        return dollars_to_micros(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a dollar amount like 1.00, with at most 6 "
+                          f"decimals, not {value!r}") from None
 
 
 def parse_rate_limit(name: str, value: str) -> tuple[int, int] | None:

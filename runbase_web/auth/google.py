@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..services import accounts
-from ..services.catalog import format_usd
+from ..money import format_usd
 from . import bp
 from .redirects import safe_next
 from .session import start_session

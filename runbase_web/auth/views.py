@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..ratelimit import auth_rate_limit, seconds_until_reset
 from ..services import accounts
-from ..services.catalog import format_usd
+from ..money import format_usd
 from . import bp, google
 from .redirects import safe_next
 from .session import start_session

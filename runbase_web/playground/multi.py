@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from ..errors import InsufficientBalance, RunbaseError
 from ..models import Run
 from ..services import runs
+from ..money import format_usd
 from ..services.catalog import (Catalog, InputError, ModelSpec, coerce_form, form_fields,
-                                format_usd, price, validate_input)
+                                price, validate_input)
 from .presenters import FORM_ERROR, estimate, field_errors
 
 MIN_MODELS, MAX_MODELS = 2, 4

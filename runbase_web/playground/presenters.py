@@ -10,8 +10,9 @@ from typing import Any, Mapping
 
 from ..errors import RunbaseError
 from ..models import Run
+from ..money import format_usd
 from ..services.catalog import (Catalog, FormField, InputError, ModelSpec, coerce_form,
-                                form_fields, format_usd, price, validate_input)
+                                form_fields, price, validate_input)
 from ..services.runs import run_summary
 
 #: Words for the unit a price is multiplied by, keyed by the input field.

@@ -1,12 +1,10 @@
-"""Billing: dollar input parsing, the ledger history (pages and CSV), operator credit
-and Stripe top-ups. Money is integer micro-USD; dollar input goes through Decimal."""
+"""Billing: the ledger history (pages and CSV), operator credit and Stripe top-ups.
+Money is integer micro-USD; dollars are read and written by runbase_web.money."""
 from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Iterator
 
 from sqlalchemy import select
@@ -14,11 +12,9 @@ from sqlalchemy.orm import Session
 
 from ..errors import InsufficientBalance, RunbaseError
 from ..models import EntryKind, LedgerEntry, User
+from ..money import MICROS_PER_USD, decimal_text, format_usd
 from . import ledger
-from .catalog import format_usd
 
-MICROS_PER_USD = 1_000_000
-MICROS_PER_CENT = 10_000
 #: History rows per page on Settings → Credits.
 LEDGER_PAGE_SIZE = 50
 #: Rows fetched per query while streaming the CSV, so memory stays flat for long histories.
@@ -28,50 +24,6 @@ MAX_OPERATOR_CREDIT_MICROS = 1_000_000 * MICROS_PER_USD
 NOTE_MAX = 500
 #: Cells a spreadsheet would read as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_DOLLARS = re.compile(r"(?P<sign>[-+]?)\s*\$?\s*(?P<whole>\d*)(?:\.(?P<frac>\d*))?")
-
-
-# --- dollar input ------------------------------------------------------------------------
-
-
-def parse_dollars(text: str, *, field: str, decimals: int = 2, negative: bool = False,
-                  maximum_micros: int = MAX_OPERATOR_CREDIT_MICROS) -> int:
-    """Read a dollar amount typed by a person ("25.50", "$5", "-1.25") into micro-USD, exactly.
-
-    Refuses anything that is not plainly a number (no exponents, no thousands separators),
-    more than `decimals` significant decimals, a minus sign unless `negative`, and
-    amounts beyond `maximum_micros` either way. Errors carry `field` for the form.
-    """
-    match = _DOLLARS.fullmatch(text.strip())
-    if not match or not (match["whole"] or match["frac"]):
-        raise RunbaseError("Enter an amount in dollars, like 25.50.", field=field)
-    whole, frac = match["whole"] or "0", (match["frac"] or "").rstrip("0")
-    if len(frac) > decimals:
-        unit = "cents" if decimals == 2 else "micro-dollars"
-        raise RunbaseError(f"Use at most {decimals} decimals ({unit}).", field=field)
-    if len(whole.lstrip("0")) > 15:
-        raise RunbaseError(f"That is more than the {_dollar_text(maximum_micros)} allowed.",
-                           field=field)
-    micros = int(Decimal(f"{whole}.{frac or '0'}") * MICROS_PER_USD)
-    if match["sign"] == "-" and micros:
-        if not negative:
-            raise RunbaseError("The amount can't be negative.", field=field)
-        micros = -micros
-    if abs(micros) > maximum_micros:
-        raise RunbaseError(f"That is more than the {_dollar_text(maximum_micros)} allowed.",
-                           field=field)
-    return micros
-
-
-def _dollar_text(micros: int) -> str:
-    return format_usd(micros)
-
-
-def micros_to_decimal_text(micros: int) -> str:
-    """Micro-USD as a plain signed dollar number with 6 decimals: "-0.000100", "25.500000"."""
-    sign = "-" if micros < 0 else ""
-    dollars, fraction = divmod(abs(int(micros)), MICROS_PER_USD)
-    return f"{sign}{dollars}.{fraction:06d}"
 
 
 # --- operator credit (admin page and `flask add-credit`) -----------------------------------
@@ -102,7 +54,7 @@ def operator_credit(session: Session, user_id: int, amount_micros: int, *, adjus
     except InsufficientBalance:
         balance = session.get(User, user_id).balance_micros
         raise InsufficientBalance(
-            f"That would take the balance below zero: it is {_dollar_text(balance)}.",
+            f"That would take the balance below zero: it is {format_usd(balance)}.",
             field="amount") from None
 
 
@@ -179,8 +131,8 @@ def csv_safe(text: str | None) -> str:
 
 def _csv_row(entry: LedgerEntry) -> tuple:
     return (entry.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), entry.kind,
-            micros_to_decimal_text(entry.amount_micros), entry.amount_micros,
-            micros_to_decimal_text(entry.balance_after_micros), entry.balance_after_micros,
+            decimal_text(entry.amount_micros), entry.amount_micros,
+            decimal_text(entry.balance_after_micros), entry.balance_after_micros,
             csv_safe(entry.run_id), csv_safe(entry.external_ref), csv_safe(entry.note))
 
 

@@ -630,15 +630,3 @@ def _coerce_scalar(prop: dict, value: str) -> object:
     except ValueError:
         return value
     return value
-
-
-# --- money -------------------------------------------------------------------------------
-
-
-def format_usd(micros: int) -> str:
-    """Micro-USD as dollars: "$0.04", "$0.001", "$1.20", "-$0.50", "$1,234.50"
-    (at least 2 and at most 6 decimals, trailing zeros beyond 2 trimmed)."""
-    sign = "-" if micros < 0 else ""
-    dollars, fraction = divmod(abs(int(micros)), 1_000_000)
-    decimals = f"{fraction:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}${dollars:,}.{decimals}"

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
 from ..models import ApiKey, utcnow
-from .billing import MICROS_PER_USD, parse_dollars
-from .catalog import format_usd
+from ..money import MICROS_PER_USD, format_usd, parse_dollars, plain_dollars
 
 KEY_PREFIX = "sk-"
 #: Display prefix length: "sk-" plus a few characters, enough to tell keys apart.
@@ -227,9 +226,7 @@ def limit_text(micros: int | None) -> str:
     """A stored limit as the form shows it ("25.50"), or "" for no limit."""
     if micros is None:
         return ""
-    dollars, fraction = divmod(micros, MICROS_PER_USD)
-    cents = f"{fraction:06d}".rstrip("0").ljust(2, "0")
-    return f"{dollars}.{cents}"
+    return plain_dollars(micros)
 
 
 def remaining_limit(key: ApiKey) -> int | None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
 from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User
-from .catalog import format_usd
+from ..money import format_usd
 
 
 def _move(session: Session, user_id: int, amount: int, *, require_funds: bool) -> int | None:

@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
 from ..models import CheckoutSession
-from .billing import MICROS_PER_CENT, parse_dollars, record_topup
+from ..money import MICROS_PER_CENT, parse_dollars
+from .billing import record_topup
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from flask_login import current_user, login_required
 
 from ..errors import RunbaseError
 from ..extensions import csrf, db
+from ..money import format_usd, parse_dollars
 from ..services import accounts, stripe_checkout
-from ..services import billing as money
-from ..services.catalog import format_usd
+from ..services import billing as billing_service
 from ..urls import public_base_url
 from . import bp
 
@@ -25,7 +25,7 @@ def _cursor(name: str) -> int | None:
 
 
 def _credits_page(*, errors: dict | None = None, custom_amount: str = "", status: int = 200):
-    page = money.ledger_page(db.session, current_user.id, before=_cursor("before"),
+    page = billing_service.ledger_page(db.session, current_user.id, before=_cursor("before"),
                              after=_cursor("after"))
     return render_template(
         "web/billing.html", page=page, errors=errors or {}, custom_amount=custom_amount,
@@ -59,7 +59,7 @@ def _csv_chunks(user_id: int):
     on SQLite every transaction holds the write lock, and a slow download must not
     block the writers."""
     try:
-        for chunk in money.ledger_csv(db.session, user_id):
+        for chunk in billing_service.ledger_csv(db.session, user_id):
             db.session.rollback()
             yield chunk
     finally:
@@ -128,7 +128,7 @@ def stripe_webhook():
 def _admin_page(email: str, *, errors: dict | None = None, form: dict | None = None,
                 status: int = 200):
     found = accounts.find_user(db.session, email) if email.strip() else None
-    entries = money.recent_entries(db.session, found.id) if found else []
+    entries = billing_service.recent_entries(db.session, found.id) if found else []
     return render_template("web/admin_credit.html", email=email, found=found,
                            entries=entries, errors=errors or {}, form=form or {}), status
 
@@ -147,9 +147,10 @@ def admin_credit():
         return _admin_page(email, errors={"email": "No account with this email."}, status=422)
     adjust = request.form.get("action") == "adjust"
     try:
-        micros = money.parse_dollars(request.form.get("amount", ""), field="amount",
-                                     decimals=6, negative=adjust)
-        money.operator_credit(db.session, user.id, micros, adjust=adjust,
+        micros = parse_dollars(request.form.get("amount", ""), field="amount", decimals=6,
+                               negative=adjust,
+                               maximum_micros=billing_service.MAX_OPERATOR_CREDIT_MICROS)
+        billing_service.operator_credit(db.session, user.id, micros, adjust=adjust,
                               note=request.form.get("note", ""), by=current_user.email)
         db.session.commit()
     except RunbaseError as error:

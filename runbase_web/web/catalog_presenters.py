@@ -16,8 +16,9 @@ from markupsafe import Markup, escape
 
 from .. import errors
 from ..errors import RunbaseError
+from ..money import format_usd
 from ..services import idempotency
-from ..services.catalog import (UPSTREAM_ADAPTER, Catalog, ModelSpec, form_fields, format_usd,
+from ..services.catalog import (UPSTREAM_ADAPTER, Catalog, ModelSpec, form_fields,
                                 price, validate_input)
 from ..services.snippets import curl_snippet, python_snippet
 

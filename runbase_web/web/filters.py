@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..services.catalog import format_usd
+from ..money import format_usd
 from . import bp
 
 

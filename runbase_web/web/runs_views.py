@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import Run, User
 from ..playground.presenters import output_items
 from ..services import history, runs, snippets
-from ..services.catalog import format_usd
+from ..money import format_usd
 from ..urls import public_base_url
 from . import bp
 

@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 
 from runbase_web.services.catalog import (
     PACKAGED_PATH, Catalog, CatalogError, FormField, InputError, coerce_form, form_fields,
-    format_usd, price, validate_input,
+    price, validate_input,
 )
 
 PUBLIC_IDS = {
@@ -485,15 +485,3 @@ def test_coerced_form_round_trips_through_validation(catalog):
     assert valid == {"prompt": "hills", "num_images": 2, "seed": 42, "resolution": "1K",
                      "aspect_ratio": "16:9"}
     assert price(spec, valid) == 2000
-
-
-# --- money -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("micros, text", [
-    (40000, "$0.04"), (1000, "$0.001"), (1200000, "$1.20"), (0, "$0.00"), (100, "$0.0001"),
-    (1, "$0.000001"), (562500, "$0.5625"), (1_000_000, "$1.00"), (1_234_500_000, "$1,234.50"),
-    (-40000, "-$0.04"),
-])
-def test_format_usd(micros, text):
-    assert format_usd(micros) == text
