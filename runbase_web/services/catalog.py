@@ -122,6 +122,12 @@ class ModelSpec:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    @functools.cached_property
+    def validator(self) -> Draft202012Validator:
+        """The input schema's validator, built on first use and kept with the spec: building
+        one compiles the schema's references and formats, which costs more than validating."""
+        return Draft202012Validator(self.input_schema, format_checker=FORMAT_CHECKER)
+
     def missing_env(self, env: Mapping[str, str]) -> list[str]:
         """Names of the variables that are unset or empty in ``env`` and keep this model
         from running; [] when an upstream Runbase stands in for a missing provider."""
@@ -420,8 +426,7 @@ def validate_input(spec: ModelSpec, raw: dict) -> dict:
     for name, prop in spec.properties.items():
         if name not in data and "default" in prop:
             data[name] = copy.deepcopy(prop["default"])
-    validator = Draft202012Validator(spec.input_schema, format_checker=FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(data),
+    errors = sorted(spec.validator.iter_errors(data),
                     key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
     if errors:
         raise _input_error(spec, errors[0])
