@@ -18,19 +18,23 @@ import logging
 
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import KeyedClient
-# The reference-image helpers are shared by every adapter that sends image bytes.
-from .openai import fetch_reference_images, sniff_image_type
-from .replicate import sniff_type
+from .http import KeyedClient, configured_base_url
+from .media import WEB_IMAGE_TYPES, fetch_reference_images, sniff_image_type
+from .replicate import own_origin_outputs, sniff_type
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
+#: ARK_BASE_URL may be the bare host or end in /api/v3 (as the Ark SDKs take it).
+API_VERSION = "/api/v3"
 #: One Seedream image can take a minute or more (the docs' advice: read timeout >= 120 s).
 REQUEST_TIMEOUT = 300.0
 #: The catalog (and BytePlus's page) allow 10 MB per reference or frame image.
 MAX_REFERENCE_BYTES = 10 * 1024 * 1024
 REFERENCE_FETCH_TIMEOUT = 30.0
+#: Reference and frame types sent as they are (all Ark models take these three); other
+#: still images are converted to PNG first.
+REFERENCE_TYPES = WEB_IMAGE_TYPES
 
 #: Seedream size tiers per quality. 4.5 takes 2K and 4K; 5.0 lite takes 2K, 3K and 4K, but a
 #: 3rd-party catalog says BytePlus caps 5.0 lite at 3K, so its "high" is 3K.
@@ -108,14 +112,16 @@ class ArkClient(KeyedClient):
         api_key = context.env.get("ARK_API_KEY")
         if not api_key:
             raise ProviderError("ARK_API_KEY is not set on this server.", code="model_unavailable")
-        return cls(api_key=api_key, base_url=context.env.get("ARK_BASE_URL") or DEFAULT_BASE_URL)
+        return cls(api_key=api_key, base_url=configured_base_url(
+            context.env, "ARK_BASE_URL", DEFAULT_BASE_URL, API_VERSION))
 
 
 def data_uris(fetcher, job: Job) -> list[str]:
     """The run's `image_urls`, downloaded through the guarded fetcher, as data URIs."""
     timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
     images = fetch_reference_images(fetcher, job.input.get("image_urls") or [],
-                                    max_bytes=MAX_REFERENCE_BYTES, timeout=timeout)
+                                    max_bytes=MAX_REFERENCE_BYTES, timeout=timeout,
+                                    accepted=REFERENCE_TYPES)
     return [f"data:{kind};base64,{base64.b64encode(data).decode()}" for data, kind in images]
 
 
@@ -139,7 +145,10 @@ class SeedreamAdapter:
         worker right away: Ark's URLs last 24 h)."""
         response = self.client.request("POST", "/images/generations", json=self.body(job),
                                        seconds_left=job.seconds_left())
-        return Done(self.outputs(self.client.json(response)))
+        # Retrying a failed download here would pay for a second generation.
+        return own_origin_outputs(self.client, self.fetcher,
+                                  Done(self.outputs(self.client.json(response))), job,
+                                  retryable=False)
 
     def poll(self, job: Job) -> Done:
         """Never called: Seedream answers synchronously and leaves no upstream job."""
@@ -233,7 +242,7 @@ class SeedanceAdapter:
         if status in TASK_RUNNING:
             return self._pending(job, job.upstream_id)
         if status == "succeeded":
-            return Done([_video_output(task)])
+            return own_origin_outputs(self.client, self.fetcher, Done([_video_output(task)]), job)
         raise _task_error(task)
 
     def cancel(self, job: Job) -> None:

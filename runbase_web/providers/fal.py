@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient
-from .replicate import apply_input_map, poll_delay, url_output
+from .http import ProviderClient, configured_base_url
+from .replicate import apply_input_map, own_origin_outputs, poll_delay, url_output
 
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
@@ -60,8 +60,9 @@ class FalClient(ProviderClient):
 class FalAdapter:
     """Runs `fal/<endpoint-id>` models through fal's queue."""
 
-    def __init__(self, client: FalClient):
+    def __init__(self, client: FalClient, fetcher=None):
         self.client = client
+        self.fetcher = fetcher
 
     @classmethod
     def from_context(cls, spec, context) -> "FalAdapter":
@@ -69,7 +70,9 @@ class FalAdapter:
         key = context.env.get("FAL_KEY")
         if not key:
             raise ProviderError("FAL_KEY is not set on this server.", code="provider_auth")
-        return cls(FalClient(key=key, base_url=context.env.get("FAL_QUEUE_URL") or DEFAULT_QUEUE_URL))
+        # The queue API has no version segment: FAL_QUEUE_URL is only tidied up.
+        return cls(FalClient(key=key, base_url=configured_base_url(
+            context.env, "FAL_QUEUE_URL", DEFAULT_QUEUE_URL)), context.fetcher)
 
     def start(self, job: Job) -> Pending:
         """Submit to the queue; keep the request id and the URLs fal gave us."""
@@ -98,7 +101,8 @@ class FalAdapter:
         if body.get("error"):
             raise _failure(str(body["error"]), body.get("error_type"))
         result = self.client.request("GET", state["response_url"], seconds_left=job.seconds_left())
-        return _outputs(self.client.json(result))
+        return own_origin_outputs(self.client, self.fetcher, _outputs(self.client.json(result)),
+                                  job)
 
     def cancel(self, job: Job) -> None:
         """Ask fal to cancel; a request that already finished is fine as it is."""

@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..net import FetchError
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import KeyedClient
-# The reference-image helpers are shared by every adapter that uploads image bytes.
-from .openai import fetch_reference_images
+from .http import KeyedClient, configured_base_url
+from .media import WEB_IMAGE_TYPES, fetch_reference_images
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+#: GEMINI_BASE_URL may be the bare host (as Google's SDKs take it) or end in a version.
+API_VERSION = "/v1beta"
 #: Pro image models can take minutes; the run's deadline bounds this further.
 REQUEST_TIMEOUT = 300.0
 #: The catalog promises "30 MB each" for Nano Banana reference images.
@@ -32,6 +32,10 @@ MAX_FRAME_BYTES = 30 * 1024 * 1024
 MAX_VIDEO_BYTES = 300 * 1024 * 1024
 REFERENCE_FETCH_TIMEOUT = 30.0
 VIDEO_FETCH_TIMEOUT = 120.0
+#: The types an `inlineData` image part may have; other stills are sent as PNG.
+INLINE_IMAGE_TYPES = WEB_IMAGE_TYPES | {"image/heic", "image/heif"}
+#: Veo's first and last frames: the Veo reference lists only JPEG and PNG.
+VEO_FRAME_TYPES = frozenset({"image/png", "image/jpeg"})
 
 #: Output finish reasons that mean the image was withheld for policy reasons.
 POLICY_FINISH_REASONS = frozenset({
@@ -103,9 +107,11 @@ class GeminiClient(KeyedClient):
         return super().error_for(response)
 
     def download_headers(self, uri: str) -> dict[str, str]:
-        """The key for a file download, sent only to the API's own host (or Google's)."""
-        host = urlsplit(uri).hostname or ""
-        if host == urlsplit(self.base_url).hostname or host.endswith(".googleapis.com"):
+        """The key for a file download: on the API's own origin (downloaded through this
+        client) and on Google's own https hosts; never anywhere else."""
+        parts = urlsplit(uri)
+        if self.owns(uri) or (parts.scheme == "https"
+                              and (parts.hostname or "").endswith(".googleapis.com")):
             return self.auth_headers()
         return {}
 
@@ -137,8 +143,8 @@ def _client_from(context) -> GeminiClient:
     api_key = context.env.get("GEMINI_API_KEY")
     if not api_key:
         raise ProviderError("GEMINI_API_KEY is not set on this server.", code="model_unavailable")
-    return GeminiClient(api_key=api_key,
-                        base_url=context.env.get("GEMINI_BASE_URL") or DEFAULT_BASE_URL)
+    return GeminiClient(api_key=api_key, base_url=configured_base_url(
+        context.env, "GEMINI_BASE_URL", DEFAULT_BASE_URL, API_VERSION))
 
 
 def _model_path(upstream: str, method: str) -> str:
@@ -181,7 +187,8 @@ class GeminiImageAdapter:
         parts = [{"text": job.input["prompt"]}]
         images = fetch_reference_images(
             self.fetcher, job.input.get("image_urls") or [], max_bytes=MAX_REFERENCE_BYTES,
-            timeout=min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)))
+            timeout=min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)),
+            accepted=INLINE_IMAGE_TYPES)
         parts += [{"inlineData": {"mimeType": kind, "data": base64.b64encode(data).decode()}}
                   for data, kind in images]
         # IMAGE alone: with TEXT+IMAGE the model may answer in words only.
@@ -270,8 +277,10 @@ class VeoAdapter:
     """Runs Veo: submit a long-running operation once, poll it, download the video.
 
     The video URI needs the API key, and the worker downloads `Output.url` without provider
-    headers, so `poll` downloads the file itself through the guarded fetcher and returns
-    bytes. The file is kept by Google for 2 days; we fetch it as soon as the operation ends.
+    headers, so `poll` downloads the file itself and returns bytes: through this client when
+    the URI is on the configured API origin (GEMINI_BASE_URL may be a private compatible
+    server the SSRF guard would refuse), through the guarded fetcher otherwise. The file is
+    kept by Google for 2 days; we fetch it as soon as the operation ends.
     """
 
     #: Veo never finishes in under ~11 s; the docs poll every 10 s. Tests shorten both.
@@ -325,7 +334,8 @@ class VeoAdapter:
         instance: dict = {"prompt": job.input["prompt"]}
         frames = fetch_reference_images(
             self.fetcher, job.input.get("image_urls") or [], max_bytes=MAX_FRAME_BYTES,
-            timeout=min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)))
+            timeout=min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)),
+            accepted=VEO_FRAME_TYPES)
         for key, (data, kind) in zip(("image", "lastFrame"), frames):
             instance[key] = {"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": kind}
         parameters = {"aspectRatio": job.input.get("aspect_ratio", "16:9"),
@@ -362,17 +372,9 @@ class VeoAdapter:
         (the operation stays done), a refused or expired file fails the run."""
         if not uri:
             raise ProviderError("Veo finished without a video URI.", code="provider_bad_response")
-        if self.fetcher is None:
-            raise ProviderError("The Veo video cannot be downloaded: no fetcher is configured.",
-                                code="output_unavailable")
-        try:
-            fetched = self.fetcher.get(uri, max_bytes=MAX_VIDEO_BYTES,
-                                       timeout=min(VIDEO_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)),
-                                       headers=self.client.download_headers(uri))
-        except FetchError as error:
-            raise ProviderError(f"The Veo video could not be downloaded: {error.message}",
-                                code="output_unavailable", retryable=error.retryable) from None
-        return fetched.content
+        return self.client.download(uri, fetcher=self.fetcher, max_bytes=MAX_VIDEO_BYTES,
+                                    timeout=min(VIDEO_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)),
+                                    what="The Veo video")
 
 
 def _operation_error(error) -> ProviderError:

@@ -4,19 +4,74 @@ place that turns transport failures and HTTP error answers into ProviderError.
 Retry policy (DESIGN.md §4): timeouts, connection errors, 429, 408 and 5xx are
 retryable, honouring the provider's retry hint; every other 4xx is final, because
 sending the same request again would get the same answer.
+
+Also the one place that reads a provider's base-URL variable (`configured_base_url`) and
+the one rule for downloading provider files (`ProviderClient.download`): a URL on the
+configured API origin goes through the client, with its credentials; any other URL goes
+through the SSRF-guarded fetcher, without them.
 """
 from __future__ import annotations
 
 import email.utils
+import re
 import time
-from typing import Any
+from typing import Any, Mapping
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
+from .. import net
 from .base import ProviderError
 
 #: Seconds to wait for a TCP/TLS connection; the read timeout is per request.
 CONNECT_TIMEOUT = 10.0
+#: Redirects a download from the API origin may take (each hop re-checked by origin).
+MAX_DOWNLOAD_REDIRECTS = 3
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+#: A path segment that names an API version: v1, v3, v1beta, v1alpha2, ...
+VERSION_SEGMENT = re.compile(r"v\d+(?:(?:alpha|beta)\d*)?", re.IGNORECASE)
+
+
+def configured_base_url(env: Mapping[str, str], variable: str, default: str,
+                        version: str = "") -> str:
+    """The base URL for a provider from `variable` (else `default`), ending in the API
+    version path `version` (e.g. "/v1", "/api/v3") whether or not the operator wrote it.
+
+    SDKs disagree on the form: OpenAI's includes `/v1`, Replicate's and Google's take the
+    bare host. Both forms are accepted, so setting a variable the way the provider's own
+    SDK documents it works. A URL that already ends in some version (`/v1` for Gemini's
+    stable API, `/api/v2`) is kept as the operator's choice.
+    """
+    value = (env.get(variable) or "").strip() or default
+    parts = urlsplit(value)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    wanted = [segment for segment in version.split("/") if segment]
+    if wanted and not _ends_with_version(segments, wanted):
+        # "…/api" for "/api/v3" gets only the missing "/v3".
+        lowered = [segment.lower() for segment in segments]
+        overlap = next((k for k in range(len(wanted) - 1, 0, -1)
+                        if lowered[-k:] == [w.lower() for w in wanted[:k]]), 0)
+        segments += wanted[overlap:]
+    path = "/" + "/".join(segments) if segments else ""
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _ends_with_version(segments: list[str], wanted: list[str]) -> bool:
+    """True if the path ends like `wanted`, with any version in the last segment."""
+    tail = segments[-len(wanted):] if len(segments) >= len(wanted) else []
+    return bool(tail) and [s.lower() for s in tail[:-1]] == [w.lower() for w in wanted[:-1]] \
+        and VERSION_SEGMENT.fullmatch(tail[-1]) is not None
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, with the scheme's default port filled in."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", "", None)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def parse_retry_after(headers) -> float | None:
@@ -52,6 +107,73 @@ class ProviderClient:
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate every request."""
         return {}
+
+    def owns(self, url: str) -> bool:
+        """True if `url` is on this client's API origin (scheme, host and port of the base
+        URL): such URLs may get our credentials and are fetched like API calls."""
+        return origin(url) == origin(self.base_url) and origin(url)[1] != ""
+
+    def download_headers(self, url: str) -> dict[str, str]:
+        """Headers for a file download from another origin (none: credentials stay home)."""
+        return {}
+
+    def download(self, url: str, *, fetcher, max_bytes: int, timeout: float,
+                 what: str = "The output") -> bytes:
+        """Download a provider file: from the API origin through this client with its
+        credentials, from anywhere else through the guarded fetcher without them.
+
+        The operator chose the API origin (a base URL may name a private compatible server,
+        which the SSRF guard would refuse), so it is trusted like every API call; redirects
+        from it are followed one hop at a time, and one that leaves the origin continues
+        through the fetcher. Failures are `output_unavailable`, retryable when transient.
+        """
+        deadline = time.monotonic() + timeout
+        for _hop in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            if not self.owns(url):
+                return self._fetch_elsewhere(url, fetcher, max_bytes, deadline, what)
+            try:
+                response = self.request("GET", url, seconds_left=_left(deadline, what),
+                                        stream=True, allow_redirects=False)
+            except ProviderError as error:
+                raise _unavailable(what, error.message, error.retryable) from None
+            with response:
+                if response.status_code not in net.REDIRECT_STATUSES:
+                    return self._read_capped(response, max_bytes, deadline, what)
+                location = response.headers.get("Location")
+                if not location:
+                    raise _unavailable(what, f"{self.name} redirected without a Location.", False)
+                url = urljoin(url, location)
+        raise _unavailable(what, f"more than {MAX_DOWNLOAD_REDIRECTS} redirects.", False)
+
+    def _fetch_elsewhere(self, url: str, fetcher, max_bytes: int, deadline: float,
+                         what: str) -> bytes:
+        """A URL off the API origin: the guarded fetcher, with only `download_headers`."""
+        if fetcher is None:
+            raise _unavailable(what, "no fetcher is configured.", False)
+        try:
+            return fetcher.get(url, max_bytes=max_bytes, timeout=_left(deadline, what),
+                               headers=self.download_headers(url) or None).content
+        except net.FetchError as error:
+            raise _unavailable(what, error.message, error.retryable) from None
+
+    def _read_capped(self, response: requests.Response, max_bytes: int, deadline: float,
+                     what: str) -> bytes:
+        """The streamed body, refused past `max_bytes` or the deadline."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _unavailable(
+                what, f"{self.name} sent {declared} bytes; the limit is {max_bytes}.", False)
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _unavailable(
+                        what, f"{self.name} sent more than {max_bytes} bytes.", False)
+                _left(deadline, what)
+        except requests.RequestException:
+            raise _unavailable(what, f"the download from {self.name} broke off.", True) from None
+        return bytes(body)
 
     def request(self, method: str, path: str, *, seconds_left: float | None = None,
                 **kwargs: Any) -> requests.Response:
@@ -127,3 +249,17 @@ class KeyedClient(ProviderClient):
     def auth_headers(self) -> dict[str, str]:
         """`Authorization: Bearer <key>` on every request."""
         return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def _left(deadline: float, what: str) -> float:
+    """Seconds left for a download; a retryable failure when there are none."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _unavailable(what, "it did not finish in time.", True)
+    return left
+
+
+def _unavailable(what: str, detail: str, retryable: bool) -> ProviderError:
+    """A download failure: the provider's file is (for now) out of reach."""
+    return ProviderError(f"{what} could not be downloaded: {detail}", code="output_unavailable",
+                         retryable=retryable)

@@ -22,10 +22,13 @@ import time
 import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient, parse_retry_after
-from .openai import fetch_reference_images
+from .http import ProviderClient, configured_base_url, parse_retry_after
+from .media import fetch_reference_images
+from .replicate import own_origin_outputs
 
-DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+DEFAULT_BASE_URL = "https://api-singapore.klingai.com/v1"
+#: KLING_BASE_URL is conventionally the bare host; a trailing /v1 is accepted too.
+API_VERSION = "/v1"
 REQUEST_TIMEOUT = 60.0
 #: Kling's limit for `image` / `image_tail`: 10 MB, jpg/jpeg/png only.
 MAX_FRAME_BYTES = 10 * 1024 * 1024
@@ -156,27 +159,28 @@ class KlingAdapter:
             raise ProviderError("KLING_ACCESS_KEY and KLING_SECRET_KEY must both be set.",
                                 code="model_unavailable")
         client = KlingClient(access_key=access_key, secret_key=secret_key,
-                             base_url=context.env.get("KLING_BASE_URL") or DEFAULT_BASE_URL)
+                             base_url=configured_base_url(context.env, "KLING_BASE_URL",
+                                                          DEFAULT_BASE_URL, API_VERSION))
         return cls(client, context.fetcher, context.options)
 
     def start(self, job: Job) -> Pending:
         """Create the task; its id (and family) are committed by the worker before polling."""
         family, body = self.request_for(job)
-        response = self.client.request("POST", f"/v1/videos/{family}", json=body,
+        response = self.client.request("POST", f"/videos/{family}", json=body,
                                        seconds_left=job.seconds_left())
         return self._pending(job, str(self.client.envelope(response)["task_id"]), family)
 
     def poll(self, job: Job) -> Done | Pending:
         """Query the task where it was created: `succeed` has the video, `failed` the reason."""
         family = (job.upstream_state or {}).get("family", "text2video")
-        response = self.client.request("GET", f"/v1/videos/{family}/{job.upstream_id}",
+        response = self.client.request("GET", f"/videos/{family}/{job.upstream_id}",
                                        seconds_left=job.seconds_left())
         task = self.client.envelope(response)
         status = task.get("task_status")
         if status in RUNNING:
             return self._pending(job, job.upstream_id, family)
         if status == "succeed":
-            return Done([_video_output(task)])
+            return own_origin_outputs(self.client, self.fetcher, Done([_video_output(task)]), job)
         if status == "failed":
             raise _task_failure(task)
         raise ProviderError(f"Kling sent an unknown task status {status!r}.",
@@ -200,14 +204,12 @@ class KlingAdapter:
         return "image2video", body
 
     def _frames(self, job: Job) -> list[str]:
-        """The frame images as raw base64 (no `data:` prefix), png or jpeg only."""
+        """The frame images as raw base64 (no `data:` prefix): PNG or JPEG as they are,
+        other still images converted to PNG."""
         timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
         images = fetch_reference_images(self.fetcher, job.input.get("image_urls") or [],
-                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout)
-        for index, (_data, kind) in enumerate(images, start=1):
-            if kind not in FRAME_TYPES:
-                raise ProviderError(f"Kling takes only PNG or JPEG frames; image {index} "
-                                    f"is {kind}.", code="invalid_input")
+                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout,
+                                        accepted=FRAME_TYPES)
         return [base64.b64encode(data).decode() for data, _kind in images]
 
     def _pending(self, job: Job, task_id: str, family: str) -> Pending:

@@ -17,12 +17,15 @@ import logging
 import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import KeyedClient
-from .openai import fetch_reference_images
+from .http import KeyedClient, configured_base_url
+from .media import fetch_reference_images
+from .replicate import own_origin_outputs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.minimax.io"
+DEFAULT_BASE_URL = "https://api.minimax.io/v1"
+#: MINIMAX_BASE_URL is conventionally the bare host; a trailing /v1 is accepted too.
+API_VERSION = "/v1"
 REQUEST_TIMEOUT = 60.0
 #: MiniMax's limit for `first_frame_image`: under 20 MB, JPG/PNG/WebP.
 MAX_FRAME_BYTES = 20 * 1024 * 1024
@@ -111,13 +114,13 @@ class HailuoAdapter:
         if not api_key:
             raise ProviderError("MINIMAX_API_KEY is not set on this server.",
                                 code="model_unavailable")
-        client = MiniMaxClient(api_key=api_key,
-                               base_url=context.env.get("MINIMAX_BASE_URL") or DEFAULT_BASE_URL)
+        client = MiniMaxClient(api_key=api_key, base_url=configured_base_url(
+            context.env, "MINIMAX_BASE_URL", DEFAULT_BASE_URL, API_VERSION))
         return cls(client, context.fetcher, context.options)
 
     def start(self, job: Job) -> Pending:
         """Create the task; the worker commits its `task_id` before polling."""
-        response = self.client.request("POST", "/v1/video_generation", json=self.body(job),
+        response = self.client.request("POST", "/video_generation", json=self.body(job),
                                        seconds_left=job.seconds_left())
         task_id = self.client.checked(response).get("task_id")
         if not task_id:
@@ -127,7 +130,7 @@ class HailuoAdapter:
 
     def poll(self, job: Job) -> Done | Pending:
         """Query the task; on `Success` resolve its file to a fresh download URL."""
-        response = self.client.request("GET", "/v1/query/video_generation",
+        response = self.client.request("GET", "/query/video_generation",
                                        params={"task_id": job.upstream_id},
                                        seconds_left=job.seconds_left())
         task = self.client.checked(response)
@@ -135,7 +138,8 @@ class HailuoAdapter:
         if status in RUNNING:
             return self._pending(job, job.upstream_id)
         if status == "Success":
-            return Done([Output("video/mp4", url=self._download_url(job, task.get("file_id")))])
+            video = Output("video/mp4", url=self._download_url(job, task.get("file_id")))
+            return own_origin_outputs(self.client, self.fetcher, Done([video]), job)
         if status in FAILED:
             raise ProviderError(f"The Hailuo task failed (status {status}).", code="provider_error")
         log.info("Hailuo task %s has the unknown status %r; polling on", job.upstream_id, status)
@@ -150,12 +154,10 @@ class HailuoAdapter:
                 "duration": CLIP_SECONDS}
         timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
         frames = fetch_reference_images(self.fetcher, job.input.get("image_urls") or [],
-                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout)
+                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout,
+                                        accepted=FRAME_TYPES)
         if frames:
             data, kind = frames[0]
-            if kind not in FRAME_TYPES:
-                raise ProviderError(f"Hailuo takes JPG, PNG or WebP first frames, not {kind}.",
-                                    code="invalid_input")
             body["first_frame_image"] = f"data:{kind};base64,{base64.b64encode(data).decode()}"
         return body
 
@@ -166,7 +168,7 @@ class HailuoAdapter:
             raise ProviderError("The Hailuo task succeeded without a file_id.",
                                 code="provider_bad_response")
         # file_id is a string in the query answer and an int64 here: pass it on as text.
-        response = self.client.request("GET", "/v1/files/retrieve",
+        response = self.client.request("GET", "/files/retrieve",
                                        params={"file_id": str(file_id)},
                                        seconds_left=job.seconds_left())
         file = self.client.checked(response).get("file")

@@ -4,7 +4,8 @@ Wire format: reference/providers.md §1. A text-only run is a JSON
 `POST /images/generations`; a run with reference images is a multipart
 `POST /images/edits` whose `image[]` parts are the images, downloaded by us through
 the guarded fetcher (so OpenAI never gets a URL we have not vetted, and private
-addresses stay unreachable). GPT image models always answer with `data[].b64_json`.
+addresses stay unreachable) and converted to PNG unless they are PNG, JPEG or WebP.
+GPT image models always answer with `data[].b64_json`.
 There is no job id and no cancel: closing the connection is the only way to stop one.
 """
 from __future__ import annotations
@@ -14,16 +15,20 @@ import binascii
 
 import requests
 
-from ..net import FetchError
 from .base import Done, Job, Output, ProviderError
-from .http import KeyedClient, parse_retry_after
+from .http import KeyedClient, configured_base_url, parse_retry_after
+from .media import WEB_IMAGE_TYPES, fetch_reference_images, sniff_image_type
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: OPENAI_BASE_URL conventionally ends in /v1; the bare host is accepted too.
+API_VERSION = "/v1"
 #: A 4K gpt-image-2 image can take minutes; the run's deadline bounds this further.
 REQUEST_TIMEOUT = 300.0
 #: The catalog promises "4 MB each" for reference images of every OpenAI model.
 MAX_REFERENCE_BYTES = 4 * 1024 * 1024
 REFERENCE_FETCH_TIMEOUT = 30.0
+#: What `/images/edits` accepts; any other still image is sent as PNG (see media.py).
+EDIT_IMAGE_TYPES = WEB_IMAGE_TYPES
 
 #: gpt-image-1 and gpt-image-1.5 take only these three fixed sizes (besides `auto`).
 CLASSIC_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
@@ -62,44 +67,6 @@ def size_for(upstream: str, run_input: dict) -> str:
     except KeyError:
         raise ProviderError(f"{upstream} has no size for aspect ratio {aspect_ratio}.",
                             code="invalid_input") from None
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The image media type from the file's magic bytes, or None if it is no known image."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
-
-
-def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int,
-                           timeout: float) -> list[tuple[bytes, str]]:
-    """Download reference images through the guarded fetcher as (bytes, media type).
-
-    A URL we may not or cannot fetch is the user's input problem (`invalid_input`);
-    transient failures (timeouts, 5xx) stay retryable.
-    """
-    if urls and fetcher is None:
-        raise ProviderError("Reference images cannot be downloaded: no fetcher is configured.",
-                            code="provider_error")
-    images = []
-    for index, url in enumerate(urls, start=1):
-        try:
-            fetched = fetcher.get(url, max_bytes=max_bytes, timeout=timeout)
-        except FetchError as error:
-            raise ProviderError(f"Reference image {index} could not be downloaded: {error.message}",
-                                code="invalid_input", retryable=error.retryable) from None
-        media_type = sniff_image_type(fetched.content)
-        if media_type is None:
-            raise ProviderError(f"Reference image {index} is not a PNG, JPEG, WebP or GIF image.",
-                                code="invalid_input")
-        images.append((fetched.content, media_type))
-    return images
 
 
 class OpenAIClient(KeyedClient):
@@ -164,7 +131,8 @@ class OpenAIImagesAdapter:
         if not api_key:
             raise ProviderError("OPENAI_API_KEY is not set on this server.",
                                 code="model_unavailable")
-        base_url = context.env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        base_url = configured_base_url(context.env, "OPENAI_BASE_URL", DEFAULT_BASE_URL,
+                                       API_VERSION)
         return cls(OpenAIClient(api_key=api_key, base_url=base_url), context.fetcher)
 
     def start(self, job: Job) -> Done:
@@ -197,11 +165,12 @@ class OpenAIImagesAdapter:
 
     def _edit(self, job: Job, fields: dict, urls: list[str]) -> requests.Response:
         """`POST /images/edits` as multipart, one repeated `image[]` part per reference."""
+        # /images/edits takes PNG, JPEG and WebP only; others are converted before the call.
         images = fetch_reference_images(self.fetcher, urls, max_bytes=MAX_REFERENCE_BYTES,
                                         timeout=min(REFERENCE_FETCH_TIMEOUT,
-                                                    max(job.seconds_left(), 1.0)))
-        extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
-                     "image/gif": "gif"}
+                                                    max(job.seconds_left(), 1.0)),
+                                        accepted=EDIT_IMAGE_TYPES)
+        extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
         files = [("image[]", (f"reference-{i}.{extension[kind]}", data, kind))
                  for i, (data, kind) in enumerate(images, start=1)]
         form = {key: str(value) for key, value in fields.items()}

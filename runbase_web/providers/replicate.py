@@ -4,8 +4,9 @@ Operators add `replicate/<owner>/<name>` models to the catalog with the model's 
 schema; the run's input passes through as `{"input": {...}}`, with the catalog's optional
 `input_map` renaming fields (e.g. Runbase's `image_urls` → the model's `image`).
 
-Also home to the small helpers every URL-output adapter shares (fal, upstream Runbase):
-output URLs → Output, `data:` URIs, and the polling schedule.
+Also home to the small helpers every URL-output adapter shares (fal, upstream Runbase, Ark,
+Kling, MiniMax): output URLs → Output, `data:` URIs, outputs on the provider's own API origin,
+and the polling schedule.
 """
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ import re
 from typing import Any, Iterator
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from .. import net
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient
+from .http import ProviderClient, configured_base_url
+from .media import sniff_output_type
 
 DEFAULT_BASE_URL = "https://api.replicate.com/v1"
+#: The official client takes REPLICATE_BASE_URL as the bare host; a trailing /v1 works too.
+API_VERSION = "/v1"
 RUNNING = frozenset({"starting", "processing"})
 #: Canceled means stopped while running; aborted means Cancel-After passed before it started.
 STOPPED = frozenset({"canceled", "aborted"})
@@ -30,6 +35,8 @@ TYPES_BY_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image
 #: Words in a failure message that mean the provider's safety filter refused the request.
 SAFETY_WORDS = ("nsfw", "safety", "content policy", "sensitive", "moderation")
 THROTTLE_RE = re.compile(r"resets in ~?(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+#: Provider URLs often expire soon, and videos are large: allow a long download.
+OUTPUT_FETCH_SECONDS = 300.0
 
 
 # --- shared by the URL-output adapters -----------------------------------------------------
@@ -57,6 +64,39 @@ def url_output(url: str, content_type: str | None = None) -> Output:
     if url.startswith("data:"):
         return _data_uri_output(url)
     return Output(content_type or sniff_type(url), url=url)
+
+
+def own_origin_outputs(client: ProviderClient, fetcher, done: Done, job: Job, *,
+                       retryable: bool = True) -> Done:
+    """`done` with every output URL on the provider's API origin downloaded now, through its
+    client and with its credentials; other URLs are left for the worker's guarded fetcher.
+
+    The operator chose the API origin, and may have pointed it at a compatible server on a
+    private address that the SSRF guard rightly refuses for URLs from anywhere else; its files
+    must not fail after the provider has been paid. Pass `retryable=False` from a synchronous
+    `start`, where retrying would pay for the generation again.
+    """
+    outputs = []
+    for output in done.outputs:
+        if output.url is None or not client.owns(output.url):
+            outputs.append(output)
+            continue
+        try:
+            data = client.download(
+                output.url, fetcher=fetcher,
+                max_bytes=getattr(fetcher, "max_bytes", net.DEFAULT_MAX_BYTES),
+                timeout=min(OUTPUT_FETCH_SECONDS, max(job.seconds_left(), 1.0)))
+        except ProviderError as error:
+            if error.retryable and not retryable:
+                raise ProviderError(error.message, code=error.code) from None
+            raise
+        media_type = sniff_output_type(data)
+        if media_type is None:
+            # An HTML error page or anything else served with a 200 is not a result.
+            raise ProviderError(f"The output from {client.name} is no image or video.",
+                                code="output_unavailable")
+        outputs.append(Output(media_type, data=data))
+    return Done(outputs)
 
 
 def _data_uri_output(uri: str) -> Output:
@@ -162,8 +202,9 @@ def _throttle_seconds(response) -> float | None:
 class ReplicateAdapter:
     """Runs `replicate/<owner>/<name>` models as Replicate predictions."""
 
-    def __init__(self, client: ReplicateClient):
+    def __init__(self, client: ReplicateClient, fetcher=None):
         self.client = client
+        self.fetcher = fetcher
 
     @classmethod
     def from_context(cls, spec, context) -> "ReplicateAdapter":
@@ -172,8 +213,9 @@ class ReplicateAdapter:
         if not token:
             raise ProviderError("REPLICATE_API_TOKEN is not set on this server.",
                                 code="provider_auth")
-        base_url = context.env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL
-        return cls(ReplicateClient(token=token, base_url=base_url))
+        base_url = configured_base_url(context.env, "REPLICATE_BASE_URL", DEFAULT_BASE_URL,
+                                       API_VERSION)
+        return cls(ReplicateClient(token=token, base_url=base_url), context.fetcher)
 
     def start(self, job: Job) -> Done | Pending:
         """Create the prediction; its id is committed by the worker before any poll."""
@@ -215,7 +257,7 @@ class ReplicateAdapter:
         if status in RUNNING:
             return Pending(prediction["id"], poll_delay(job, polls), {"polls": polls})
         if status == "succeeded":
-            return _succeeded(prediction)
+            return own_origin_outputs(self.client, self.fetcher, _succeeded(prediction), job)
         if status == "failed":
             raise _failure(prediction)
         if status in STOPPED:

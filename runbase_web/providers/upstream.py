@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import urljoin
 
 from .base import Done, Job, Pending, ProviderError
-from .http import ProviderClient, parse_retry_after
-from .replicate import poll_delay, url_output
+from .http import ProviderClient, configured_base_url, parse_retry_after
+from .replicate import own_origin_outputs, poll_delay, url_output
 
 #: Creating a run upstream only validates, charges and queues it: a long wait means trouble,
 #: and the Idempotency-Key makes asking again safe.
 CREATE_TIMEOUT = 15.0
+#: RUNBASE_UPSTREAM_URL is the server root (e.g. https://runbase.net); a trailing /api/v1
+#: is accepted too. Requests go to paths under the API version.
+API_VERSION = "/api/v1"
 RUNNING = frozenset({"pending", "processing"})
 ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
 #: Upstream error code → (message for our run, our code, retryable). Several are the
@@ -76,18 +79,13 @@ class UpstreamClient(ProviderClient):
                              code=our_code, retryable=retryable, retry_after=retry_after)
 
 
-def upstream_base_url(url: str) -> str:
-    """The server root from RUNBASE_UPSTREAM_URL, accepting `…/api/v1` as well."""
-    url = url.rstrip("/")
-    return url[: -len("/api/v1")] if url.endswith("/api/v1") else url
-
-
 class UpstreamRunbaseAdapter:
     """Runs a catalog model on an upstream hosted Runbase: create, poll, cancel."""
 
-    def __init__(self, client: UpstreamClient, model: str):
+    def __init__(self, client: UpstreamClient, model: str, fetcher=None):
         self.client = client
         self.model = model
+        self.fetcher = fetcher
 
     @classmethod
     def from_context(cls, spec, context) -> "UpstreamRunbaseAdapter":
@@ -96,19 +94,21 @@ class UpstreamRunbaseAdapter:
         if not url or not key:
             raise ProviderError("RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY must both be set.",
                                 code="provider_auth")
-        return cls(UpstreamClient(key=key, base_url=upstream_base_url(url)), upstream_model(spec))
+        base_url = configured_base_url(context.env, "RUNBASE_UPSTREAM_URL", url, API_VERSION)
+        return cls(UpstreamClient(key=key, base_url=base_url), upstream_model(spec),
+                   context.fetcher)
 
     def start(self, job: Job) -> Done | Pending:
         """Create the upstream run, idempotently keyed by our run id."""
         response = self.client.request(
-            "POST", "/api/v1/runs", seconds_left=min(job.seconds_left(), CREATE_TIMEOUT),
+            "POST", "/runs", seconds_left=min(job.seconds_left(), CREATE_TIMEOUT),
             json={"model": self.model, "input": job.input},
             headers={"Idempotency-Key": job.run_id})
         return self._interpret(job, self._run(response), polls=0)
 
     def poll(self, job: Job) -> Done | Pending:
         """Read the upstream run again."""
-        response = self.client.request("GET", f"/api/v1/runs/{job.upstream_id}",
+        response = self.client.request("GET", f"/runs/{job.upstream_id}",
                                        seconds_left=job.seconds_left())
         polls = int((job.upstream_state or {}).get("polls", 0)) + 1
         return self._interpret(job, self._run(response), polls=polls)
@@ -116,7 +116,7 @@ class UpstreamRunbaseAdapter:
     def cancel(self, job: Job) -> None:
         """Cancel upstream (a Runbase extension; a server without it answers 404/405)."""
         try:
-            self.client.request("POST", f"/api/v1/runs/{job.upstream_id}/cancel",
+            self.client.request("POST", f"/runs/{job.upstream_id}/cancel",
                                 seconds_left=min(max(job.seconds_left(), 5.0), 10.0))
         except ProviderError as error:
             if error.retryable or error.code == "provider_auth":
@@ -135,7 +135,7 @@ class UpstreamRunbaseAdapter:
         if status in RUNNING:
             return Pending(str(run["id"]), poll_delay(job, polls), {"polls": polls})
         if status == "succeeded":
-            return self._outputs(run)
+            return own_origin_outputs(self.client, self.fetcher, self._outputs(run), job)
         if status == "failed":
             code = run.get("errorCode")
             code = code if isinstance(code, str) and ERROR_CODE_RE.match(code) else "provider_error"
@@ -146,10 +146,11 @@ class UpstreamRunbaseAdapter:
 
     def _outputs(self, run: dict) -> Done:
         """`output.urls` (also `output.url`, which some clients expect) → Outputs; relative
-        URLs are resolved against the upstream server."""
+        URLs are resolved against the upstream server's root (the base URL without /api/v1)."""
         output = run.get("output") if isinstance(run.get("output"), dict) else {}
         urls = output.get("urls") or ([output["url"]] if output.get("url") else [])
-        urls = [urljoin(self.client.base_url + "/", u) for u in urls if isinstance(u, str) and u]
+        root = self.client.base_url.rsplit("/", 2)[0] + "/"
+        urls = [urljoin(root, u) for u in urls if isinstance(u, str) and u]
         if not urls:
             raise ProviderError("The upstream run succeeded but listed no output file.",
                                 code="provider_bad_response")

@@ -15,6 +15,7 @@ from .. import faults, net, recipe, state
 from ..extensions import db
 from ..models import Run
 from ..providers.base import Done, Job, Pending, ProviderError
+from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
 from ..services.catalog import ModelSpec
@@ -24,6 +25,16 @@ from .claim import release
 log = logging.getLogger(__name__)
 #: Longest wait between retries of a failing provider call.
 MAX_BACKOFF_SECONDS = 60.0
+#: Longest wait between polls of an upstream job that keeps failing to answer.
+MAX_POLL_BACKOFF_SECONDS = 30.0
+#: The first step of exponential backoff; each further failure doubles it.
+BASE_BACKOFF_SECONDS = 1.0
+#: The shortest wait when the provider gave one: "Retry-After: 0" must not mean "hammer".
+MIN_HINTED_WAIT_SECONDS = 1.0
+#: At most this much jitter on top of a provider's hint, so long hints are not stretched.
+MAX_HINT_JITTER_SECONDS = 5.0
+#: Key of the worker's retry bookkeeping inside Run.upstream_state; adapters never see it.
+RETRY_STATE_KEY = "_retries"
 
 
 def execute_run(app: Flask, run_id: str, owner: str) -> None:
@@ -50,15 +61,15 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         return
     if run.upstream_id is None:
         run.attempts += 1
-    job = Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts,
-              run.upstream_id, run.upstream_state)
+    job = _job_for(run, spec)
+    retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
     session.commit()
     try:
         adapter = adapter_for(spec, provider_context(app))
         faults.point("provider_call")
         result = adapter.poll(job) if job.upstream_id else adapter.start(job)
     except ProviderError as error:
-        _on_provider_error(app, session, job, owner, error)
+        _on_provider_error(app, session, job, owner, error, retries)
         return
     if isinstance(result, Pending):
         release(session, job.run_id, owner, check_after=result.check_after,
@@ -66,6 +77,15 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         session.commit()
         return
     _finish(app, session, run, result)
+
+
+def _job_for(run: Run, spec: ModelSpec) -> Job:
+    """The adapter's view of a run: its upstream state without the worker's retry counts
+    (so an adapter that passes its state on never carries stale counts forward)."""
+    state = run.upstream_state
+    if state is not None:
+        state = {key: value for key, value in state.items() if key != RETRY_STATE_KEY}
+    return Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts, run.upstream_id, state)
 
 
 def provider_context(app: Flask) -> ProviderContext:
@@ -102,28 +122,68 @@ def cancel_upstream(app: Flask, run: Run) -> None:
 def _cancel_upstream(app: Flask, spec: ModelSpec, run: Run) -> None:
     if run.upstream_id is None:
         return
-    job = Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts,
-              run.upstream_id, run.upstream_state)
+    job = _job_for(run, spec)
     try:
         adapter_for(spec, provider_context(app)).cancel(job)
     except Exception:  # best effort: the run fails and is refunded either way
         log.warning("run %s: could not cancel upstream job %s", run.id, run.upstream_id)
 
 
-def backoff_seconds(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, or the provider's own Retry-After if it gave one."""
+def jitter(low: float, high: float) -> float:
+    """A random factor or offset in [low, high]; one place, so tests can pin it."""
+    return random.uniform(low, high)
+
+
+def backoff_seconds(failures: int, retry_after: float | None, *,
+                    cap: float = MAX_BACKOFF_SECONDS) -> float:
+    """Seconds to wait after `failures` failures in a row, never more than `cap`.
+
+    With the provider's hint (Retry-After, RetryInfo): the hint, but at least
+    MIN_HINTED_WAIT_SECONDS, plus up to half again (at most MAX_HINT_JITTER_SECONDS) of
+    jitter, so "Retry-After: 0" is no immediate retry and runs throttled together do not
+    come back in lockstep. Without one: exponential from BASE_BACKOFF_SECONDS, ±50 %.
+    """
     if retry_after is not None:
-        return min(max(retry_after, 0.0), MAX_BACKOFF_SECONDS)
-    return min(MAX_BACKOFF_SECONDS, 2 ** max(attempt - 1, 0)) * random.uniform(0.5, 1.5)
+        wait = max(retry_after, MIN_HINTED_WAIT_SECONDS)
+        return min(wait + jitter(0.0, min(0.5 * wait, MAX_HINT_JITTER_SECONDS)), cap)
+    step = BASE_BACKOFF_SECONDS * 2 ** min(max(failures - 1, 0), 30)
+    return min(step * jitter(0.5, 1.5), cap)
+
+
+def created_nothing(error: ProviderError) -> bool:
+    """True for a throttle (429, "rate limited", "still creating"): the provider refused
+    before doing anything, so the call cost nothing and is no attempt."""
+    return error.retryable and error.code == "provider_busy"
 
 
 def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
-                       error: ProviderError) -> None:
-    wait = backoff_seconds(job.attempt, error.retry_after)
-    attempts_left = job.upstream_id is not None or job.attempt < job.spec.max_attempts
+                       error: ProviderError, retries: dict) -> None:
+    """Retry a retryable failure after a backoff while attempts and the deadline allow, or
+    fail (and so refund) the run.
+
+    Two kinds of failure are not attempts, and are bounded only by the deadline (which
+    ends the run as `timeout`): a throttle before anything was created, and a failed poll
+    of a job that exists. Their counts in a row live in the run's upstream state, so the
+    wait grows while a provider stays busy or unreachable instead of asking again every
+    second until the deadline.
+    """
+    if job.upstream_id is not None:
+        failures = int(retries.get("failed_polls", 0)) + 1
+        wait = backoff_seconds(failures, error.retry_after, cap=MAX_POLL_BACKOFF_SECONDS)
+        changes = {"upstream_state": {**(job.upstream_state or {}),
+                                      RETRY_STATE_KEY: {"failed_polls": failures}}}
+        attempts_left = True
+    else:
+        throttles = int(retries.get("throttles", 0))
+        wait = backoff_seconds(job.attempt + throttles, error.retry_after)
+        throttled = created_nothing(error)
+        changes = {"upstream_state": {RETRY_STATE_KEY: {"throttles": throttles + int(throttled)}}}
+        if throttled:
+            changes["attempts"] = job.attempt - 1  # hand the attempt back
+        attempts_left = throttled or job.attempt < job.spec.max_attempts
     if error.retryable and attempts_left and wait < job.seconds_left():
         log.info("run %s: retrying in %.1fs after: %s", job.run_id, wait, error.message)
-        release(session, job.run_id, owner, check_after=wait)
+        release(session, job.run_id, owner, check_after=wait, **changes)
     else:
         code = "timeout" if error.retryable and wait >= job.seconds_left() else error.code
         runs.mark_failed(session, job.run_id, message=error.message, code=code)
@@ -168,9 +228,6 @@ def _with_recipe(run: Run, data: bytes, content_type: str) -> bytes:
 
 #: Provider URLs often expire soon, and videos are large: allow a long download.
 OUTPUT_FETCH_SECONDS = 300.0
-#: Leading bytes of the only file types a run may produce (files.EXTENSIONS).
-MAGIC = ((0, b"\x89PNG\r\n\x1a\n", "image/png"), (0, b"\xff\xd8\xff", "image/jpeg"),
-         (4, b"ftyp", "video/mp4"), (0, b"\x1a\x45\xdf\xa3", "video/webm"))
 
 
 def _output_bytes(app: Flask, output) -> tuple[bytes, str]:
@@ -183,7 +240,7 @@ def _output_bytes(app: Flask, output) -> tuple[bytes, str]:
         raise ProviderError(f"the output URL could not be downloaded: {error.message}",
                             code="output_unavailable", retryable=error.retryable) from error
     declared = output.content_type or fetched.content_type
-    sniffed = sniff_media_type(fetched.content)
+    sniffed = sniff_output_type(fetched.content)
     if sniffed is None:
         # An HTML error page or anything else served with a 200 is not a result.
         raise ProviderError(f"the output URL served no image or video (said {declared!r})",
@@ -191,13 +248,3 @@ def _output_bytes(app: Flask, output) -> tuple[bytes, str]:
     if sniffed != declared:
         log.info("output declared as %r is %s; storing it as what it is", declared, sniffed)
     return fetched.content, sniffed
-
-
-def sniff_media_type(data: bytes) -> str | None:
-    """The output type the bytes really are (by their magic number), or None."""
-    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-        return "image/webp"
-    for offset, magic, media_type in MAGIC:
-        if data[offset:offset + len(magic)] == magic:
-            return media_type
-    return None

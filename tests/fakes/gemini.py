@@ -18,7 +18,12 @@ Scripting, one answer consumed per request, per route "generate", "predict", "op
     state.script["generate"].append(("text_only",))      # 200, STOP with only a text part
 State: `api_key` ("gm-test"); `done_after` polls before an operation is done (1); `outcome`
 of new operations ("success", "rai", "error", "never"); `expire_seconds` of a video file (60);
+`video_base` (None: the video URI is on this server; else the URL root to put it on);
 `operations` (name → record), `times` (route, monotonic time), `last_image` (final PNG sent).
+
+Image parts are checked like the real API does: an `inlineData` part must be PNG, JPEG, WebP,
+HEIC or HEIF, and a Veo frame PNG or JPEG, with bytes that are what the mimeType says;
+anything else is 400 INVALID_ARGUMENT (a call we would have paid for).
 """
 from __future__ import annotations
 
@@ -54,6 +59,10 @@ CONFIG_FIELDS = {"responseModalities", "imageConfig", "candidateCount", "tempera
 VEO_PARAMETERS = {"aspectRatio", "resolution", "durationSeconds", "negativePrompt",
                   "personGeneration", "sampleCount", "enhancePrompt", "seed"}
 VEO_INSTANCE_FIELDS = {"prompt", "image", "lastFrame", "referenceImages", "video"}
+#: mimeType → leading bytes, for inline image parts and for Veo's image/lastFrame.
+INLINE_TYPES = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF",
+                "image/heic": b"", "image/heif": b""}
+FRAME_TYPES = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff"}
 _MP4: dict[str, bytes] = {}
 _MP4_LOCK = threading.Lock()
 
@@ -166,16 +175,17 @@ def _scripted(state: FakeState, route: str) -> tuple | None:
     return scripted
 
 
-def _decode_image(blob) -> bytes | None:
-    """Image bytes from `{"mimeType", "data"}` (inlineData) or `{"bytesBase64Encoded", ...}`."""
-    if not isinstance(blob, dict) or not str(blob.get("mimeType", "")).startswith("image/"):
+def _decode_image(blob, types: dict[str, bytes]) -> bytes | None:
+    """Image bytes from `{"mimeType", "data"}` (inlineData) or `{"bytesBase64Encoded", ...}`,
+    if the mimeType is one of `types` and the bytes start the way that type does."""
+    if not isinstance(blob, dict) or blob.get("mimeType") not in types:
         return None
     try:
         data = base64.b64decode(blob.get("data") or blob.get("bytesBase64Encoded") or "",
                                 validate=True)
     except (binascii.Error, ValueError):
         return None
-    return data if data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"RIFF")) else None
+    return data if data and data.startswith(types[blob["mimeType"]]) else None
 
 
 # --- generateContent -----------------------------------------------------------------------
@@ -214,7 +224,7 @@ def _check_generate(model: str, body) -> tuple[tuple | None, list[bytes]]:
     references = []
     for part in parts:
         if "inlineData" in part or "inline_data" in part:
-            data = _decode_image(part.get("inlineData") or part.get("inline_data"))
+            data = _decode_image(part.get("inlineData") or part.get("inline_data"), INLINE_TYPES)
             if data is None:
                 return invalid_argument("Unable to process input image. Please retry or report "
                                         "in https://developers.generativeai.google/guide/troubleshooting"), []
@@ -310,7 +320,7 @@ def _check_predict(body) -> tuple[tuple | None, list[bytes]]:
     for key in ("image", "lastFrame"):
         if key in instance:
             blob = instance[key].get("inlineData") or instance[key]
-            data = _decode_image(blob)
+            data = _decode_image(blob, FRAME_TYPES)
             if data is None:
                 return invalid_argument(f"Invalid `{key}`: send bytesBase64Encoded and mimeType."), []
             frames.append(data)
@@ -364,7 +374,8 @@ def _finished(state: FakeState, name: str, outcome: str) -> dict:
         record["file_id"] = secrets.token_hex(6)
         state.data["files"][record["file_id"]] = {"created": time.monotonic(),
                                                   "token": secrets.token_hex(8), "downloaded": False}
-    uri = f"{request.host_url}v1beta/files/{record['file_id']}:download?alt=media"
+    base = state.data.get("video_base") or request.host_url.rstrip("/")
+    uri = f"{base}/v1beta/files/{record['file_id']}:download?alt=media"
     return {"name": name, "done": True, "response": {"@type": result_type, "generateVideoResponse": {
         "generatedSamples": [{"video": {"uri": uri}}]}}}
 

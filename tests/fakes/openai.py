@@ -12,6 +12,9 @@ Scripting (route "images", consumed one per request, for both endpoints):
     state.script["images"].append(("broken",))       # 200 with a body that is not JSON
 State: `state.data["api_key"]` (default "sk-test"), `state.data["edits"]` (the image bytes each
 edit received), `state.data["times"]` (monotonic time of each images request).
+
+Like the real API, edits take PNG, JPEG and WebP only: a multipart part of another declared
+type, or whose bytes are not what its type says, is a 400 (a call we would have paid for).
 """
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ GENERATION_FIELDS = {"prompt", "model", "n", "size", "quality", "background", "o
                      "response_format", "style"}
 EDIT_FIELDS = GENERATION_FIELDS - {"style"} | {"image", "image[]", "images", "mask",
                                                "input_fidelity"}
-IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
+#: The edit image types the API takes, and the leading bytes each must have.
+EDIT_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff",
+              "image/webp": b"RIFF"}
 
 
 def error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
@@ -119,18 +124,19 @@ def _error_response(scripted: tuple) -> Response:
     return response
 
 
-def _edit_request() -> tuple[dict, list[bytes]]:
-    """An edit's fields and image bytes, from multipart or JSON (data: URLs only)."""
+def _edit_request() -> tuple[dict, list[tuple[bytes, str]]]:
+    """An edit's fields and (image bytes, declared type), from multipart or JSON (data: URLs)."""
     if request.is_json:
         body = request.get_json(silent=True) or {}
-        images = [base64.b64decode(item.get("image_url", "").split(",", 1)[-1])
-                  for item in body.get("images") or [] if isinstance(item, dict)]
+        images = [(base64.b64decode(url.split(",", 1)[-1]), url[5:].split(";")[0])
+                  for item in body.get("images") or [] if isinstance(item, dict)
+                  for url in [str(item.get("image_url", ""))]]
         return body, images
     images = []
     for key in ("image", "image[]"):
         for stored in request.files.getlist(key):
             stored.stream.seek(0)  # FakeState.record() has read it already
-            images.append(stored.read())
+            images.append((stored.read(), stored.mimetype))
     return {key: request.form.get(key) for key in request.form}, images
 
 
@@ -179,15 +185,20 @@ def _check_generation(body) -> tuple | None:
     return _check_common(body, GENERATION_FIELDS)
 
 
-def _check_edit(state: FakeState, fields: dict, images: list[bytes]) -> tuple | None:
+def _check_edit(state: FakeState, fields: dict, images: list[tuple[bytes, str]]) -> tuple | None:
     problem = _check_common(fields, EDIT_FIELDS)
     if problem:
         return problem
     if not 1 <= len(images) <= 16:
         return error(400, "Missing required parameter: 'image'.", code="missing_required_parameter",
                      param="image")
-    if not all(image.startswith(IMAGE_MAGIC) for image in images):
-        return error(400, "Invalid image file: use png, webp or jpg.", code="invalid_image_format",
-                     param="image")
-    state.data["edits"].append(images)
+    for data, declared in images:
+        if declared not in EDIT_TYPES:
+            return error(400, f"Invalid file 'image[]': unsupported mimetype ('{declared}'). "
+                         "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
+                         code="unsupported_file_mimetype", param="image")
+        if not data.startswith(EDIT_TYPES[declared]):
+            return error(400, "Invalid image file: use png, webp or jpg.",
+                         code="invalid_image_format", param="image")
+    state.data["edits"].append([data for data, _declared in images])
     return None

@@ -8,6 +8,7 @@ State knobs (`state.data`):
   polls_needed   GETs before a run ends (default 1)
   outcome        "succeed" | "fail" | "never" (default "succeed")
   kind           "image" | "video"
+  times          (route, monotonic time) of every create and get, scripted or not
 Routes for `state.script` ("create", "get", "cancel", "file"): see tests/fakes/replicate.py
 `scripted`; additionally a "create" entry {"sleep_after": s} creates the run, then waits
 before answering (an answer lost to the client's timeout after the upstream accepted it).
@@ -123,6 +124,7 @@ def make_app(state: FakeState) -> Flask:
     @app.post("/api/v1/runs")
     def create():
         state.record()
+        state.data.setdefault("times", []).append(("create", time.monotonic()))
         entry = state.next_scripted("create") or {}
         if (scripted_answer := answer(entry)) is not None:
             return scripted_answer
@@ -135,6 +137,7 @@ def make_app(state: FakeState) -> Flask:
     @app.get("/api/v1/runs/<run_id>")
     def get(run_id):
         state.record()
+        state.data.setdefault("times", []).append(("get", time.monotonic()))
         if (scripted_answer := scripted(state, "get")) is not None:
             return scripted_answer
         if (error := _auth_error(state)) is not None:

@@ -19,15 +19,28 @@ def fast_polls(monkeypatch):
     monkeypatch.setattr(replicate_provider, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
 
 
+def _animated_gif() -> bytes:
+    """A real two-frame GIF."""
+    buffer = io.BytesIO()
+    frames = [Image.new("RGB", (24, 16), colour) for colour in ((250, 0, 0), (0, 0, 250))]
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
 @pytest.fixture
 def refs():
-    """A loopback server for reference images: /a.png and /b.jpg; yields {name: (url, bytes)}."""
-    images = {"a.png": ("PNG", "image/png", (10, 200, 30)), "b.jpg": ("JPEG", "image/jpeg", (1, 2, 250))}
+    """A loopback server for reference images; yields {name: (url, bytes)}: /a.png, /b.jpg,
+    /c.gif (a still GIF, which OpenAI and Gemini refuse), /anim.gif (two frames) and
+    /broken.gif (a GIF header over bytes no decoder can read)."""
+    images = {"a.png": ("PNG", "image/png", (10, 200, 30)), "b.jpg": ("JPEG", "image/jpeg", (1, 2, 250)),
+              "c.gif": ("GIF", "image/gif", (240, 200, 0))}
     blobs = {}
     for name, (kind, mime, colour) in images.items():
         buffer = io.BytesIO()
         Image.new("RGB", (24, 16), colour).save(buffer, kind)
         blobs[name] = (buffer.getvalue(), mime)
+    blobs["anim.gif"] = (_animated_gif(), "image/gif")
+    blobs["broken.gif"] = (b"GIF89a" + bytes(range(256)) * 4, "image/gif")
     app = Flask("refs")
 
     @app.get("/<name>")

@@ -18,10 +18,11 @@ from runbase_web.worker import Worker
 from tests.fakes import gemini as fake_gemini
 from tests.fakes.server import FakeServer, FakeState
 from tests.providers.support import (
-    assert_failed_and_refunded, create, finish, ledger, stop_soon, stored)
+    assert_failed_and_refunded, create, finish, ledger, start_fake, stop_soon, stored)
 # Shared run helpers, and the loopback reference-image server (`refs`, a fixture).
 
 KEY = "gm-test"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
@@ -54,6 +55,12 @@ def quick_polls(monkeypatch):
     """Veo is polled every 10 s in production; the fake finishes in a few polls."""
     monkeypatch.setattr(VeoAdapter, "FIRST_POLL_SECONDS", 0.2)
     monkeypatch.setattr(VeoAdapter, "POLL_SECONDS", 0.2)
+
+
+@pytest.fixture
+def guarded(app_config):
+    """The fetcher as in production: loopback refused (request before `app`)."""
+    app_config["FETCH_ALLOW_LOOPBACK"] = False
 
 
 @pytest.fixture
@@ -122,6 +129,25 @@ def test_reference_images_reach_gemini_as_inline_data(fake, refs, app, client, a
     assert [base64.b64decode(p["inlineData"]["data"]) for p in parts[1:]] == \
         [refs["a.png"][1], refs["b.jpg"][1]]
     assert fake.data["references"] == [[refs["a.png"][1], refs["b.jpg"][1]]]
+
+
+def test_gif_reference_reaches_gemini_as_png(fake, refs, app, client, auth, worker):
+    # inlineData takes PNG, JPEG, WebP, HEIC and HEIF only: a still GIF is sent as PNG.
+    body = finish(app, client, auth, create(client, auth, "google/nano-banana",
+                                            image_urls=[refs["c.gif"][0]]))
+    assert body["status"] == "succeeded", body
+    (call,) = generate_calls(fake)
+    (part,) = call.json["contents"][0]["parts"][1:]
+    assert part["inlineData"]["mimeType"] == "image/png"
+    assert base64.b64decode(part["inlineData"]["data"]).startswith(PNG_MAGIC)
+
+
+def test_unreadable_reference_fails_before_any_call(fake, refs, app, client, auth, worker):
+    body = finish(app, client, auth, create(client, auth, "google/nano-banana-2",
+                                            image_urls=[refs["broken.gif"][0]]))
+    assert_failed_and_refunded(app, body, "invalid_input")
+    assert "Reference image 1 is not an image that can be read" in body["error"]
+    assert not generate_calls(fake)
 
 
 @pytest.mark.parametrize("refusal, code", [
@@ -222,6 +248,49 @@ def test_veo_submits_once_polls_and_stores_the_mp4(fake, refs, app, client, auth
     (url,) = body["output"]["urls"]
     assert stored(client, url)[4:8] == b"ftyp"
     assert ledger(app, body["id"]) == [("charge", -body["costUsd"])]
+
+
+def test_veo_frames_of_other_types_are_sent_as_png(fake, refs, app, client, auth, worker):
+    urls = [refs["c.gif"][0], refs["b.jpg"][0]]
+    body = finish(app, client, auth, create(client, auth, "google/veo-3", image_urls=urls), timeout=30)
+    assert body["status"] == "succeeded", body
+    instance = predict_calls(fake)[0].json["instances"][0]
+    assert instance["image"]["mimeType"] == "image/png"
+    assert base64.b64decode(instance["image"]["bytesBase64Encoded"]).startswith(PNG_MAGIC)
+    assert instance["lastFrame"]["mimeType"] == "image/jpeg"
+
+
+def test_veo_unreadable_frame_fails_before_any_call(fake, refs, app, client, auth, worker):
+    body = finish(app, client, auth, create(client, auth, "google/veo-3",
+                                            image_urls=[refs["a.png"][0], refs["broken.gif"][0]]))
+    assert_failed_and_refunded(app, body, "invalid_input")
+    assert not predict_calls(fake)
+
+
+def test_veo_video_on_the_configured_api_host_is_downloaded_with_the_key(guarded, fake, app,
+                                                                         client, auth, worker):
+    # GEMINI_BASE_URL is a loopback server here: the API origin the operator chose is
+    # trusted like the API calls to it, although the guard refuses loopback URLs otherwise.
+    body = finish(app, client, auth, create(client, auth, "google/veo-3"), timeout=30)
+    assert body["status"] == "succeeded", body
+    (download,) = fake.calls_to("GET", "/v1beta/files/")
+    assert download.headers["X-Goog-Api-Key"] == KEY
+    assert len(fake.calls_to("GET", "/storage/")) == 1  # the redirect, on the same origin
+    assert stored(client, body["output"]["urls"][0])[4:8] == b"ftyp"
+    assert ledger(app, body["id"]) == [("charge", -body["costUsd"])]
+
+
+def test_veo_video_on_another_loopback_port_is_still_refused(guarded, fake, app, client, auth,
+                                                             worker):
+    other_state, other = start_fake(fake_gemini.make_app)
+    fake.data["video_base"] = other.url  # same host, another port: not the API origin
+    try:
+        body = finish(app, client, auth, create(client, auth, "google/veo-3"), timeout=30)
+    finally:
+        stop_soon(other)
+    assert_failed_and_refunded(app, body, "output_unavailable")
+    assert "is not allowed" in body["error"]
+    assert other_state.calls == []  # refused before connecting: the key never went there
 
 
 def test_veo_resumes_the_same_operation_after_the_worker_stops(fake, app, client, auth, worker):

@@ -94,6 +94,16 @@ def test_kling_succeeds_with_the_exact_task(fake, app, client, auth, worker, inp
     assert ledger(app, run["id"]) == [("charge", -run["costUsd"])]
 
 
+def test_kling_frames_of_other_types_are_sent_as_png(fake, refs, app, client, auth, worker):
+    # Kling takes PNG and JPEG frames only (the fake checks the bytes): a GIF is converted.
+    run = create(client, auth, MODEL, image_urls=[refs["c.gif"][0], refs["b.jpg"][0]])
+    done = wait_for_run(app, run["id"])
+    assert_stored(client, done, MP4, offset=4)
+    [call] = fake.state.calls_to("POST", "/v1/videos/")
+    assert base64.b64decode(call.json["image"]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert base64.b64decode(call.json["image_tail"]) == refs["b.jpg"][1]
+
+
 @pytest.mark.parametrize("setup, code, words", [
     ({"outcome": "fail", "fail_msg": "Failure to pass the risk control system"},
      "content_rejected", "risk control"),

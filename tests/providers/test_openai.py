@@ -2,10 +2,12 @@
 embedded worker: the wire translation, stored files, and failure mapping with refunds."""
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import pytest
+from PIL import Image
 
 from runbase_web.providers.openai import CLASSIC_SIZES, GPT_IMAGE_2_SIZES, size_for
 from runbase_web.services.catalog import Catalog
@@ -113,6 +115,30 @@ def test_reference_images_are_uploaded_as_multipart(fake, refs, app, client, aut
                          "size": ["2880x2160"]}
     assert fake.data["edits"] == [[refs["a.png"][1], refs["b.jpg"][1]]]
     assert stored(client, body["output"]["urls"][0]).startswith(PNG_MAGIC)
+
+
+def test_gif_reference_reaches_the_edits_endpoint_as_png(fake, refs, app, client, auth, worker):
+    # /images/edits refuses GIFs (after a call we pay for); a still GIF is sent as PNG.
+    urls = [refs["c.gif"][0], refs["b.jpg"][0]]
+    body = finish(app, client, auth, create(client, auth, "openai/gpt-image-1", image_urls=urls))
+    assert body["status"] == "succeeded", body
+    (call,) = fake.calls_to("POST", "/v1/images/edits")
+    converted, jpeg = fake.data["edits"][0]
+    assert converted.startswith(PNG_MAGIC) and jpeg == refs["b.jpg"][1]  # JPEG goes as it is
+    assert call.files["image[]"] == converted
+    with Image.open(io.BytesIO(converted)) as image:
+        assert image.size == (24, 16) and image.convert("RGB").getpixel((0, 0)) == (240, 200, 0)
+
+
+@pytest.mark.parametrize("name, words", [("broken.gif", "is not an image that can be read"),
+                                         ("anim.gif", "is animated")])
+def test_unreadable_reference_fails_before_any_call(fake, refs, app, client, auth, worker, name,
+                                                    words):
+    urls = [refs["a.png"][0], refs[name][0]]
+    body = finish(app, client, auth, create(client, auth, "openai/gpt-image-2", image_urls=urls))
+    assert_failed_and_refunded(app, body, "invalid_input")
+    assert f"Reference image 2 {words}" in body["error"]
+    assert not fake.calls_to("POST", "/v1/images")
 
 
 def test_unreachable_reference_image_fails_as_invalid_input(fake, refs, app, client, auth, worker):

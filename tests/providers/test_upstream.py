@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from runbase_web.providers import upstream
+from runbase_web.worker import execute
 from tests.conftest import wait_for_run
 from tests.fakes import runbase as fake_runbase
 from tests.providers.support import (
@@ -49,6 +50,16 @@ def test_routed_run_succeeds_with_a_stored_file_and_the_exact_request(fake, app,
     assert ledger(app, run["id"]) == [("charge", -run["costUsd"])]
 
 
+def test_outputs_on_the_upstream_origin_arrive_although_loopback_is_refused(
+        fake, app_config, app, client, auth, worker):
+    # As in production: the guard refuses loopback, but the upstream the operator configured
+    # is trusted for its own files like for its API calls (fetched with our upstream key).
+    app.config["FETCH_ALLOW_LOOPBACK"] = False
+    done = wait_for_run(app, create(client, auth, MODEL)["id"])
+    assert_stored(client, done, PNG)
+    assert fake.state.data["downloaded"]
+
+
 def test_upstream_url_with_the_api_prefix_works(fake, app_config, app, client, auth, worker):
     app.config["PROVIDER_ENV"] = {**app.config["PROVIDER_ENV"],
                                   "RUNBASE_UPSTREAM_URL": fake.url + "/api/v1/"}
@@ -77,13 +88,65 @@ def test_upstream_out_of_balance_is_a_clear_final_error(fake, app, client, auth,
     assert ledger(app, run["id"]) == [("charge", -PRICE), ("refund", PRICE)]
 
 
+RATE_LIMITED = {"status": 429, "headers": {"Retry-After": "0"}, "json": {
+    "error": {"message": "Rate limit exceeded", "code": "RATE_LIMITED"}}}
+UNAVAILABLE = {"status": 503, "json": {"error": {"message": "Upstream is restarting",
+                                                 "code": "unavailable"}}}
+
+
 def test_rate_limited_create_is_retried_with_one_charge(fake, app, client, auth, user, worker):
-    fake.state.script["create"].append({"status": 429, "headers": {"Retry-After": "0"}, "json": {
-        "error": {"message": "Rate limit exceeded", "code": "RATE_LIMITED"}}})
+    fake.state.script["create"].append(RATE_LIMITED)
     run = create(client, auth, MODEL)
     done = wait_for_run(app, run["id"])
     assert done.status == "succeeded", done.error
     assert len(fake.state.calls_to("POST", "/api/v1/runs")) == 2 and fake.state.data["creates"] == 1
+    (_, first), (_, second) = [t for t in fake.state.data["times"] if t[0] == "create"]
+    assert second - first >= 1.0  # "Retry-After: 0" is no immediate retry
+    assert ledger(app, run["id"]) == [("charge", -PRICE)]
+
+
+@pytest.fixture
+def quick_throttle_waits(monkeypatch):
+    """The floor under a provider's wait hint is 1 s; 0.1 s keeps these tests quick."""
+    monkeypatch.setattr(execute, "MIN_HINTED_WAIT_SECONDS", 0.1)
+
+
+def test_throttles_do_not_use_up_the_attempts(quick_throttle_waits, fake, app, client, auth, user,
+                                              worker):
+    fake.state.script["create"].extend([RATE_LIMITED] * 5)  # more than max_attempts (3)
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert len(fake.state.calls_to("POST", "/api/v1/runs")) == 6 and fake.state.data["creates"] == 1
+    assert done.attempts == 1  # only the call that created something counts
+    assert ledger(app, run["id"]) == [("charge", -PRICE)]
+
+
+def test_throttled_until_the_deadline_times_out_and_refunds(quick_throttle_waits, short_deadline,
+                                                            fake, app, client, auth, user, worker):
+    fake.state.script["create"].extend([RATE_LIMITED] * 500)
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"], timeout=15)
+    assert done.status == "failed" and done.error_code == "timeout", done.error
+    assert len(fake.state.calls_to("POST", "/api/v1/runs")) > 3
+    assert fake.state.data.get("creates", 0) == 0
+    assert ledger(app, run["id"]) == [("charge", -PRICE), ("refund", PRICE)]
+
+
+def test_polls_back_off_while_the_upstream_is_unreachable(fake, app, client, auth, user, worker,
+                                                          monkeypatch):
+    # Pinned jitter and a 0.1 s first step: failed polls wait 0.1, 0.2, 0.4, 0.8 s.
+    monkeypatch.setattr(execute, "BASE_BACKOFF_SECONDS", 0.1)
+    monkeypatch.setattr(execute, "jitter", lambda low, high: (low + high) / 2)
+    fake.state.script["get"].extend([UNAVAILABLE] * 4)
+    run = create(client, auth, MODEL)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    gets = [at for route, at in fake.state.data["times"] if route == "get"]
+    assert len(gets) == 5 and fake.state.data["creates"] == 1
+    gaps = [later - earlier for earlier, later in zip(gets, gets[1:])]
+    # Each gap is its wait plus up to one worker tick (0.2 s in tests).
+    assert gaps[0] < 0.5 and gaps[3] >= 0.8 and gaps[3] > gaps[0] + 0.3, gaps
     assert ledger(app, run["id"]) == [("charge", -PRICE)]
 
 
