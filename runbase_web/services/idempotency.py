@@ -47,6 +47,8 @@ def check_key(key: str) -> str:
     """The key if it is usable, else InvalidIdempotencyKey."""
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
         raise InvalidIdempotencyKey(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.")
+    if "\x00" in key:  # PostgreSQL can neither store nor compare text with NUL: it was a 500
+        raise InvalidIdempotencyKey("Idempotency-Key may not contain a NUL character.")
     return key
 
 

@@ -147,3 +147,22 @@ def test_pages_and_worker_survive_a_stored_lone_surrogate(app, client, auth, use
         token = db.session.get(Run, run_id).share_token
     assert client.get(f"/s/{token}").status_code == 200
     assert client.get(f"/s/{token}/outputs/0").status_code == 200
+
+
+# --- found by the fuzzer (test_fuzz_create.py) ----------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://[", "https://[::1", "https://[abc]/", "http://]x"])
+def test_unparseable_webhook_host_is_invalid_input(client, auth, app, user, url):
+    # urlsplit raises ValueError on an unbalanced or invalid [IPv6] host: it was a 500.
+    body = '{"model": "local/sketch", "input": {"prompt": "x"}, "webhook": "%s"}' % url
+    assert_refused(post_raw(client, auth, body), "invalid_input")
+    assert balance_of(app, user.id) == 1_000_000
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "\x00"])
+def test_nul_in_the_idempotency_key_is_refused(client, auth, app, user, key):
+    # PostgreSQL cannot compare text holding NUL: looking the key up was a 500 there.
+    body = '{"model": "local/sketch", "input": {"prompt": "x"}}'
+    assert_refused(post_raw(client, auth, body, **{"Idempotency-Key": key}), "invalid_idempotency_key")
+    assert balance_of(app, user.id) == 1_000_000
