@@ -32,13 +32,3 @@ def wake_worker(app: Flask | None = None) -> None:
     worker = (app or current_app).extensions.get(WORKER)
     if worker is not None:
         worker.wake()
-
-
-def after_cancel(run, app: Flask | None = None) -> None:
-    """After a cancel committed: ask an async provider to stop the job (best effort),
-    and wake the worker so the run's webhook goes out now, not at the next poll."""
-    app = app or current_app._get_current_object()
-    if run.upstream_id is not None:
-        from .worker.execute import cancel_upstream  # local: the worker imports this module
-        cancel_upstream(app, run)
-    wake_worker(app)

@@ -100,7 +100,7 @@ def cancel_run(run_id: str):
     run, canceled = runs.cancel_run(db.session, g.caller.user_id, run_id)
     db.session.commit()
     if canceled:
-        state.after_cancel(run)
+        state.wake_worker()  # it sends the webhook and stops the upstream job
     return jsonify(run_to_api(run, public_base_url()))
 
 

@@ -61,6 +61,10 @@ class Run(Base):
     #: The provider's job id, committed before polling so a restart resumes it.
     upstream_id: Mapped[str | None] = mapped_column(String(255))
     upstream_state: Mapped[dict | None] = mapped_column(JSON)
+    #: Asking the provider to stop the upstream job of a run that ended without it (user
+    #: cancel, deadline): None (nothing to ask), "requested" (a worker will ask, at
+    #: next_check_at), "sent" (the provider took it) or "failed" (it never did).
+    upstream_cancel: Mapped[str | None] = mapped_column(String(20), index=True)
     #: The run this one was made from (rerun, edit & rerun, use as reference): lineage.
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
     #: https URL notified once when the run ends (API.md, Webhooks).

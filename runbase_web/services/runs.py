@@ -21,6 +21,8 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The largest seed models accept; a run without one gets a random seed so it can be repeated.
 MAX_SEED = 2_147_483_647
 MAX_WEBHOOK_URL = 2048
+#: Run.upstream_cancel states (see the column's comment).
+UPSTREAM_CANCEL_REQUESTED, UPSTREAM_CANCEL_SENT, UPSTREAM_CANCEL_FAILED = "requested", "sent", "failed"
 # Spaces, C0 controls, DEL and lone surrogates: never part of a URL we should store or call.
 _URL_UNSAFE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
 
@@ -101,8 +103,11 @@ def check_webhook_url(value: object) -> str:
     if _URL_UNSAFE.search(value):
         raise InvalidInput("'webhook' may not contain spaces, control characters or invalid "
                            "Unicode.", field="webhook")
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unbalanced or invalid [IPv6] host, e.g. "http://["
+        parts = None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidInput("'webhook' must be an absolute https URL.", field="webhook")
     return value
 
@@ -148,6 +153,10 @@ def cancel_run(session: Session, user_id: int, run_id: str) -> tuple[Run, bool]:
     """
     run = get_run(session, user_id, run_id)
     canceled = mark_failed(session, run.id, message="Canceled by the user.", code="canceled")
+    if canceled:
+        # Only recorded here: a worker asks the provider to stop the job (request
+        # handlers never call providers, whose answers can take many seconds).
+        request_upstream_cancel(session, run.id)
     session.refresh(run)
     return run, canceled
 
@@ -172,3 +181,34 @@ def run_summary(run: Run) -> dict[str, Any]:
     """Fields the pages show about a run besides its outputs."""
     elapsed_until = run.completed_at or now()
     return {"elapsed_seconds": max(0.0, (elapsed_until - run.created_at).total_seconds())}
+
+
+def request_upstream_cancel(session: Session, run_id: str, *, upstream_id: str | None = None,
+                            upstream_state: dict | None = None) -> bool:
+    """Record that the provider should be asked to stop the upstream job of an ended run,
+    due now; a worker does the asking. `upstream_id` names a job that was created after the
+    run had already ended (a cancel racing the provider's create). Returns whether recorded."""
+    values = {"upstream_cancel": UPSTREAM_CANCEL_REQUESTED, "next_check_at": now()}
+    if upstream_id is not None:
+        values.update(upstream_id=upstream_id, upstream_state=upstream_state)
+    condition = Run.upstream_id.is_(None) if upstream_id is not None else Run.upstream_id.is_not(None)
+    result = session.execute(update(Run).where(
+        Run.id == run_id, Run.status == RunStatus.FAILED.value, Run.upstream_cancel.is_(None),
+        condition).values(**values))
+    return result.rowcount == 1
+
+
+def record_upstream_cancel(session: Session, run_id: str, *, sent: bool, upstream_state: dict,
+                           retry_after: float | None = None) -> None:
+    """Record how asking the provider to stop a job went: sent, to be retried after
+    `retry_after` seconds, or (no retry_after) failed for good."""
+    if sent:
+        outcome, check_at = UPSTREAM_CANCEL_SENT, None
+    elif retry_after is not None:
+        outcome, check_at = UPSTREAM_CANCEL_REQUESTED, now() + timedelta(seconds=retry_after)
+    else:
+        outcome, check_at = UPSTREAM_CANCEL_FAILED, None
+    session.execute(update(Run).where(Run.id == run_id,
+                                      Run.upstream_cancel == UPSTREAM_CANCEL_REQUESTED)
+                    .values(upstream_cancel=outcome, next_check_at=check_at,
+                            upstream_state=upstream_state))

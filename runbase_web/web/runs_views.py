@@ -141,7 +141,7 @@ def cancel(run_id: str):
     run, canceled = runs.cancel_run(db.session, current_user.id, _own_run(run_id).id)
     db.session.commit()
     if canceled:
-        state.after_cancel(run)
+        state.wake_worker()  # it sends the webhook and stops the upstream job
         flash(f"Run canceled: refunded {format_usd(run.cost_micros)} to your balance.", "info")
     else:
         flash(f"The run had already {run.status}; nothing to cancel.", "info")

@@ -8,7 +8,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery
-from ..services.runs import now
+from ..services.runs import UPSTREAM_CANCEL_REQUESTED, now
 
 
 def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> list[str]:
@@ -30,6 +30,23 @@ def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> l
         session.execute(update(Run).where(Run.id.in_(ids)).values(
             lease_owner=owner, lease_until=at + timedelta(seconds=lease_seconds),
             status=RunStatus.PROCESSING.value, started_at=func.coalesce(Run.started_at, at)))
+    session.commit()
+    return ids
+
+
+def claim_due_cancels(session: Session, limit: int, lease_seconds: int) -> list[str]:
+    """Take up to `limit` ended runs whose upstream job a worker must ask the provider to
+    stop, and commit; returns their ids. Pushing next_check_at out by the lease keeps
+    other workers off them; a worker that dies leaves them due again after that."""
+    at = now()
+    due = (select(Run.id)
+           .where(Run.upstream_cancel == UPSTREAM_CANCEL_REQUESTED, Run.next_check_at <= at)
+           .order_by(Run.next_check_at).limit(limit)
+           .with_for_update(skip_locked=True))
+    ids = list(session.scalars(due))
+    if ids:
+        session.execute(update(Run).where(Run.id.in_(ids)).values(
+            next_check_at=at + timedelta(seconds=lease_seconds)))
     session.commit()
     return ids
 

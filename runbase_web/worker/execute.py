@@ -33,6 +33,8 @@ BASE_BACKOFF_SECONDS = 1.0
 MIN_HINTED_WAIT_SECONDS = 1.0
 #: At most this much jitter on top of a provider's hint, so long hints are not stretched.
 MAX_HINT_JITTER_SECONDS = 5.0
+#: How many times a worker asks a provider to stop a job before it records "failed".
+CANCEL_ATTEMPTS = 5
 #: Key of the worker's retry bookkeeping inside Run.upstream_state; adapters never see it.
 RETRY_STATE_KEY = "_retries"
 
@@ -72,8 +74,12 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         _on_provider_error(app, session, job, owner, error, retries)
         return
     if isinstance(result, Pending):
-        release(session, job.run_id, owner, check_after=result.check_after,
-                upstream_id=result.upstream_id, upstream_state=result.state)
+        kept = release(session, job.run_id, owner, check_after=result.check_after,
+                       upstream_id=result.upstream_id, upstream_state=result.state)
+        if not kept and result.upstream_id and not job.upstream_id:
+            # Canceled while the provider was creating the job: stop the job it created.
+            runs.request_upstream_cancel(session, job.run_id, upstream_id=result.upstream_id,
+                                         upstream_state=result.state)
         session.commit()
         return
     _finish(app, session, run, result)
@@ -101,32 +107,55 @@ def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None
         reason = (f"Model '{run.model}' is no longer offered by this server.", "model_unavailable")
     elif runs.now() >= run.deadline_at:
         reason = (f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout")
-        _cancel_upstream(app, spec, run)
     elif run.upstream_id is None and run.attempts >= spec.max_attempts:
         reason = (f"The provider call was tried {run.attempts} times without an answer.",
                   "provider_error")
     else:
         return False
     runs.mark_failed(session, run.id, message=reason[0], code=reason[1])
+    runs.request_upstream_cancel(session, run.id)
     session.commit()
     return True
 
 
-def cancel_upstream(app: Flask, run: Run) -> None:
-    """Ask the provider to stop the run's async job; failures are only logged."""
-    spec = state.catalog(app).get(run.model)
-    if spec is not None:
-        _cancel_upstream(app, spec, run)
+def cancel_upstream_job(app: Flask, run_id: str) -> None:
+    """Ask the provider to stop the upstream job of an ended run (claimed by
+    claim_due_cancels) and record the outcome; retried with backoff, never raises."""
+    with app.app_context():
+        session = db.session
+        try:
+            _cancel_upstream_job(app, session, run_id)
+        except Exception:
+            session.rollback()
+            log.exception("run %s: unexpected error while canceling its upstream job", run_id)
+        finally:
+            db.state(app).session.remove()
 
 
-def _cancel_upstream(app: Flask, spec: ModelSpec, run: Run) -> None:
-    if run.upstream_id is None:
+def _cancel_upstream_job(app: Flask, session: Session, run_id: str) -> None:
+    run = session.get(Run, run_id)
+    if run is None or run.upstream_cancel != runs.UPSTREAM_CANCEL_REQUESTED:
+        session.rollback()
         return
-    job = _job_for(run, spec)
+    spec = state.catalog(app).get(run.model)
+    job = _job_for(run, spec) if spec is not None else None
+    retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
+    tries = retries.get("cancel", 0) + 1
+    counted = {**(run.upstream_state or {}), RETRY_STATE_KEY: {**retries, "cancel": tries}}
+    session.commit()  # no transaction stays open during the provider call
     try:
+        if job is None:
+            raise ProviderError(f"model {run.model} is no longer in the catalog")
         adapter_for(spec, provider_context(app)).cancel(job)
-    except Exception:  # best effort: the run fails and is refunded either way
-        log.warning("run %s: could not cancel upstream job %s", run.id, run.upstream_id)
+    except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded
+        log.warning("run %s: could not cancel upstream job %s (try %d): %s",
+                    run_id, run.upstream_id, tries, error)
+        wait = None if tries >= CANCEL_ATTEMPTS or job is None else backoff_seconds(tries, None)
+        runs.record_upstream_cancel(session, run_id, sent=False, upstream_state=counted,
+                                    retry_after=wait)
+    else:
+        runs.record_upstream_cancel(session, run_id, sent=True, upstream_state=counted)
+    session.commit()
 
 
 def jitter(low: float, high: float) -> float:

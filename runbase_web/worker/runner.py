@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask
 
 from ..extensions import db
-from .claim import claim_due, renew_leases
-from .execute import execute_run
+from .claim import claim_due, claim_due_cancels, renew_leases
+from .execute import cancel_upstream_job, execute_run
 from .webhook_delivery import DeliveryLoop
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
         self._active: set[str] = set()
+        #: Ended runs whose upstream job this worker is asking the provider to stop.
+        self._canceling: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -78,12 +80,14 @@ class Worker:
             claimed = self._claim()
             for run_id in claimed:
                 self._pool.submit(self._execute, run_id)
+            for run_id in self._claim_cancels():
+                self._pool.submit(self._cancel_upstream, run_id)
             if not claimed or self._free_slots() == 0:
                 self._wake.wait(self.poll_seconds)
 
     def _free_slots(self) -> int:
         with self._lock:
-            return self.threads - len(self._active)
+            return self.threads - len(self._active) - len(self._canceling)
 
     def _claim(self) -> list[str]:
         free = self._free_slots()
@@ -98,6 +102,30 @@ class Worker:
         with self._lock:
             self._active.update(ids)
         return ids
+
+    def _claim_cancels(self) -> list[str]:
+        """Ended runs whose upstream job must be stopped, as many as there are free slots
+        (each takes a slot while the provider answers)."""
+        free = self._free_slots()
+        if free <= 0:
+            return []
+        try:
+            with self.app.app_context():
+                ids = claim_due_cancels(db.session, free, self.lease_seconds)
+        except Exception:
+            log.exception("worker %s: claiming upstream cancels failed", self.owner)
+            return []
+        with self._lock:
+            self._canceling.update(ids)
+        return ids
+
+    def _cancel_upstream(self, run_id: str) -> None:
+        try:
+            cancel_upstream_job(self.app, run_id)
+        finally:
+            with self._lock:
+                self._canceling.discard(run_id)
+            self._wake.set()
 
     def _execute(self, run_id: str) -> None:
         try:

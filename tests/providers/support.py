@@ -96,6 +96,18 @@ def wait_for_upstream_id(app, run_id: str, timeout: float = 10.0) -> str:
     raise AssertionError("the worker never committed an upstream id")
 
 
+def wait_for_upstream_cancel(app, run_id: str, outcome: str = "sent", timeout: float = 30.0) -> None:
+    """Wait until a worker recorded asking the provider to stop the run's job (`outcome`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.app_context():
+            recorded = db.session.get(Run, run_id).upstream_cancel
+        if recorded == outcome:
+            return
+        assert time.monotonic() < deadline, f"upstream cancel is {recorded!r}, not {outcome!r}"
+        time.sleep(0.05)
+
+
 def restart_worker(app) -> None:
     """Crash the embedded worker between polls and start a fresh one (W2)."""
     app.extensions.pop(WORKER).stop(wait=False)

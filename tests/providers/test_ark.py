@@ -17,7 +17,7 @@ from tests.fakes.replicate import tiny_png
 from tests.providers import support
 from tests.providers.support import (
     PNG, assert_stored, create, ledger, restart_worker, start_fake, stop_soon,
-    wait_for_upstream_id, write_catalog)
+    wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 KEY = "ark-test"
 CREDIT = 10_000_000
@@ -212,6 +212,7 @@ def test_seedance_never_finishing_task_times_out_and_is_cancelled(short_deadline
                                                                   auth, user, worker, fake):
     fake.state.data["outcome"] = "queued"
     done = refunded(app, user, create(client, auth, "bytedance/seedance-2-fast"), "timeout")
+    wait_for_upstream_cancel(app, done.id)
     [delete] = fake.state.calls_to("DELETE", "/api/v3/contents/generations/tasks/")
     assert delete.path.endswith(done.upstream_id)
     assert fake.state.data["tasks"][done.upstream_id]["status"] == "cancelled"

@@ -11,7 +11,7 @@ from tests.conftest import wait_for_run
 from tests.fakes import fal as fake_fal
 from tests.providers.support import (
     PNG, assert_stored, balance, create, FakeResponse, ledger, restart_worker, start_fake,
-    wait_for_upstream_id, write_catalog)
+    wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 KEY = "fal-test"
 FLUX = {
@@ -136,6 +136,7 @@ def test_never_finishing_request_times_out_is_canceled_and_refunded(short_deadli
     run = create(client, auth, "fal/fal-ai/flux/dev")
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "failed" and done.error_code == "timeout"
+    wait_for_upstream_cancel(app, run["id"])
     [cancel] = fake.state.calls_to("PUT", "/fal-ai/flux/requests/")
     assert cancel.path == f"/fal-ai/flux/requests/{done.upstream_id}/cancel"
     assert cancel.headers["Authorization"] == f"Key {KEY}"

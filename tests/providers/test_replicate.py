@@ -1,10 +1,13 @@
 """Replicate predictions through POST /api/v1/runs, against the fake Replicate server."""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
 
+from runbase_web.extensions import db
+from runbase_web.models import Run
 from runbase_web.providers.base import ProviderError
 from runbase_web.providers.replicate import ReplicateClient, find_urls
 from tests.conftest import wait_for_run
@@ -12,7 +15,7 @@ from tests.fakes import replicate as fake_replicate
 from tests.web import sign_in
 from tests.providers.support import (
     PAINTER, PAINTER_PINNED, PNG, FakeResponse, assert_stored, balance, create, ledger,
-    restart_worker, start_fake, wait_for_upstream_id, write_catalog)
+    restart_worker, start_fake, wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 TOKEN = "r8-test"
 
@@ -126,6 +129,7 @@ def test_user_cancel_of_a_processing_run_cancels_the_prediction(fake, app, clien
         assert client.post(f"/runs/{run['id']}/cancel").status_code == 303
     done = wait_for_run(app, run["id"])
     assert done.status == "failed" and done.error_code == "canceled"
+    wait_for_upstream_cancel(app, run["id"], "sent")  # the worker asks the provider
     assert len(fake.state.calls_to("POST", f"/v1/predictions/{upstream_id}/cancel")) == 1
     assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
 
@@ -136,6 +140,7 @@ def test_never_finishing_prediction_times_out_is_canceled_and_refunded(short_dea
     run = create(client, auth, "replicate/acme/painter")
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "failed" and done.error_code == "timeout"
+    wait_for_upstream_cancel(app, run["id"])
     cancels = fake.state.calls_to("POST", f"/v1/predictions/{done.upstream_id}/cancel")
     assert len(cancels) == 1
     assert fake.state.data["predictions"][done.upstream_id]["status"] == "canceled"
@@ -182,3 +187,40 @@ def test_output_urls_are_found_however_nested():
     output = [{"image": "https://a/1.png", "seed": 3}, ["https://a/2.webp", "not a url"], None]
     assert list(find_urls(output)) == ["https://a/1.png", "https://a/2.webp"]
     assert list(find_urls("data:image/png;base64,iVBO")) == ["data:image/png;base64,iVBO"]
+
+
+def _upstream_cancel(app, run_id: str) -> str | None:
+    with app.app_context():
+        return db.session.get(Run, run_id).upstream_cancel
+
+
+@pytest.mark.parametrize("where", ["api", "run page"])
+def test_cancel_answers_at_once_while_the_provider_takes_its_time(fake, app, client, auth, user,
+                                                                  worker, where):
+    # The provider's cancel endpoint hangs for 10 s: the request that cancels must not wait.
+    fake.state.data["outcome"] = "never"
+    fake.state.script["cancel"].append({"sleep": 10})
+    run = create(client, auth, "replicate/acme/painter")
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    started = time.monotonic()
+    if where == "api":
+        answer = client.post(f"/api/v1/runs/{run['id']}/cancel", headers=auth)
+        assert answer.status_code == 200 and answer.get_json()["errorCode"] == "canceled"
+    else:
+        sign_in(client, user.email, "password123")
+        assert client.post(f"/runs/{run['id']}/cancel").status_code == 303
+    assert time.monotonic() - started < 2.0
+    assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
+    assert _upstream_cancel(app, run["id"]) in ("requested", "sent")
+    wait_for_upstream_cancel(app, run["id"], "sent")
+    assert len(fake.state.calls_to("POST", f"/v1/predictions/{upstream_id}/cancel")) == 1
+
+
+def test_a_failed_upstream_cancel_is_retried_and_recorded(fake, app, client, auth, worker):
+    fake.state.data["outcome"] = "never"
+    fake.state.script["cancel"].append({"status": 503, "json": {"detail": "try later"}})
+    run = create(client, auth, "replicate/acme/painter")
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    assert client.post(f"/api/v1/runs/{run['id']}/cancel", headers=auth).status_code == 200
+    wait_for_upstream_cancel(app, run["id"], "sent")
+    assert len(fake.state.calls_to("POST", f"/v1/predictions/{upstream_id}/cancel")) == 2

@@ -11,7 +11,7 @@ from tests.conftest import wait_for_run
 from tests.fakes import runbase as fake_runbase
 from tests.providers.support import (
     PNG, assert_stored, balance, create, ledger, restart_worker, start_fake,
-    wait_for_upstream_id, write_catalog)
+    wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 KEY = "sk-upstream-test"
 MODEL = "openai/gpt-image-2"
@@ -169,6 +169,7 @@ def test_never_finishing_upstream_run_times_out_is_canceled_and_refunded(short_d
     run = create(client, auth, MODEL)
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "failed" and done.error_code == "timeout"
+    wait_for_upstream_cancel(app, run["id"])
     [cancel] = fake.state.calls_to("POST", f"/api/v1/runs/{done.upstream_id}/cancel")
     assert cancel.headers["Authorization"] == f"Bearer {KEY}"
     assert fake.state.data["runs"][done.upstream_id]["errorCode"] == "canceled"
