@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runbase_web import create_app  # noqa: E402
-from runbase_web.services import catalog  # noqa: E402
+from runbase_web.catalog import specs as catalog  # noqa: E402
 
 
 def build(data_dir: str) -> None:

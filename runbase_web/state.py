@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from .services.catalog import Catalog
+from .catalog import Catalog
+from .providers import registry
 from .storage import LocalStorage, Storage
 
 CATALOG = "runbase.catalog"
@@ -13,7 +14,8 @@ WORKER = "runbase.worker"
 
 def init_app(app: Flask) -> None:
     """Load and check the catalog and open storage, once, when the app is created."""
-    app.extensions[CATALOG] = Catalog.load(override_path=app.config.get("CATALOG_PATH"))
+    app.extensions[CATALOG] = Catalog.load(override_path=app.config.get("CATALOG_PATH"),
+                                           adapters=registry.ADAPTERS)
     app.extensions[STORAGE] = LocalStorage(f"{app.config['DATA_DIR']}/files")
 
 

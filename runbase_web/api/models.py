@@ -7,7 +7,7 @@ from flask import current_app, jsonify
 
 from .. import state
 from ..errors import NotFound
-from ..services.catalog import ModelSpec
+from ..catalog import ModelSpec
 from . import bp
 
 

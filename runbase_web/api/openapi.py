@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from flask import current_app, jsonify
 
 from .. import state
-from ..services.catalog import Catalog
+from ..catalog import Catalog
 from ..urls import public_base_url
 from . import bp
 

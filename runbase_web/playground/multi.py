@@ -15,8 +15,8 @@ from ..errors import InsufficientBalance, RunbaseError
 from ..models import Run
 from ..services import runs
 from ..money import format_usd
-from ..services.catalog import (Catalog, InputError, ModelSpec, coerce_form, form_fields,
-                                price, validate_input)
+from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
+from ..presenters.forms import coerce_form, form_fields
 from .presenters import FORM_ERROR, estimate, field_errors
 
 MIN_MODELS, MAX_MODELS = 2, 4

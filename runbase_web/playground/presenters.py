@@ -11,8 +11,8 @@ from typing import Any, Mapping
 from ..errors import RunbaseError
 from ..models import Run
 from ..money import format_usd
-from ..services.catalog import (Catalog, FormField, InputError, ModelSpec, coerce_form,
-                                form_fields, price, validate_input)
+from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
+from ..presenters.forms import FormField, coerce_form, form_fields
 from ..services.runs import run_summary
 
 #: Words for the unit a price is multiplied by, keyed by the input field.

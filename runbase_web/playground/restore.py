@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ..errors import RunNotFound
 from ..models import Run
 from ..services import runs, sharing
-from ..services.catalog import Catalog, ModelSpec
+from ..catalog import Catalog, ModelSpec
 from .presenters import VIDEO_EXTENSIONS, run_seed
 
 REFERENCE_FIELD = "image_urls"

@@ -14,7 +14,8 @@ from ..errors import RunbaseError
 from ..extensions import db
 from ..models import User
 from ..services import runs
-from ..services.catalog import ModelSpec, coerce_form, form_fields
+from ..catalog import ModelSpec
+from ..presenters.forms import coerce_form, form_fields
 from ..urls import public_base_url
 from . import bp, multi, restore
 from .presenters import (card_context, estimate, field_errors, form_context, input_values,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from ..services.catalog import ModelSpec
+from ..catalog import ModelSpec
 
 
 @dataclass(frozen=True)

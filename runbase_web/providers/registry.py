@@ -5,7 +5,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..services.catalog import ModelSpec, effective_adapter
+from ..catalog import ModelSpec, effective_adapter
 from .base import Adapter, ProviderError
 
 #: Catalog `adapter` name → (module in runbase_web.providers, class name).
@@ -36,7 +36,7 @@ class ProviderContext:
 
 def adapter_for(spec: ModelSpec, context: ProviderContext) -> Adapter:
     """The adapter for a model, configured from the provider's variables; a model routed
-    to an upstream Runbase (services.catalog.effective_adapter) gets the upstream adapter."""
+    to an upstream Runbase (catalog.effective_adapter) gets the upstream adapter."""
     name = effective_adapter(spec, context.env)
     module_name, class_name = ADAPTERS.get(name, (None, None))
     if module_name is None:

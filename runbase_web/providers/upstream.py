@@ -1,7 +1,7 @@
 """An upstream hosted Runbase as a provider (API.md is its wire format).
 
 A public model whose own provider has no credentials here is sent to the upstream when
-RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY are set (routing: services.catalog.
+RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY are set (routing: catalog.
 effective_adapter). Every create carries `Idempotency-Key: <our run id>`, so when our create
 times out after the upstream accepted it, the retry gets the same upstream run back instead
 of a second one (and a second charge on the operator's upstream account).

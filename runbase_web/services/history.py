@@ -14,7 +14,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from ..models import Run, RunStatus
-from .catalog import Catalog
+from ..catalog import Catalog
 from .runs import get_run, now
 
 #: Runs per gallery page (one "Load more" click brings the next page).

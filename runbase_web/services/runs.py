@@ -15,7 +15,7 @@ from .. import jsontext
 from ..errors import InvalidInput, ModelNotFound, RunNotFound
 from ..models import ACTIVE_STATUSES, Run, RunStatus
 from . import ledger, webhooks
-from .catalog import Catalog, InputError, ModelSpec, price, validate_input
+from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The largest seed models accept; a run without one gets a random seed so it can be repeated.

@@ -2,7 +2,7 @@
 the settings. Presentation only: no database, no request; views pass in what they read.
 
 Prices are never recomputed here: every amount a page shows comes from
-``services.catalog.price`` (or, for a per-unit rate, straight from the catalog entry),
+``catalog.price`` (or, for a per-unit rate, straight from the catalog entry),
 so the page cannot disagree with what a run is charged.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from .. import errors
 from ..errors import RunbaseError
 from ..money import format_usd
 from ..services import idempotency
-from ..services.catalog import (UPSTREAM_ADAPTER, Catalog, ModelSpec, form_fields,
-                                price, validate_input)
+from ..catalog import UPSTREAM_ADAPTER, Catalog, ModelSpec, price, validate_input
+from ..presenters.forms import form_fields
 from ..services.snippets import curl_snippet, python_snippet
 
 #: The prompt the examples send, by model kind.

@@ -18,7 +18,7 @@ from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
-from ..services.catalog import ModelSpec
+from ..catalog import ModelSpec
 from ..urls import public_base_url
 from .claim import release
 

@@ -12,7 +12,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from runbase_web.api.openapi import build_document
-from runbase_web.services.catalog import Catalog
+from runbase_web.catalog import Catalog
 
 schema = schemathesis.openapi.from_dict(build_document(Catalog.load(), "", env={}))
 

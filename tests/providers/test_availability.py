@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from runbase_web.services.catalog import Catalog, CatalogError, effective_adapter
+from runbase_web.catalog import Catalog, CatalogError, effective_adapter
 from tests.conftest import wait_for_run
 from tests.fakes import runbase as fake_runbase
 from tests.providers.support import (

@@ -11,7 +11,7 @@ from runbase_web import net
 from runbase_web.providers.base import Done, Job, Pending
 from runbase_web.providers.http import configured_base_url
 from runbase_web.providers.registry import ProviderContext, adapter_for
-from runbase_web.services.catalog import Catalog, validate_input
+from runbase_web.catalog import Catalog, validate_input
 from tests.fakes import ark, fal, gemini, kling, minimax, openai, replicate, runbase
 from tests.providers.support import PAINTER, start_fake, stop_soon, write_catalog
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from runbase_web.providers.openai import CLASSIC_SIZES, GPT_IMAGE_2_SIZES, size_for
-from runbase_web.services.catalog import Catalog
+from runbase_web.catalog import Catalog
 from tests.fakes import openai as fake_openai
 from tests.fakes.server import FakeServer, FakeState
 from tests.providers.support import (

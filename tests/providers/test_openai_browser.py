@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from runbase_web.services.catalog import Catalog
+from runbase_web.catalog import Catalog
 from tests.fakes import openai as fake_openai
 from tests.fakes.server import FakeServer, FakeState
 from tests.web.test_browser import RUN_TIMEOUT_MS, newest_card, pick, sign_up, submit

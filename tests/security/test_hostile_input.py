@@ -3,7 +3,6 @@ charges nothing, and leaves every page working. Stored text from before the chec
 lone surrogate in a run's input) still renders everywhere and still runs."""
 from __future__ import annotations
 
-import json
 
 import pytest
 from sqlalchemy import text

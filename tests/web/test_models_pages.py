@@ -17,7 +17,7 @@ import requests
 
 from runbase_web import state
 from runbase_web.money import format_usd
-from runbase_web.services.catalog import price, validate_input
+from runbase_web.catalog import price, validate_input
 from runbase_web.web.catalog_presenters import sample_input
 from tests.conftest import wait_for_run
 from tests.web import HTMX, sign_in

@@ -1,7 +1,7 @@
-"""The model catalog: loading and validating models.json, run-input validation, pricing,
-and the description of each model's form.
+"""The model catalog: loading and checking models.json, each model's spec, availability
+and routing.
 
-The catalog is data (``runbase_web/catalog/models.json``); an operator may layer their own
+The catalog is data (``models.json`` beside this module); an operator may layer their own
 file over it (``RUNBASE_CATALOG``) to change prices, upstream names or deadlines, or to add
 models, without touching code. Everything is checked when the catalog loads, so a bad entry
 stops start-up with a message naming the model instead of failing a run later.
@@ -10,14 +10,13 @@ Availability and routing live here too (``ModelSpec.missing_env``, ``effective_a
 a public model whose provider has no credentials is served by an upstream hosted Runbase
 when ``RUNBASE_UPSTREAM_URL`` and ``RUNBASE_UPSTREAM_KEY`` are set.
 """
-
 from __future__ import annotations
 
 import copy
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,10 +24,8 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
-PACKAGED_PATH = Path(__file__).resolve().parent.parent / "catalog" / "models.json"
+PACKAGED_PATH = Path(__file__).resolve().parent / "models.json"
 
-ADAPTERS = frozenset({"local", "openai", "gemini", "gemini_veo", "ark_images", "ark_tasks",
-                      "kling", "minimax", "replicate", "fal", "runbase"})
 #: The adapter that sends runs to an upstream hosted Runbase, and the variables it needs.
 UPSTREAM_ADAPTER = "runbase"
 UPSTREAM_ENV = ("RUNBASE_UPSTREAM_URL", "RUNBASE_UPSTREAM_KEY")
@@ -59,10 +56,6 @@ OPTIONAL_KEYS = {
 }
 PRICE_KEYS = frozenset({"micros", "tier", "tiers", "per"})
 
-TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number",
-              "boolean": "a boolean", "array": "an array", "object": "an object",
-              "null": "null"}
-FALSE_WORDS = frozenset({"false", "0", "off", "no"})
 
 
 def _check_uri(value: object) -> bool:
@@ -86,15 +79,6 @@ FORMAT_CHECKER.checks("uri")(_check_uri)
 
 class CatalogError(Exception):
     """The catalog file is unreadable or an entry in it is invalid."""
-
-
-class InputError(Exception):
-    """A run's input does not match the model's schema."""
-
-    def __init__(self, field: str | None, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"input.{field}: {message}" if field else message)
 
 
 @dataclass(frozen=True)
@@ -178,14 +162,18 @@ class Catalog:
         self._by_id = {spec.id: spec for spec in specs}
 
     @classmethod
-    def load(cls, path: str | None = None, override_path: str | None = None) -> "Catalog":
+    def load(cls, path: str | None = None, override_path: str | None = None, *,
+             adapters: Collection[str] | None = None) -> "Catalog":
         """Load and validate the catalog at ``path`` (default: the packaged one), with the
-        operator's ``override_path`` merged over it; raises CatalogError on any problem."""
+        operator's ``override_path`` merged over it; raises CatalogError on any problem.
+
+        ``adapters`` are the adapter names this server has (the provider registry's); every
+        entry must name one of them. None skips that check, for tools that only read."""
         entries = _read_entries(Path(path) if path else PACKAGED_PATH)
         listed = set(entries)  # models an upstream Runbase offers under the same id
         if override_path:
             _merge_overrides(entries, _read_entries(Path(override_path)))
-        return cls([_build_spec(entry, listed=entry["id"] in listed)
+        return cls([_build_spec(entry, listed=entry["id"] in listed, adapters=adapters)
                     for entry in entries.values()])
 
     def get(self, model_id: str) -> ModelSpec | None:
@@ -233,13 +221,14 @@ def _merge_overrides(entries: dict[str, dict], overrides: dict[str, dict]) -> No
         entries[model_id] = {**entries.get(model_id, {}), **override}
 
 
-def _build_spec(entry: dict, *, listed: bool = False) -> ModelSpec:
+def _build_spec(entry: dict, *, listed: bool = False,
+                adapters: Collection[str] | None = None) -> ModelSpec:
     """Validate one complete entry and turn it into a ModelSpec; ``listed`` says whether it
     comes from the packaged (public) catalog rather than from the operator's file."""
     model_id = entry["id"]
     try:
         _check_entry_keys(entry)
-        _check_entry_values(entry)
+        _check_entry_values(entry, adapters)
         _check_schema(entry["input_schema"])
         _check_price(entry["price"], entry["input_schema"])
         _check_input_map(entry)
@@ -271,16 +260,16 @@ def _check_entry_keys(entry: dict) -> None:
             raise CatalogError(f"\"{key}\" must be {words}")
 
 
-def _check_entry_values(entry: dict) -> None:
+def _check_entry_values(entry: dict, adapters: Collection[str] | None) -> None:
     """The values of the scalar keys are in range."""
     if not ID_RE.match(entry["id"]):
         raise CatalogError("id must look like provider/model-name "
                            "(lower-case provider, then letters, digits, . _ / -)")
     if entry["kind"] not in KINDS:
         raise CatalogError(f"kind must be one of: {', '.join(sorted(KINDS))}")
-    if entry["adapter"] not in ADAPTERS:
+    if adapters is not None and entry["adapter"] not in adapters:
         raise CatalogError(f"unknown adapter {entry['adapter']!r} "
-                           f"(known: {', '.join(sorted(ADAPTERS))})")
+                           f"(known: {', '.join(sorted(adapters))})")
     for key in ("name", "upstream"):
         if not entry[key].strip():
             raise CatalogError(f"\"{key}\" must not be empty")
@@ -412,226 +401,3 @@ def _check_priceable(field: str, prop: dict, required: set) -> None:
     """A field the price depends on must always have a value: required, or a default."""
     if "default" not in prop and field not in required:
         raise CatalogError(f"price field \"{field}\" must be required or have a default")
-
-
-# --- run input ---------------------------------------------------------------------------
-
-
-def validate_input(spec: ModelSpec, raw: dict) -> dict:
-    """Return a new dict: ``raw`` with defaults filled in, validated against the model's
-    schema; raise InputError naming the field and the rule for the first problem."""
-    if not isinstance(raw, dict):
-        raise InputError(None, "input must be an object")
-    data = copy.deepcopy(raw)
-    for name, prop in spec.properties.items():
-        if name not in data and "default" in prop:
-            data[name] = copy.deepcopy(prop["default"])
-    errors = sorted(spec.validator.iter_errors(data),
-                    key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
-    if errors:
-        raise _input_error(spec, errors[0])
-    return _normalise_integers(spec, data)
-
-
-def _normalise_integers(spec: ModelSpec, data: dict) -> dict:
-    """JSON Schema accepts 5.0 as an integer; store and price it as 5."""
-    for name, prop in spec.properties.items():
-        value = data.get(name)
-        if prop.get("type") == "integer" and isinstance(value, float):
-            data[name] = int(value)
-    return data
-
-
-def _input_error(spec: ModelSpec, error) -> InputError:
-    """Turn one jsonschema error into an InputError with a plain-words message."""
-    path = ".".join(str(p) for p in error.absolute_path)
-    if error.validator == "required":
-        missing = [n for n in error.validator_value if n not in error.instance]
-        return InputError(_join(path, missing[0]), "is required")
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(spec.properties))
-        allowed = ", ".join(spec.properties)
-        return InputError(_join(path, extra[0]), f"unknown field (allowed: {allowed})")
-    return InputError(path or None, _rule_message(error))
-
-
-def _join(path: str, name: str) -> str:
-    """Dotted field name of ``name`` under ``path``."""
-    return f"{path}.{name}" if path else name
-
-
-def _rule_message(error) -> str:
-    """Plain words for the rule a value broke."""
-    rule, limit = error.validator, error.validator_value
-    if rule == "type":
-        kinds = limit if isinstance(limit, list) else [limit]
-        return "must be " + " or ".join(TYPE_WORDS.get(k, k) for k in kinds)
-    if rule == "enum":
-        return "must be one of: " + ", ".join(str(v) for v in limit)
-    if rule in ("format", "pattern") and _is_url_rule(rule, limit):
-        return "must be an http(s) URL"
-    if rule == "minLength" and limit == 1:
-        return "must not be empty"
-    words = {
-        "minimum": "must be at least {}", "maximum": "must be at most {}",
-        "exclusiveMinimum": "must be greater than {}", "exclusiveMaximum": "must be less than {}",
-        "minLength": "must be at least {} characters", "maxLength": "must be at most {} characters",
-        "minItems": "must have at least {} items", "maxItems": "must have at most {} items",
-        "const": "must be {}", "pattern": "must match the pattern {}", "format": "must be a valid {}",
-    }
-    if rule in words:
-        return words[rule].format(limit)
-    if rule == "uniqueItems":
-        return "must not contain duplicates"
-    return error.message
-
-
-def _is_url_rule(rule: str, limit: object) -> bool:
-    """True for the "uri" format and the http(s) pattern used for image URLs."""
-    return limit == "uri" if rule == "format" else str(limit).startswith("^https?")
-
-
-# --- pricing -----------------------------------------------------------------------------
-
-
-def price(spec: ModelSpec, valid_input: dict) -> int:
-    """The run's price in integer micro-USD, from the validated input."""
-    table = spec.price
-    if "tiers" in table:
-        key = str(_priced_value(spec, valid_input, table["tier"]))
-        amount = table["tiers"].get(key)
-        if amount is None:
-            raise InputError(table["tier"], "has no price for this value")
-    else:
-        amount = table["micros"]
-    if "per" in table:
-        amount *= _units(table["per"], _priced_value(spec, valid_input, table["per"]))
-    return int(amount)
-
-
-def _priced_value(spec: ModelSpec, data: dict, field: str) -> object:
-    """The value of a priced field, falling back to its schema default."""
-    if field in data:
-        return data[field]
-    if "default" in spec.properties.get(field, {}):
-        return spec.properties[field]["default"]
-    raise InputError(field, "is required")
-
-
-def _units(field: str, value: object) -> int:
-    """The whole-number multiplier a field stands for (an int or a numeric string)."""
-    if isinstance(value, bool):
-        raise InputError(field, "must be an integer")
-    try:
-        units = int(value)
-    except (TypeError, ValueError):
-        raise InputError(field, "must be an integer") from None
-    if units != value and str(units) != str(value).strip():
-        raise InputError(field, "must be an integer")
-    return units
-
-
-# --- forms -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FormField:
-    """How one input property is shown in an HTML form."""
-
-    name: str
-    widget: str
-    label: str
-    help: str
-    required: bool
-    default: object = None
-    options: tuple[str, ...] = ()
-    minimum: int | float | None = None
-    maximum: int | float | None = None
-    max_items: int | None = None
-    min_length: int | None = None
-    max_length: int | None = None
-
-
-def form_fields(spec: ModelSpec) -> list[FormField]:
-    """The model's form: prompt first, then the other properties in schema order."""
-    required = set(spec.input_schema.get("required", []))
-    names = sorted(spec.properties, key=lambda n: n != "prompt")
-    return [_form_field(name, spec.properties[name], name in required) for name in names]
-
-
-def _form_field(name: str, prop: dict, required: bool) -> FormField:
-    """One FormField from one property schema."""
-    return FormField(
-        name=name, widget=_widget(name, prop),
-        label=prop.get("title") or name.replace("_", " ").capitalize(),
-        help=prop.get("description", ""), required=required,
-        default=copy.deepcopy(prop.get("default")),
-        options=tuple(str(v) for v in prop.get("enum", ())),
-        minimum=prop.get("minimum"), maximum=prop.get("maximum"),
-        max_items=prop.get("maxItems"),
-        min_length=prop.get("minLength"), max_length=prop.get("maxLength"))
-
-
-def _widget(name: str, prop: dict) -> str:
-    """The widget for a property: textarea, select, number, checkbox, url_list or text."""
-    kind = prop.get("type")
-    if name == "prompt":
-        return "textarea"
-    if "enum" in prop:
-        return "select"
-    if kind in ("integer", "number"):
-        return "number"
-    if kind == "boolean":
-        return "checkbox"
-    if kind == "array":
-        return "url_list"
-    return "text"
-
-
-def coerce_form(spec: ModelSpec, form: Mapping) -> dict:
-    """Typed input from HTML form values (a werkzeug MultiDict or a plain dict); fields
-    outside the schema are ignored, empty optional ones dropped. Unparseable numbers are
-    kept as strings so that validate_input reports them."""
-    data: dict = {}
-    for field in form_fields(spec):
-        values = _form_values(form, field.name)
-        if field.widget == "checkbox":
-            data[field.name] = any(v.strip().lower() not in FALSE_WORDS for v in values)
-        elif field.widget == "url_list":
-            urls = _split_urls(values)
-            if urls or field.required:
-                data[field.name] = urls
-        elif values and values[0].strip():
-            data[field.name] = _coerce_scalar(spec.properties[field.name], values[0])
-    return data
-
-
-def _form_values(form: Mapping, name: str) -> list[str]:
-    """All string values a form holds for ``name``."""
-    if hasattr(form, "getlist"):
-        values = form.getlist(name)
-    else:
-        value = form.get(name)
-        values = [] if value is None else value if isinstance(value, (list, tuple)) else [value]
-    return [v if isinstance(v, str) else str(v) for v in values]
-
-
-def _split_urls(values: list[str]) -> list[str]:
-    """URLs from several form values or newline-separated text, blanks dropped."""
-    return [line.strip() for value in values for line in value.splitlines() if line.strip()]
-
-
-def _coerce_scalar(prop: dict, value: str) -> object:
-    """A form string as the property's type (enum value, integer, number or string)."""
-    if "enum" in prop:
-        return next((v for v in prop["enum"] if str(v) == value), value)
-    text = value.strip()
-    try:
-        if prop.get("type") == "integer":
-            return int(text)
-        if prop.get("type") == "number":
-            number = float(text)
-            return int(number) if number.is_integer() else number
-    except ValueError:
-        return value
-    return value

@@ -1,16 +1,16 @@
 """The model catalog: packaged data, input validation, pricing, forms and money formatting."""
 
 import copy
+import importlib
 import json
 
 import pytest
 from jsonschema import Draft202012Validator
 from werkzeug.datastructures import MultiDict
 
-from runbase_web.services.catalog import (
-    PACKAGED_PATH, Catalog, CatalogError, FormField, InputError, coerce_form, form_fields,
-    price, validate_input,
-)
+from runbase_web.catalog import PACKAGED_PATH, Catalog, CatalogError, InputError, price, validate_input
+from runbase_web.presenters.forms import FormField, coerce_form, form_fields
+from runbase_web.providers import registry
 
 PUBLIC_IDS = {
     "google/nano-banana", "google/nano-banana-2", "google/nano-banana-pro",
@@ -336,7 +336,7 @@ def broken(tmp_path, model_id, change):
     entry = entry_for(model_id)
     change(entry)
     with pytest.raises(CatalogError) as info:
-        Catalog.load(write_catalog(tmp_path, [entry]))
+        Catalog.load(write_catalog(tmp_path, [entry]), adapters=registry.ADAPTERS)
     assert entry["id"] in str(info.value)
     return str(info.value)
 
@@ -369,6 +369,15 @@ def test_bad_id(tmp_path):
 def test_unknown_adapter(tmp_path):
     assert "unknown adapter" in broken(tmp_path, "openai/gpt-image-1",
                                        lambda e: e.update(adapter="dalle"))
+
+
+def test_the_adapter_names_are_the_registry_s():
+    """One list of adapters: the registry's. Each names a class that exists, and every
+    packaged model uses one of them."""
+    for name, (module_name, class_name) in registry.ADAPTERS.items():
+        module = importlib.import_module(f"runbase_web.providers.{module_name}")
+        assert hasattr(module, class_name), name
+    assert {spec.adapter for spec in Catalog.load().all()} <= set(registry.ADAPTERS)
 
 
 @pytest.mark.parametrize("change, words", [

@@ -1,0 +1,1 @@
+"""Presentation shared by the web, Playground and docs pages (never by services)."""

@@ -1,0 +1,1 @@
+"""Tests of runbase_web/catalog: loading, checks, input validation, pricing."""
