@@ -213,7 +213,8 @@ def test_cancel_answers_at_once_while_the_provider_takes_its_time(fake, app, cli
     assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
     assert _upstream_cancel(app, run["id"]) in ("requested", "sent")
     wait_for_upstream_cancel(app, run["id"], "sent")
-    assert len(fake.state.calls_to("POST", f"/v1/predictions/{upstream_id}/cancel")) == 1
+    # The worker's call may time out on the hang and be retried: at least one, and "sent".
+    assert len(fake.state.calls_to("POST", f"/v1/predictions/{upstream_id}/cancel")) >= 1
 
 
 def test_a_failed_upstream_cancel_is_retried_and_recorded(fake, app, client, auth, worker):
