@@ -61,6 +61,10 @@ class Run(Base):
     #: The provider's job id, committed before polling so a restart resumes it.
     upstream_id: Mapped[str | None] = mapped_column(String(255))
     upstream_state: Mapped[dict | None] = mapped_column(JSON)
+    #: The adapter the worker started the provider call with (catalog.effective_adapter at
+    #: the first attempt), so polls and the upstream cancel go back to it even if the
+    #: variables change mid-run; None for runs not started yet or from before the column.
+    adapter: Mapped[str | None] = mapped_column(String(40))
     #: Asking the provider to stop the upstream job of a run that ended without it (user
     #: cancel, deadline): None (nothing to ask), "requested" (a worker will ask, at
     #: next_check_at), "sent" (the provider took it) or "failed" (it never did).

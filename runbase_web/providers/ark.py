@@ -12,29 +12,14 @@ and type check apply before anything is paid for.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 
-
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import KeyedClient, configured_base_url
-from .media import WEB_IMAGE_TYPES, fetch_reference_images, sniff_image_type
-from .replicate import own_origin_outputs, sniff_type
+from .common import ProviderAdapter, cancel_seconds, sniff_type, unknown_status
+from .http import KeyedClient
+from .media import WEB_IMAGE_TYPES, data_uri, decode_base64, sniff_image_type
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
-#: ARK_BASE_URL may be the bare host or end in /api/v3 (as the Ark SDKs take it).
-API_VERSION = "/api/v3"
-#: One Seedream image can take a minute or more (the docs' advice: read timeout >= 120 s).
-REQUEST_TIMEOUT = 300.0
-#: The catalog (and BytePlus's page) allow 10 MB per reference or frame image.
-MAX_REFERENCE_BYTES = 10 * 1024 * 1024
-REFERENCE_FETCH_TIMEOUT = 30.0
-#: Reference and frame types sent as they are (all Ark models take these three); other
-#: still images are converted to PNG first.
-REFERENCE_TYPES = WEB_IMAGE_TYPES
 
 #: Seedream size tiers per quality. 4.5 takes 2K and 4K; 5.0 lite takes 2K, 3K and 4K, but a
 #: 3rd-party catalog says BytePlus caps 5.0 lite at 3K, so its "high" is 3K.
@@ -54,8 +39,6 @@ SIZES = {
            "9:16": "3040x5504", "3:2": "4992x3328", "2:3": "3328x4992", "21:9": "6240x2656"},
 }
 
-#: Seedance task states (providers.md §3 and Appendix A).
-TASK_RUNNING = frozenset({"queued", "running"})
 #: Where Seedance inputs go in the create body: Runbase field → Ark body field.
 TASK_FIELDS = {"aspect_ratio": "ratio", "resolution": "resolution"}
 #: Roles of the frame images, in the order the catalog lists them (first, then last frame).
@@ -94,8 +77,12 @@ class ArkClient(KeyedClient):
     """HTTP client for ModelArk: Bearer key, `{"error": {...}}` bodies."""
 
     name = "BytePlus ModelArk"
-    default_base_url = DEFAULT_BASE_URL
-    default_timeout = REQUEST_TIMEOUT
+    base_url_env = "ARK_BASE_URL"
+    default_base_url = "https://ark.ap-southeast.bytepluses.com/api/v3"
+    #: ARK_BASE_URL may be the bare host or end in /api/v3 (as the Ark SDKs take it).
+    api_version = "/api/v3"
+    #: One Seedream image can take a minute or more (the docs' advice: read timeout >= 120 s).
+    default_timeout = 300.0
 
     def final_code(self, status: int, provider_code: str | None, detail: str) -> str:
         """Safety codes are `content_rejected`; an unknown or closed model or endpoint (404,
@@ -106,39 +93,30 @@ class ArkClient(KeyedClient):
             return "provider_error"
         return super().final_code(status, provider_code, detail)
 
-    @classmethod
-    def from_context(cls, context) -> "ArkClient":
-        """Built from `ARK_API_KEY` and optional `ARK_BASE_URL`."""
-        api_key = context.env.get("ARK_API_KEY")
-        if not api_key:
-            raise ProviderError("ARK_API_KEY is not set on this server.", code="model_unavailable")
-        return cls(api_key=api_key, base_url=configured_base_url(
-            context.env, "ARK_BASE_URL", DEFAULT_BASE_URL, API_VERSION))
 
+class ArkAdapter(ProviderAdapter):
+    """What both Ark adapters share: the client, built from `ARK_API_KEY` and optional
+    `ARK_BASE_URL`, and reference images sent as data URIs."""
 
-def data_uris(fetcher, job: Job) -> list[str]:
-    """The run's `image_urls`, downloaded through the guarded fetcher, as data URIs."""
-    timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
-    images = fetch_reference_images(fetcher, job.input.get("image_urls") or [],
-                                    max_bytes=MAX_REFERENCE_BYTES, timeout=timeout,
-                                    accepted=REFERENCE_TYPES)
-    return [f"data:{kind};base64,{base64.b64encode(data).decode()}" for data, kind in images]
+    CLIENT = ArkClient
+    CREDENTIALS = {"api_key": "ARK_API_KEY"}
+    #: The catalog (and BytePlus's page) allow 10 MB per reference or frame image.
+    REFERENCE_MAX_BYTES = 10 * 1024 * 1024
+    #: Reference and frame types sent as they are (all Ark models take these three); other
+    #: still images are converted to PNG first.
+    REFERENCE_TYPES = WEB_IMAGE_TYPES
+
+    def data_uris(self, job: Job) -> list[str]:
+        """The run's `image_urls`, downloaded through the guarded fetcher, as data URIs."""
+        return [data_uri(data, kind) for data, kind in self.reference_images(job)]
 
 
 # --- Seedream ------------------------------------------------------------------------------
 
 
-class SeedreamAdapter:
-    """Seedream 4.5 / 5.0 lite: one synchronous request returns the image(s)."""
-
-    def __init__(self, client: ArkClient, fetcher=None):
-        self.client = client
-        self.fetcher = fetcher
-
-    @classmethod
-    def from_context(cls, spec, context) -> "SeedreamAdapter":
-        """Build from `ARK_API_KEY` and optional `ARK_BASE_URL`."""
-        return cls(ArkClient.from_context(context), context.fetcher)
+class SeedreamAdapter(ArkAdapter):
+    """Seedream 4.5 / 5.0 lite: one synchronous request returns the image(s); there is no
+    job id and no cancel call."""
 
     def start(self, job: Job) -> Done:
         """Generate the image in one call and return it (URL outputs are downloaded by the
@@ -146,16 +124,7 @@ class SeedreamAdapter:
         response = self.client.request("POST", "/images/generations", json=self.body(job),
                                        seconds_left=job.seconds_left())
         # Retrying a failed download here would pay for a second generation.
-        return own_origin_outputs(self.client, self.fetcher,
-                                  Done(self.outputs(self.client.json(response))), job,
-                                  retryable=False)
-
-    def poll(self, job: Job) -> Done:
-        """Never called: Seedream answers synchronously and leaves no upstream job."""
-        raise ProviderError("Seedream runs have no upstream job to poll.", code="provider_error")
-
-    def cancel(self, job: Job) -> None:
-        """Nothing to cancel: Seedream has no job id and no cancel call."""
+        return self.done(job, self.outputs(self.client.json(response)), retryable=False)
 
     def body(self, job: Job) -> dict:
         """The request: explicit size, URL answers, and `watermark: false` sent explicitly
@@ -163,7 +132,7 @@ class SeedreamAdapter:
         body = {"model": job.spec.upstream, "prompt": job.input["prompt"],
                 "size": size_for(job.spec.upstream, job.input), "response_format": "url",
                 "watermark": False}
-        images = data_uris(self.fetcher, job)
+        images = self.data_uris(job)
         if images:
             body["image"] = images
         return body
@@ -191,11 +160,7 @@ def _image_output(item) -> Output | None:
     if isinstance(item.get("url"), str) and item["url"]:
         return Output(sniff_type(item["url"]) or "image/jpeg", url=item["url"])
     if isinstance(item.get("b64_json"), str):
-        try:
-            data = base64.b64decode(item["b64_json"], validate=True)
-        except (binascii.Error, ValueError):
-            raise ProviderError("Seedream sent an image that is not valid base64.",
-                                code="provider_bad_response") from None
+        data = decode_base64(item["b64_json"], "Seedream sent an image that is not valid base64.")
         return Output(sniff_image_type(data) or "image/jpeg", data=data)
     return None
 
@@ -203,21 +168,13 @@ def _image_output(item) -> Output | None:
 # --- Seedance ------------------------------------------------------------------------------
 
 
-class SeedanceAdapter:
+class SeedanceAdapter(ArkAdapter):
     """Seedance 1.0 lite / pro, 1.5 pro, 2.0 (fast): create a task once, then poll it."""
 
-    #: Videos take tens of seconds to minutes; a look every 5 s is plenty (tests shorten it).
-    POLL_SECONDS = 5.0
-
-    def __init__(self, client: ArkClient, fetcher=None, options=None):
-        self.client = client
-        self.fetcher = fetcher
-        self.options = options or {}
-
-    @classmethod
-    def from_context(cls, spec, context) -> "SeedanceAdapter":
-        """Build from `ARK_API_KEY` and optional `ARK_BASE_URL`."""
-        return cls(ArkClient.from_context(context), context.fetcher, context.options)
+    #: Videos take tens of seconds to minutes; a look every 5 s is plenty.
+    POLL_SCHEDULE = (5.0,)
+    #: Seedance task states (providers.md §3 and Appendix A).
+    RUNNING = frozenset({"queued", "running"})
 
     def start(self, job: Job) -> Pending:
         """Create the task (once) and hand its id to the worker to commit before any poll."""
@@ -228,29 +185,21 @@ class SeedanceAdapter:
         if not isinstance(task_id, str) or not task_id:
             raise ProviderError("Seedance accepted the request but returned no task id.",
                                 code="provider_bad_response")
-        return self._pending(job, task_id)
+        return self.pending(job, task_id)
 
     def poll(self, job: Job) -> Done | Pending:
         """Look at the task: queued/running, succeeded with a video URL, or over."""
-        response = self.client.request("GET", f"/contents/generations/tasks/{job.upstream_id}",
-                                       seconds_left=job.seconds_left())
-        task = self.client.json(response)
-        if not isinstance(task, dict):
-            raise ProviderError("Seedance sent a task that is not a JSON object.",
-                                code="provider_bad_response", retryable=True)
-        status = task.get("status")
-        if status in TASK_RUNNING:
-            return self._pending(job, job.upstream_id)
-        if status == "succeeded":
-            return own_origin_outputs(self.client, self.fetcher, Done([_video_output(task)]), job)
-        raise _task_error(task)
+        task = self.read(job, f"/contents/generations/tasks/{job.upstream_id}")
+        return self.outcome(job, job.upstream_id, task.get("status"),
+                            outputs=lambda: [_video_output(task)],
+                            failure=lambda: _task_error(task))
 
     def cancel(self, job: Job) -> None:
         """Ask Ark to cancel the task. Only a queued task can be cancelled (a running one
         cannot be stopped); any refusal is ignored, the run is refunded either way."""
         try:
             self.client.request("DELETE", f"/contents/generations/tasks/{job.upstream_id}",
-                                seconds_left=min(max(job.seconds_left(), 5.0), 10.0))
+                                seconds_left=cancel_seconds(job))
         except ProviderError as error:
             log.info("Seedance task %s was not cancelled: %s", job.upstream_id, error.message)
 
@@ -258,7 +207,7 @@ class SeedanceAdapter:
         """The create body: model, content items, and the documented body fields (not the
         legacy `--ratio …` prompt flags). Only fields the model's schema has are sent, so
         `generate_audio` goes to 1.5 pro and 2.0 only."""
-        images = data_uris(self.fetcher, job)
+        images = self.data_uris(job)
         content = [{"type": "text", "text": job.input["prompt"]}]
         content += [{"type": "image_url", "image_url": {"url": uri}, "role": role}
                     for uri, role in zip(images, FRAME_ROLES)]
@@ -271,11 +220,6 @@ class SeedanceAdapter:
             body["generate_audio"] = bool(job.input["generate_audio"])
         body["watermark"] = False
         return body
-
-    def _pending(self, job: Job, task_id: str) -> Pending:
-        # Never sleep past the deadline: the worker fails (and cancels) the run at its next look.
-        wait = self.options.get("poll_seconds", self.POLL_SECONDS)
-        return Pending(task_id, max(min(float(wait), job.seconds_left()), 0.05))
 
 
 def upstream_for(upstream: str, has_image: bool) -> str:
@@ -309,5 +253,4 @@ def _task_error(task: dict) -> ProviderError:
                              code="provider_error")
     if status == "cancelled":
         return ProviderError("The Seedance task was cancelled.", code="provider_error")
-    return ProviderError(f"Seedance sent an unknown task status {status!r}.",
-                         code="provider_bad_response", retryable=True)
+    return unknown_status("Seedance", "task", status)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Mapping, Protocol
 
 from ..catalog import ModelSpec
 
@@ -69,6 +69,22 @@ class ProviderError(Exception):
         self.code = code
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What every adapter is built from: the provider variables, the guarded fetcher (for
+    reference images and output URLs; see runbase_web/net.py), and the adapter to build.
+
+    `adapter` is the adapter name a run started with (Run.adapter), so a run keeps talking to
+    the provider that holds its job even if the variables change mid-run; None routes by the
+    variables (catalog.effective_adapter), for a run's first call and rows from before the
+    column.
+    """
+
+    env: Mapping[str, str]
+    fetcher: object = None
+    adapter: str | None = None
 
 
 class Adapter(Protocol):

@@ -12,28 +12,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient, configured_base_url
-from .replicate import apply_input_map, own_origin_outputs, poll_delay, url_output
+from .common import (ProviderAdapter, apply_input_map, cancel_seconds, unknown_status,
+                     url_output)
+from .http import KeyedClient
 
-DEFAULT_QUEUE_URL = "https://queue.fal.run"
-RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 QUEUE_URLS = ("status_url", "response_url", "cancel_url")
 #: Result keys that hold media, single file or list, across image and video endpoints.
 MEDIA_KEYS = ("images", "image", "video", "videos")
 
 
-class FalClient(ProviderClient):
+class FalClient(KeyedClient):
     """HTTP client for fal's queue: `Authorization: Key …`, `{"detail": …}` errors."""
 
     name = "fal"
-
-    def __init__(self, *, key: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._key = key
+    #: The queue API has no version segment: FAL_QUEUE_URL is only tidied up.
+    base_url_env = "FAL_QUEUE_URL"
+    default_base_url = "https://queue.fal.run"
 
     def auth_headers(self) -> dict[str, str]:
         """fal wants the `Key` scheme, not `Bearer`."""
-        return {"Authorization": f"Key {self._key}"}
+        return {"Authorization": f"Key {self.api_key}"}
 
     def describe_error(self, response) -> tuple[str, str | None]:
         """`{"detail": "text"}` or `{"detail": [{"loc", "msg", "type"}, …]}` (validation)."""
@@ -57,22 +55,12 @@ class FalClient(ProviderClient):
         return error
 
 
-class FalAdapter:
+class FalAdapter(ProviderAdapter):
     """Runs `fal/<endpoint-id>` models through fal's queue."""
 
-    def __init__(self, client: FalClient, fetcher=None):
-        self.client = client
-        self.fetcher = fetcher
-
-    @classmethod
-    def from_context(cls, spec, context) -> "FalAdapter":
-        """Built from FAL_KEY and FAL_QUEUE_URL (default: the real queue)."""
-        key = context.env.get("FAL_KEY")
-        if not key:
-            raise ProviderError("FAL_KEY is not set on this server.", code="provider_auth")
-        # The queue API has no version segment: FAL_QUEUE_URL is only tidied up.
-        return cls(FalClient(key=key, base_url=configured_base_url(
-            context.env, "FAL_QUEUE_URL", DEFAULT_QUEUE_URL)), context.fetcher)
+    CLIENT = FalClient
+    CREDENTIALS = {"api_key": "FAL_KEY"}
+    RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 
     def start(self, job: Job) -> Pending:
         """Submit to the queue; keep the request id and the URLs fal gave us."""
@@ -84,25 +72,21 @@ class FalAdapter:
             raise ProviderError("fal answered the submit without a request_id.",
                                 code="provider_bad_response", retryable=True)
         state = {name: self._queue_url(job, body, name, str(request_id)) for name in QUEUE_URLS}
-        return Pending(str(request_id), poll_delay(job, 0), {**state, "polls": 0})
+        return self.pending(job, str(request_id), state)
 
     def poll(self, job: Job) -> Done | Pending:
         """Status first (202 while queued or running); once COMPLETED, the result."""
         state = dict(job.upstream_state or {})
-        response = self.client.request("GET", state["status_url"], seconds_left=job.seconds_left())
-        body = self.client.json(response)
-        status = body.get("status") if isinstance(body, dict) else None
-        if status in RUNNING:
-            state["polls"] = int(state.get("polls", 0)) + 1
-            return Pending(job.upstream_id, poll_delay(job, state["polls"]), state)
+        body = self.read(job, state["status_url"])
+        status = body.get("status")
+        if status in self.RUNNING:
+            return self.pending(job, job.upstream_id, state)
         if status != "COMPLETED":
-            raise ProviderError(f"fal sent an unknown queue status {status!r}.",
-                                code="provider_bad_response", retryable=True)
+            raise unknown_status("fal", "queue", status)
         if body.get("error"):
             raise _failure(str(body["error"]), body.get("error_type"))
         result = self.client.request("GET", state["response_url"], seconds_left=job.seconds_left())
-        return own_origin_outputs(self.client, self.fetcher, _outputs(self.client.json(result)),
-                                  job)
+        return self.done(job, _outputs(self.client.json(result)))
 
     def cancel(self, job: Job) -> None:
         """Ask fal to cancel; a request that already finished is fine as it is."""
@@ -110,7 +94,7 @@ class FalAdapter:
         if not url:
             return
         try:
-            self.client.request("PUT", url, seconds_left=min(max(job.seconds_left(), 5.0), 10.0))
+            self.client.request("PUT", url, seconds_left=cancel_seconds(job))
         except ProviderError as error:
             if "ALREADY_COMPLETED" not in error.message:
                 raise
@@ -137,7 +121,7 @@ def _failure(message: str, error_type: str | None) -> ProviderError:
                          + (f" ({kind})" if kind else ""), code=code)
 
 
-def _outputs(result: Any) -> Done:
+def _outputs(result: Any) -> list[Output]:
     """Media from a result: `images[].url` (image endpoints) or `video.url` (video ones)."""
     if not isinstance(result, dict):
         raise ProviderError("fal returned a result that is not an object.",
@@ -151,7 +135,7 @@ def _outputs(result: Any) -> Done:
     if not outputs:
         raise ProviderError("The fal request completed but returned no file.",
                             code="provider_bad_response")
-    return Done(outputs)
+    return outputs
 
 
 def _media(value: Any) -> list[Output]:

@@ -10,27 +10,19 @@ HTTP 400 (not 401), and a safety block is HTTP 200 without an image.
 from __future__ import annotations
 
 import base64
-import binascii
 from urllib.parse import urlsplit
 
 import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import KeyedClient, configured_base_url
-from .media import WEB_IMAGE_TYPES, fetch_reference_images
+from .common import ProviderAdapter
+from .http import KeyedClient, json_field
+from .media import WEB_IMAGE_TYPES, base64_text, decode_base64
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
-#: GEMINI_BASE_URL may be the bare host (as Google's SDKs take it) or end in a version.
-API_VERSION = "/v1beta"
-#: Pro image models can take minutes; the run's deadline bounds this further.
-REQUEST_TIMEOUT = 300.0
-#: The catalog promises "30 MB each" for Nano Banana reference images.
+#: The catalog promises "30 MB each" for Nano Banana reference images and Veo frames.
 MAX_REFERENCE_BYTES = 30 * 1024 * 1024
-#: Veo frame images: the same per-image cap as the image models.
-MAX_FRAME_BYTES = 30 * 1024 * 1024
 #: An 8 s 1080p clip is tens of MB; anything far beyond is not a Veo clip.
 MAX_VIDEO_BYTES = 300 * 1024 * 1024
-REFERENCE_FETCH_TIMEOUT = 30.0
 VIDEO_FETCH_TIMEOUT = 120.0
 #: The types an `inlineData` image part may have; other stills are sent as PNG.
 INLINE_IMAGE_TYPES = WEB_IMAGE_TYPES | {"image/heic", "image/heif"}
@@ -75,8 +67,12 @@ class GeminiClient(KeyedClient):
     """Talks to the Gemini API with `x-goog-api-key`; understands Google RPC error bodies."""
 
     name = "Gemini"
-    default_base_url = DEFAULT_BASE_URL
-    default_timeout = REQUEST_TIMEOUT
+    base_url_env = "GEMINI_BASE_URL"
+    default_base_url = "https://generativelanguage.googleapis.com/v1beta"
+    #: GEMINI_BASE_URL may be the bare host (as Google's SDKs take it) or end in a version.
+    api_version = "/v1beta"
+    #: Pro image models can take minutes; the run's deadline bounds this further.
+    default_timeout = 300.0
 
     def auth_headers(self) -> dict[str, str]:
         """The API key header on every request."""
@@ -84,7 +80,7 @@ class GeminiClient(KeyedClient):
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, `status` such as INVALID_ARGUMENT) from a Google RPC error body."""
-        error = _error_object(response)
+        error = json_field(response, "error")
         if not error:
             return super().describe_error(response)
         return str(error.get("message") or error.get("status") or "no details")[:500], \
@@ -94,7 +90,7 @@ class GeminiClient(KeyedClient):
         """Google's quirks on top of the base policy: an invalid key is a 400, 429 waits come
         from RetryInfo, a per-day quota is not worth retrying, 404 is a server-side problem."""
         status = response.status_code
-        error = _error_object(response)
+        error = json_field(response, "error")
         message = f"Gemini answered {status}: {self.describe_error(response)[0]}"
         reasons = {item.get("reason") for item in _details(error, "google.rpc.ErrorInfo")}
         if status == 429:
@@ -128,23 +124,13 @@ def _rate_limited(message: str, error: dict) -> ProviderError:
     return ProviderError(message, code="provider_busy", retryable=True, retry_after=delay)
 
 
-def _error_object(response: requests.Response) -> dict:
-    """The `error` object of a Google RPC error body, or {}."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
+class GeminiAdapter(ProviderAdapter):
+    """What both Gemini adapters share: the client, built from `GEMINI_API_KEY` and optional
+    `GEMINI_BASE_URL`, and the reference-image size cap."""
 
-
-def _client_from(context) -> GeminiClient:
-    """A Gemini client from `GEMINI_API_KEY` and optional `GEMINI_BASE_URL`."""
-    api_key = context.env.get("GEMINI_API_KEY")
-    if not api_key:
-        raise ProviderError("GEMINI_API_KEY is not set on this server.", code="model_unavailable")
-    return GeminiClient(api_key=api_key, base_url=configured_base_url(
-        context.env, "GEMINI_BASE_URL", DEFAULT_BASE_URL, API_VERSION))
+    CLIENT = GeminiClient
+    CREDENTIALS = {"api_key": "GEMINI_API_KEY"}
+    REFERENCE_MAX_BYTES = MAX_REFERENCE_BYTES
 
 
 def _model_path(upstream: str, method: str) -> str:
@@ -156,17 +142,12 @@ def _model_path(upstream: str, method: str) -> str:
 # --- Nano Banana images ------------------------------------------------------------------
 
 
-class GeminiImageAdapter:
-    """Runs the Nano Banana models with one `generateContent` call."""
+class GeminiImageAdapter(GeminiAdapter):
+    """Runs the Nano Banana models with one `generateContent` call. Synchronous: no upstream
+    job to poll, and nothing to cancel (only closing the connection stops it)."""
 
-    def __init__(self, client: GeminiClient, fetcher=None):
-        self.client = client
-        self.fetcher = fetcher
-
-    @classmethod
-    def from_context(cls, spec, context) -> "GeminiImageAdapter":
-        """Build from `GEMINI_API_KEY` and optional `GEMINI_BASE_URL`."""
-        return cls(_client_from(context), context.fetcher)
+    #: The types an `inlineData` image part may have; other stills are sent as PNG.
+    REFERENCE_TYPES = INLINE_IMAGE_TYPES
 
     def start(self, job: Job) -> Done:
         """Generate the image in one call and return its non-thought image parts."""
@@ -174,23 +155,11 @@ class GeminiImageAdapter:
                                        json=self.body(job), seconds_left=job.seconds_left())
         return Done(image_outputs(self.client.json(response)))
 
-    def poll(self, job: Job) -> Done:
-        """Never called: generateContent is synchronous and leaves no upstream job."""
-        raise ProviderError("Gemini image runs have no upstream job to poll.",
-                            code="provider_error")
-
-    def cancel(self, job: Job) -> None:
-        """Nothing to cancel: generateContent has no job; only closing the connection stops it."""
-
     def body(self, job: Job) -> dict:
         """The generateContent request: prompt and reference images, image-only output."""
         parts = [{"text": job.input["prompt"]}]
-        images = fetch_reference_images(
-            self.fetcher, job.input.get("image_urls") or [], max_bytes=MAX_REFERENCE_BYTES,
-            timeout=min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)),
-            accepted=INLINE_IMAGE_TYPES)
-        parts += [{"inlineData": {"mimeType": kind, "data": base64.b64encode(data).decode()}}
-                  for data, kind in images]
+        parts += [{"inlineData": {"mimeType": kind, "data": base64_text(data)}}
+                  for data, kind in self.reference_images(job)]
         # IMAGE alone: with TEXT+IMAGE the model may answer in words only.
         config: dict = {"responseModalities": ["IMAGE"]}
         image_config = self.image_config(job)
@@ -245,11 +214,7 @@ def _candidate_images(candidate: dict) -> list[Output]:
         mime = inline.get("mimeType") or inline.get("mime_type") or "image/png"
         if not str(mime).startswith("image/"):
             continue
-        try:
-            data = base64.b64decode(inline.get("data") or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise ProviderError("Gemini sent an image that is not valid base64.",
-                                code="provider_bad_response") from None
+        data = decode_base64(inline.get("data"), "Gemini sent an image that is not valid base64.")
         if data:
             outputs.append(Output(mime, data=data))
     return outputs
@@ -273,29 +238,22 @@ def _no_image_error(candidates: list[dict]) -> ProviderError:
 # --- Veo video ---------------------------------------------------------------------------
 
 
-class VeoAdapter:
+class VeoAdapter(GeminiAdapter):
     """Runs Veo: submit a long-running operation once, poll it, download the video.
 
     The video URI needs the API key, and the worker downloads `Output.url` without provider
     headers, so `poll` downloads the file itself and returns bytes: through this client when
     the URI is on the configured API origin (GEMINI_BASE_URL may be a private compatible
     server the SSRF guard would refuse), through the guarded fetcher otherwise. The file is
-    kept by Google for 2 days; we fetch it as soon as the operation ends.
+    kept by Google for 2 days; we fetch it as soon as the operation ends. The Gemini API
+    documents no cancel for Veo operations.
     """
 
-    #: Veo never finishes in under ~11 s; the docs poll every 10 s. Tests shorten both.
-    FIRST_POLL_SECONDS = 8.0
-    POLL_SECONDS = 10.0
-
-    def __init__(self, client: GeminiClient, fetcher=None, options=None):
-        self.client = client
-        self.fetcher = fetcher
-        self.options = options or {}
-
-    @classmethod
-    def from_context(cls, spec, context) -> "VeoAdapter":
-        """Build from `GEMINI_API_KEY` and optional `GEMINI_BASE_URL`."""
-        return cls(_client_from(context), context.fetcher, context.options)
+    #: Veo never finishes in under ~11 s: the first look after 8 s, then every 10 s (the
+    #: docs' interval).
+    POLL_SCHEDULE = (8.0, 10.0)
+    #: Veo's first and last frames: the Veo reference lists only JPEG and PNG.
+    REFERENCE_TYPES = VEO_FRAME_TYPES
 
     def start(self, job: Job) -> Pending:
         """Submit the operation and hand its name to the worker to commit."""
@@ -306,24 +264,16 @@ class VeoAdapter:
         if not isinstance(name, str) or not name:
             raise ProviderError("Veo accepted the request but returned no operation name.",
                                 code="provider_bad_response")
-        return self._pending(job, name, self._seconds("first_poll_seconds", self.FIRST_POLL_SECONDS))
+        return self.pending(job, name, {"operation": name})
 
     def poll(self, job: Job) -> Done | Pending:
         """Look at the operation: still running, failed, filtered, or done with a video."""
-        response = self.client.request("GET", "/" + job.upstream_id.lstrip("/"),
-                                       seconds_left=job.seconds_left())
-        operation = self.client.json(response)
-        if not isinstance(operation, dict):
-            raise ProviderError("Veo sent an operation that is not a JSON object.",
-                                code="provider_bad_response", retryable=True)
+        operation = self.read(job, "/" + job.upstream_id.lstrip("/"))
         if not operation.get("done"):  # proto-JSON leaves out `done: false`
-            return self._pending(job, job.upstream_id, self._seconds("poll_seconds", self.POLL_SECONDS))
+            return self.pending(job, job.upstream_id, {"operation": job.upstream_id})
         if operation.get("error"):
             raise _operation_error(operation["error"])
         return Done([self._video(job, operation.get("response") or {})])
-
-    def cancel(self, job: Job) -> None:
-        """No-op: the Gemini API documents no cancel for Veo operations."""
 
     def body(self, job: Job) -> dict:
         """One instance (prompt, first frame `image`, `lastFrame`) and the parameters.
@@ -332,24 +282,12 @@ class VeoAdapter:
         only "allow_adult" for image input, and some regions only "allow_adult".
         """
         instance: dict = {"prompt": job.input["prompt"]}
-        frames = fetch_reference_images(
-            self.fetcher, job.input.get("image_urls") or [], max_bytes=MAX_FRAME_BYTES,
-            timeout=min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0)),
-            accepted=VEO_FRAME_TYPES)
-        for key, (data, kind) in zip(("image", "lastFrame"), frames):
-            instance[key] = {"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": kind}
+        for key, (data, kind) in zip(("image", "lastFrame"), self.reference_images(job)):
+            instance[key] = {"bytesBase64Encoded": base64_text(data), "mimeType": kind}
         parameters = {"aspectRatio": job.input.get("aspect_ratio", "16:9"),
                       "resolution": job.input.get("resolution", "720p"),
                       "durationSeconds": 8, "sampleCount": 1}
         return {"instances": [instance], "parameters": parameters}
-
-    def _seconds(self, option: str, default: float) -> float:
-        value = self.options.get(option)
-        return float(value) if isinstance(value, (int, float)) else default
-
-    def _pending(self, job: Job, name: str, wait: float) -> Pending:
-        # Never sleep past the deadline: the worker fails the run at its next look.
-        return Pending(name, max(min(wait, job.seconds_left()), 0.05), {"operation": name})
 
     def _video(self, job: Job, response: dict) -> Output:
         """The first generated sample as MP4 bytes; no sample means it was filtered."""

@@ -74,6 +74,23 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
+def json_body(response: requests.Response) -> dict:
+    """The JSON object an answer carries, or {} when it carries none (no JSON, or JSON that
+    is no object): for reading error answers, which may be anything."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def json_field(response: requests.Response, key: str) -> dict:
+    """The object under `key` of an answer's JSON body (an `error` or `base_resp` envelope),
+    or {}."""
+    value = json_body(response).get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def parse_retry_after(headers) -> float | None:
     """Seconds from `Retry-After` (seconds or HTTP date) or `retry-after-ms`, if present."""
     millis = headers.get("retry-after-ms")
@@ -93,16 +110,32 @@ def parse_retry_after(headers) -> float | None:
 
 
 class ProviderClient:
-    """Base class for one provider's client. Subclasses set `name` and may override
-    `auth_headers` and `describe_error` for their own error body format."""
+    """Base class for one provider's client. Subclasses set `name`, where the base URL comes
+    from (`base_url_env`, `default_base_url`, `api_version`) and may override `auth_headers`
+    and `describe_error` for their own error body format."""
 
     name = "provider"
+    #: The variable that may override the base URL (empty: the default is fixed).
+    base_url_env = ""
+    default_base_url = ""
+    #: The API version path the base URL must end in (see configured_base_url).
+    api_version = ""
+    #: Read timeout of one request; the run's deadline bounds it further.
+    default_timeout = 60.0
 
-    def __init__(self, *, base_url: str, session: requests.Session | None = None,
-                 timeout: float = 60.0):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, *, base_url: str | None = None, session: requests.Session | None = None,
+                 timeout: float | None = None):
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.session = session or requests.Session()
-        self.timeout = timeout
+        self.timeout = self.default_timeout if timeout is None else timeout
+
+    @classmethod
+    def configured(cls, env: Mapping[str, str], **credentials: str) -> "ProviderClient":
+        """A client for the base URL the provider variables name (else the default), with
+        these credentials (the constructor's keyword arguments)."""
+        base_url = configured_base_url(env, cls.base_url_env, cls.default_base_url,
+                                       cls.api_version) if cls.base_url_env else None
+        return cls(base_url=base_url, **credentials)
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate every request."""
@@ -202,6 +235,14 @@ class ProviderClient:
             raise ProviderError(f"{self.name} sent a response that is not valid JSON.",
                                 code="provider_bad_response", retryable=True) from None
 
+    def json_object(self, response: requests.Response) -> dict:
+        """The response body as a JSON object; anything else is retryable, like a broken body."""
+        body = self.json(response)
+        if not isinstance(body, dict):
+            raise ProviderError(f"{self.name} sent an answer that is not a JSON object.",
+                                code="provider_bad_response", retryable=True)
+        return body
+
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, code or None) from an error body; override per provider format."""
         try:
@@ -235,15 +276,10 @@ class ProviderClient:
 
 class KeyedClient(ProviderClient):
     """A client authenticated by one API key, sent as `Authorization: Bearer <key>` unless a
-    subclass overrides `auth_headers`. Subclasses set `default_base_url` and `default_timeout`."""
+    subclass overrides `auth_headers`."""
 
-    default_base_url = ""
-    default_timeout = 60.0
-
-    def __init__(self, *, api_key: str, base_url: str | None = None,
-                 session: requests.Session | None = None, timeout: float | None = None):
-        super().__init__(base_url=base_url or self.default_base_url, session=session,
-                         timeout=self.default_timeout if timeout is None else timeout)
+    def __init__(self, *, api_key: str, **kwargs: Any):
+        super().__init__(**kwargs)
         self.api_key = api_key
 
     def auth_headers(self) -> dict[str, str]:

@@ -18,22 +18,15 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import ProviderClient, configured_base_url, parse_retry_after
-from .media import fetch_reference_images
-from .replicate import own_origin_outputs
+from .common import ProviderAdapter, job_failed, unknown_status
+from .http import ProviderClient, json_body, parse_retry_after
+from .media import base64_text
 
-DEFAULT_BASE_URL = "https://api-singapore.klingai.com/v1"
-#: KLING_BASE_URL is conventionally the bare host; a trailing /v1 is accepted too.
-API_VERSION = "/v1"
-REQUEST_TIMEOUT = 60.0
-#: Kling's limit for `image` / `image_tail`: 10 MB, jpg/jpeg/png only.
-MAX_FRAME_BYTES = 10 * 1024 * 1024
-FRAME_TYPES = frozenset({"image/png", "image/jpeg"})
-REFERENCE_FETCH_TIMEOUT = 30.0
 #: Token lifetime and clock slack, as in Kling's own sample.
 TOKEN_SECONDS = 1800
 CLOCK_SLACK_SECONDS = 5
@@ -41,7 +34,6 @@ CLOCK_SLACK_SECONDS = 5
 #: Our `mode` → Kling's. std/pro are documented; 4K is kling-v3's third mode, spelled "4k"
 #: like the other lower-case modes (3rd-party material only; verify against the live docs).
 MODES = {"std": "std", "pro": "pro", "4K": "4k"}
-RUNNING = frozenset({"submitted", "processing"})
 #: Words in `task_status_msg` that mean a risk-control (content) refusal.
 POLICY_WORDS = ("risk", "policy", "sensitive", "safety", "violat", "inappropriate")
 
@@ -87,10 +79,13 @@ class KlingClient(ProviderClient):
     """HTTP client for the Kling API: a JWT per request, `{code, message}` envelopes."""
 
     name = "Kling"
+    base_url_env = "KLING_BASE_URL"
+    default_base_url = "https://api-singapore.klingai.com/v1"
+    #: KLING_BASE_URL is conventionally the bare host; a trailing /v1 is accepted too.
+    api_version = "/v1"
 
-    def __init__(self, *, access_key: str, secret_key: str, base_url: str = DEFAULT_BASE_URL,
-                 session: requests.Session | None = None, timeout: float = REQUEST_TIMEOUT):
-        super().__init__(base_url=base_url, session=session, timeout=timeout)
+    def __init__(self, *, access_key: str, secret_key: str, **kwargs: Any):
+        super().__init__(**kwargs)
         self.access_key = access_key
         self.secret_key = secret_key
 
@@ -100,7 +95,7 @@ class KlingClient(ProviderClient):
 
     def error_for(self, response: requests.Response) -> ProviderError:
         """Classify by the envelope's `code` when there is one, else by HTTP status."""
-        body = _body(response)
+        body = json_body(response)
         if isinstance(body.get("code"), int) and body["code"] != 0:
             return error_for_code(body["code"], str(body.get("message") or "no details"),
                                   parse_retry_after(response.headers))
@@ -108,17 +103,14 @@ class KlingClient(ProviderClient):
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, code) from `{"code", "message", "request_id"}`."""
-        body = _body(response)
+        body = json_body(response)
         if "message" in body:
             return str(body["message"])[:500], str(body.get("code"))
         return super().describe_error(response)
 
     def envelope(self, response: requests.Response) -> dict:
         """The `data` of a successful answer; `code != 0` (even with HTTP 200) raises."""
-        body = self.json(response)
-        if not isinstance(body, dict):
-            raise ProviderError("Kling sent an answer that is not a JSON object.",
-                                code="provider_bad_response", retryable=True)
+        body = self.json_object(response)
         if not isinstance(body.get("code"), int):
             raise ProviderError("Kling answered without a result code.",
                                 code="provider_bad_response", retryable=True)
@@ -131,44 +123,26 @@ class KlingClient(ProviderClient):
         return data
 
 
-def _body(response: requests.Response) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+class KlingAdapter(ProviderAdapter):
+    """Runs Kling video models: submit a task once, poll it on the family it was made on.
+    Kling documents no cancel endpoint (the task runs to its end)."""
 
-
-class KlingAdapter:
-    """Runs Kling video models: submit a task once, poll it on the family it was made on."""
-
-    #: Kling videos take minutes; a look every 5 s is plenty (tests shorten it).
-    POLL_SECONDS = 5.0
-
-    def __init__(self, client: KlingClient, fetcher=None, options=None):
-        self.client = client
-        self.fetcher = fetcher
-        self.options = options or {}
-
-    @classmethod
-    def from_context(cls, spec, context) -> "KlingAdapter":
-        """Build from `KLING_ACCESS_KEY`, `KLING_SECRET_KEY` and optional `KLING_BASE_URL`."""
-        access_key = context.env.get("KLING_ACCESS_KEY")
-        secret_key = context.env.get("KLING_SECRET_KEY")
-        if not access_key or not secret_key:
-            raise ProviderError("KLING_ACCESS_KEY and KLING_SECRET_KEY must both be set.",
-                                code="model_unavailable")
-        client = KlingClient(access_key=access_key, secret_key=secret_key,
-                             base_url=configured_base_url(context.env, "KLING_BASE_URL",
-                                                          DEFAULT_BASE_URL, API_VERSION))
-        return cls(client, context.fetcher, context.options)
+    CLIENT = KlingClient
+    CREDENTIALS = {"access_key": "KLING_ACCESS_KEY", "secret_key": "KLING_SECRET_KEY"}
+    #: Kling videos take minutes; a look every 5 s is plenty.
+    POLL_SCHEDULE = (5.0,)
+    RUNNING = frozenset({"submitted", "processing"})
+    SUCCEEDED = "succeed"  # sic
+    #: Kling's limit for `image` / `image_tail`: 10 MB, jpg/jpeg/png only.
+    REFERENCE_MAX_BYTES = 10 * 1024 * 1024
+    REFERENCE_TYPES = frozenset({"image/png", "image/jpeg"})
 
     def start(self, job: Job) -> Pending:
         """Create the task; its id (and family) are committed by the worker before polling."""
         family, body = self.request_for(job)
         response = self.client.request("POST", f"/videos/{family}", json=body,
                                        seconds_left=job.seconds_left())
-        return self._pending(job, str(self.client.envelope(response)["task_id"]), family)
+        return self.pending(job, str(self.client.envelope(response)["task_id"]), {"family": family})
 
     def poll(self, job: Job) -> Done | Pending:
         """Query the task where it was created: `succeed` has the video, `failed` the reason."""
@@ -176,18 +150,9 @@ class KlingAdapter:
         response = self.client.request("GET", f"/videos/{family}/{job.upstream_id}",
                                        seconds_left=job.seconds_left())
         task = self.client.envelope(response)
-        status = task.get("task_status")
-        if status in RUNNING:
-            return self._pending(job, job.upstream_id, family)
-        if status == "succeed":
-            return own_origin_outputs(self.client, self.fetcher, Done([_video_output(task)]), job)
-        if status == "failed":
-            raise _task_failure(task)
-        raise ProviderError(f"Kling sent an unknown task status {status!r}.",
-                            code="provider_bad_response", retryable=True)
-
-    def cancel(self, job: Job) -> None:
-        """Nothing to call: Kling documents no cancel endpoint (the task runs to its end)."""
+        return self.outcome(job, job.upstream_id, task.get("task_status"), state={"family": family},
+                            outputs=lambda: [_video_output(task)],
+                            failure=lambda: _task_failure(task))
 
     def request_for(self, job: Job) -> tuple[str, dict]:
         """(family, body): image2video with frame images (no `aspect_ratio` there: the video
@@ -206,16 +171,7 @@ class KlingAdapter:
     def _frames(self, job: Job) -> list[str]:
         """The frame images as raw base64 (no `data:` prefix): PNG or JPEG as they are,
         other still images converted to PNG."""
-        timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
-        images = fetch_reference_images(self.fetcher, job.input.get("image_urls") or [],
-                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout,
-                                        accepted=FRAME_TYPES)
-        return [base64.b64encode(data).decode() for data, _kind in images]
-
-    def _pending(self, job: Job, task_id: str, family: str) -> Pending:
-        # Never sleep past the deadline: the worker fails the run at its next look.
-        wait = self.options.get("poll_seconds", self.POLL_SECONDS)
-        return Pending(task_id, max(min(float(wait), job.seconds_left()), 0.05), {"family": family})
+        return [base64_text(data) for data, _kind in self.reference_images(job)]
 
 
 def _video_output(task: dict) -> Output:
@@ -230,8 +186,9 @@ def _video_output(task: dict) -> Output:
 
 
 def _task_failure(task: dict) -> ProviderError:
-    """A failed task: final, `content_rejected` when Kling's risk control said no."""
-    message = str(task.get("task_status_msg") or "no details")[:500]
-    lowered = message.lower()
-    code = "content_rejected" if any(word in lowered for word in POLICY_WORDS) else "provider_error"
-    return ProviderError(f"The Kling task failed: {message}", code=code)
+    """A failed task: final, `content_rejected` when Kling's risk control said no; or a
+    status we do not know (retryable: look again)."""
+    status = task.get("task_status")
+    if status != "failed":
+        return unknown_status("Kling", "task", status)
+    return job_failed("The Kling task", task.get("task_status_msg"), POLICY_WORDS)

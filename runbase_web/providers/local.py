@@ -9,6 +9,7 @@ import time
 
 from . import local_media
 from .base import Done, Job, Output, Pending, ProviderError
+from .common import ProviderAdapter
 
 #: Long edge in pixels of each `resolution` choice of local/sketch.
 SKETCH_LONG_EDGE = {"512": 512, "1K": 1024}
@@ -18,13 +19,12 @@ VIDEO_LONG_EDGE = 640
 TIMEOUT_POLL_SECONDS = 1.0
 
 
-class LocalAdapter:
-    """Renders local/sketch, local/sketch-video and local/test."""
+class LocalAdapter(ProviderAdapter):
+    """Renders local/sketch, local/sketch-video and local/test. Local models need no
+    credentials or network (no client), and nothing runs elsewhere, so there is nothing to
+    cancel."""
 
-    @classmethod
-    def from_context(cls, spec, context) -> "LocalAdapter":
-        """Local models need no credentials or network."""
-        return cls()
+    POLL_SCHEDULE = (TIMEOUT_POLL_SECONDS,)
 
     def start(self, job: Job) -> Done | Pending:
         """Render now (sketch models) or submit a fake job (local/test)."""
@@ -40,14 +40,12 @@ class LocalAdapter:
     def poll(self, job: Job) -> Done | Pending:
         """Finish a local/test job once its delay is over (never, for outcome=timeout)."""
         if job.input.get("outcome") == "timeout":
-            return Pending(job.upstream_id, min(TIMEOUT_POLL_SECONDS, max(job.seconds_left(), 0.05)))
+            return self.pending(job, job.upstream_id)
         ready_at = (job.upstream_state or {}).get("ready_at", 0)
         if time.time() < ready_at:
+            # The fake job's own finish time, not a poll schedule: wake up right then.
             return Pending(job.upstream_id, ready_at - time.time(), dict(job.upstream_state))
         return self._finish_test(job)
-
-    def cancel(self, job: Job) -> None:
-        """Nothing runs elsewhere, so there is nothing to stop."""
 
     def _sketch(self, job: Job) -> Done:
         width, height = local_media.frame_size(

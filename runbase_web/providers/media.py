@@ -11,6 +11,8 @@ anything else fails the run as `invalid_input` (final, so it is refunded and nev
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import warnings
 
@@ -56,6 +58,25 @@ def sniff_output_type(data: bytes) -> str | None:
         if data[offset:offset + len(magic)] == magic:
             return media_type
     return None
+
+
+def base64_text(data: bytes) -> str:
+    """The bytes as standard base64 text, the way JSON APIs take inline images."""
+    return base64.b64encode(data).decode()
+
+
+def data_uri(data: bytes, media_type: str) -> str:
+    """The bytes as a `data:<type>;base64,…` URI (Ark and MiniMax take images this way)."""
+    return f"data:{media_type};base64,{base64_text(data)}"
+
+
+def decode_base64(text: object, message: str) -> bytes:
+    """The bytes of base64 `text` from a provider's answer (b"" when it is no text at all);
+    text that is not valid base64 is `provider_bad_response` with `message`."""
+    try:
+        return base64.b64decode(text, validate=True) if isinstance(text, str) else b""
+    except (binascii.Error, ValueError):
+        raise ProviderError(message, code="provider_bad_response") from None
 
 
 def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int, timeout: float,

@@ -11,30 +11,20 @@ The first-frame image is downloaded through the guarded fetcher and sent as a da
 """
 from __future__ import annotations
 
-import base64
 import logging
 
 import requests
 
 from .base import Done, Job, Output, Pending, ProviderError
-from .http import KeyedClient, configured_base_url
-from .media import fetch_reference_images
-from .replicate import own_origin_outputs
+from .common import ProviderAdapter
+from .http import KeyedClient, json_field
+from .media import WEB_IMAGE_TYPES, data_uri
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.minimax.io/v1"
-#: MINIMAX_BASE_URL is conventionally the bare host; a trailing /v1 is accepted too.
-API_VERSION = "/v1"
-REQUEST_TIMEOUT = 60.0
-#: MiniMax's limit for `first_frame_image`: under 20 MB, JPG/PNG/WebP.
-MAX_FRAME_BYTES = 20 * 1024 * 1024
-FRAME_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
-REFERENCE_FETCH_TIMEOUT = 30.0
 #: The catalog prices one 6 s clip; 6 is also the only duration every Hailuo model takes.
 CLIP_SECONDS = 6
 
-RUNNING = frozenset({"Preparing", "Queueing", "Processing"})
 #: `Fail` is documented; the official CLI checks `Failed` and knows `Unknown`.
 FAILED = frozenset({"Fail", "Failed", "Unknown"})
 
@@ -64,22 +54,21 @@ class MiniMaxClient(KeyedClient):
     """HTTP client for the MiniMax API: Bearer key, `base_resp` envelopes."""
 
     name = "MiniMax"
-    default_base_url = DEFAULT_BASE_URL
-    default_timeout = REQUEST_TIMEOUT
+    base_url_env = "MINIMAX_BASE_URL"
+    default_base_url = "https://api.minimax.io/v1"
+    #: MINIMAX_BASE_URL is conventionally the bare host; a trailing /v1 is accepted too.
+    api_version = "/v1"
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, code) from `base_resp`, when an HTTP error answer carries one."""
-        base_resp = _base_resp(response)
+        base_resp = json_field(response, "base_resp")
         if base_resp.get("status_msg"):
             return str(base_resp["status_msg"])[:500], str(base_resp.get("status_code"))
         return super().describe_error(response)
 
     def checked(self, response: requests.Response) -> dict:
         """The JSON body of an HTTP 200 answer; a non-zero `base_resp.status_code` raises."""
-        body = self.json(response)
-        if not isinstance(body, dict):
-            raise ProviderError("MiniMax sent an answer that is not a JSON object.",
-                                code="provider_bad_response", retryable=True)
+        body = self.json_object(response)
         base_resp = body.get("base_resp") if isinstance(body.get("base_resp"), dict) else {}
         status_code = base_resp.get("status_code", 0)
         if status_code != 0:
@@ -87,36 +76,18 @@ class MiniMaxClient(KeyedClient):
         return body
 
 
-def _base_resp(response: requests.Response) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    base_resp = body.get("base_resp") if isinstance(body, dict) else None
-    return base_resp if isinstance(base_resp, dict) else {}
+class HailuoAdapter(ProviderAdapter):
+    """Runs Hailuo: create once, poll the task, then turn its `file_id` into a download URL.
+    MiniMax has no cancel for v1 video tasks."""
 
-
-class HailuoAdapter:
-    """Runs Hailuo: create once, poll the task, then turn its `file_id` into a download URL."""
-
-    #: Hailuo clips take a minute or more (the official MCP polls every 20 s); tests shorten it.
-    POLL_SECONDS = 5.0
-
-    def __init__(self, client: MiniMaxClient, fetcher=None, options=None):
-        self.client = client
-        self.fetcher = fetcher
-        self.options = options or {}
-
-    @classmethod
-    def from_context(cls, spec, context) -> "HailuoAdapter":
-        """Build from `MINIMAX_API_KEY` and optional `MINIMAX_BASE_URL`."""
-        api_key = context.env.get("MINIMAX_API_KEY")
-        if not api_key:
-            raise ProviderError("MINIMAX_API_KEY is not set on this server.",
-                                code="model_unavailable")
-        client = MiniMaxClient(api_key=api_key, base_url=configured_base_url(
-            context.env, "MINIMAX_BASE_URL", DEFAULT_BASE_URL, API_VERSION))
-        return cls(client, context.fetcher, context.options)
+    CLIENT = MiniMaxClient
+    CREDENTIALS = {"api_key": "MINIMAX_API_KEY"}
+    #: Hailuo clips take a minute or more (the official MCP polls every 20 s).
+    POLL_SCHEDULE = (5.0,)
+    RUNNING = frozenset({"Preparing", "Queueing", "Processing"})
+    #: MiniMax's limit for `first_frame_image`: under 20 MB, JPG/PNG/WebP.
+    REFERENCE_MAX_BYTES = 20 * 1024 * 1024
+    REFERENCE_TYPES = WEB_IMAGE_TYPES
 
     def start(self, job: Job) -> Pending:
         """Create the task; the worker commits its `task_id` before polling."""
@@ -126,7 +97,7 @@ class HailuoAdapter:
         if not task_id:
             raise ProviderError("MiniMax accepted the request but returned no task_id.",
                                 code="provider_bad_response")
-        return self._pending(job, str(task_id))
+        return self.pending(job, str(task_id))
 
     def poll(self, job: Job) -> Done | Pending:
         """Query the task; on `Success` resolve its file to a fresh download URL."""
@@ -135,30 +106,23 @@ class HailuoAdapter:
                                        seconds_left=job.seconds_left())
         task = self.client.checked(response)
         status = task.get("status")
-        if status in RUNNING:
-            return self._pending(job, job.upstream_id)
+        if status in self.RUNNING:
+            return self.pending(job, job.upstream_id)
         if status == "Success":
-            video = Output("video/mp4", url=self._download_url(job, task.get("file_id")))
-            return own_origin_outputs(self.client, self.fetcher, Done([video]), job)
+            url = self._download_url(job, task.get("file_id"))
+            return self.done(job, [Output("video/mp4", url=url)])
         if status in FAILED:
             raise ProviderError(f"The Hailuo task failed (status {status}).", code="provider_error")
         log.info("Hailuo task %s has the unknown status %r; polling on", job.upstream_id, status)
-        return self._pending(job, job.upstream_id)
-
-    def cancel(self, job: Job) -> None:
-        """Nothing to call: MiniMax has no cancel for v1 video tasks."""
+        return self.pending(job, job.upstream_id)
 
     def body(self, job: Job) -> dict:
         """model, prompt, a fixed 6 s duration (what the price covers), and the first frame."""
         body = {"model": job.spec.upstream, "prompt": job.input["prompt"],
                 "duration": CLIP_SECONDS}
-        timeout = min(REFERENCE_FETCH_TIMEOUT, max(job.seconds_left(), 1.0))
-        frames = fetch_reference_images(self.fetcher, job.input.get("image_urls") or [],
-                                        max_bytes=MAX_FRAME_BYTES, timeout=timeout,
-                                        accepted=FRAME_TYPES)
+        frames = self.reference_images(job)
         if frames:
-            data, kind = frames[0]
-            body["first_frame_image"] = f"data:{kind};base64,{base64.b64encode(data).decode()}"
+            body["first_frame_image"] = data_uri(*frames[0])
         return body
 
     def _download_url(self, job: Job, file_id) -> str:
@@ -177,8 +141,3 @@ class HailuoAdapter:
             raise ProviderError("MiniMax returned the file without a download_url.",
                                 code="provider_bad_response", retryable=True)
         return url
-
-    def _pending(self, job: Job, task_id: str) -> Pending:
-        # Never sleep past the deadline: the worker fails the run at its next look.
-        wait = self.options.get("poll_seconds", self.POLL_SECONDS)
-        return Pending(task_id, max(min(float(wait), job.seconds_left()), 0.05))

@@ -10,25 +10,12 @@ There is no job id and no cancel: closing the connection is the only way to stop
 """
 from __future__ import annotations
 
-import base64
-import binascii
-
 import requests
 
 from .base import Done, Job, Output, ProviderError
-from .http import KeyedClient, configured_base_url, parse_retry_after
-from .media import WEB_IMAGE_TYPES, fetch_reference_images, sniff_image_type
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: OPENAI_BASE_URL conventionally ends in /v1; the bare host is accepted too.
-API_VERSION = "/v1"
-#: A 4K gpt-image-2 image can take minutes; the run's deadline bounds this further.
-REQUEST_TIMEOUT = 300.0
-#: The catalog promises "4 MB each" for reference images of every OpenAI model.
-MAX_REFERENCE_BYTES = 4 * 1024 * 1024
-REFERENCE_FETCH_TIMEOUT = 30.0
-#: What `/images/edits` accepts; any other still image is sent as PNG (see media.py).
-EDIT_IMAGE_TYPES = WEB_IMAGE_TYPES
+from .common import ProviderAdapter
+from .http import KeyedClient, json_field, parse_retry_after
+from .media import WEB_IMAGE_TYPES, decode_base64, sniff_image_type
 
 #: gpt-image-1 and gpt-image-1.5 take only these three fixed sizes (besides `auto`).
 CLASSIC_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
@@ -73,13 +60,17 @@ class OpenAIClient(KeyedClient):
     """Talks to the OpenAI API with a bearer key; understands its `{"error": {...}}` bodies."""
 
     name = "OpenAI"
-    default_base_url = DEFAULT_BASE_URL
-    default_timeout = REQUEST_TIMEOUT
+    base_url_env = "OPENAI_BASE_URL"
+    default_base_url = "https://api.openai.com/v1"
+    #: OPENAI_BASE_URL conventionally ends in /v1; the bare host is accepted too.
+    api_version = "/v1"
+    #: A 4K gpt-image-2 image can take minutes; the run's deadline bounds this further.
+    default_timeout = 300.0
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """(message, code or type) from `{"error": {"message", "type", "param", "code"}}`."""
         message, _ = super().describe_error(response)
-        error = _error_object(response)
+        error = json_field(response, "error")
         code = error.get("code") or error.get("type")
         if error.get("param"):
             message = f"{message} (param: {error['param']})"
@@ -107,52 +98,27 @@ class OpenAIClient(KeyedClient):
         return super().final_code(status, provider_code, detail)
 
 
-def _error_object(response: requests.Response) -> dict:
-    """The `error` object of an OpenAI error body, or {}."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
+class OpenAIImagesAdapter(ProviderAdapter):
+    """Runs gpt-image models: generations for text-only runs, edits with reference images.
+    Synchronous: no upstream job to poll, and no cancel (only closing the connection stops
+    a generation)."""
 
-
-class OpenAIImagesAdapter:
-    """Runs gpt-image models: generations for text-only runs, edits with reference images."""
-
-    def __init__(self, client: OpenAIClient, fetcher=None):
-        self.client = client
-        self.fetcher = fetcher
-
-    @classmethod
-    def from_context(cls, spec, context) -> "OpenAIImagesAdapter":
-        """Build from `OPENAI_API_KEY` and optional `OPENAI_BASE_URL`."""
-        api_key = context.env.get("OPENAI_API_KEY")
-        if not api_key:
-            raise ProviderError("OPENAI_API_KEY is not set on this server.",
-                                code="model_unavailable")
-        base_url = configured_base_url(context.env, "OPENAI_BASE_URL", DEFAULT_BASE_URL,
-                                       API_VERSION)
-        return cls(OpenAIClient(api_key=api_key, base_url=base_url), context.fetcher)
+    CLIENT = OpenAIClient
+    CREDENTIALS = {"api_key": "OPENAI_API_KEY"}
+    #: The catalog promises "4 MB each" for reference images of every OpenAI model.
+    REFERENCE_MAX_BYTES = 4 * 1024 * 1024
+    #: What `/images/edits` accepts; any other still image is sent as PNG (see media.py).
+    REFERENCE_TYPES = WEB_IMAGE_TYPES
 
     def start(self, job: Job) -> Done:
         """Generate (or edit) the image in one call and return it."""
         fields = self.fields(job)
-        urls = job.input.get("image_urls") or []
-        if urls:
-            response = self._edit(job, fields, urls)
+        if job.input.get("image_urls"):
+            response = self._edit(job, fields)
         else:
             response = self.client.request("POST", "/images/generations", json=fields,
                                            seconds_left=job.seconds_left())
         return Done(self.outputs(self.client.json(response)))
-
-    def poll(self, job: Job) -> Done:
-        """Never called: OpenAI image calls are synchronous and leave no upstream job."""
-        raise ProviderError("OpenAI image runs have no upstream job to poll.",
-                            code="provider_error")
-
-    def cancel(self, job: Job) -> None:
-        """Nothing to cancel: OpenAI has no job id and no cancel endpoint."""
 
     def fields(self, job: Job) -> dict:
         """The request fields shared by generations and edits."""
@@ -163,13 +129,10 @@ class OpenAIImagesAdapter:
             fields["quality"] = job.input["quality"]
         return fields
 
-    def _edit(self, job: Job, fields: dict, urls: list[str]) -> requests.Response:
+    def _edit(self, job: Job, fields: dict) -> requests.Response:
         """`POST /images/edits` as multipart, one repeated `image[]` part per reference."""
         # /images/edits takes PNG, JPEG and WebP only; others are converted before the call.
-        images = fetch_reference_images(self.fetcher, urls, max_bytes=MAX_REFERENCE_BYTES,
-                                        timeout=min(REFERENCE_FETCH_TIMEOUT,
-                                                    max(job.seconds_left(), 1.0)),
-                                        accepted=EDIT_IMAGE_TYPES)
+        images = self.reference_images(job)
         extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
         files = [("image[]", (f"reference-{i}.{extension[kind]}", data, kind))
                  for i, (data, kind) in enumerate(images, start=1)]
@@ -187,12 +150,9 @@ class OpenAIImagesAdapter:
         outputs = []
         for item in items:
             encoded = item.get("b64_json") if isinstance(item, dict) else None
-            try:
-                data = base64.b64decode(encoded or "", validate=True)
-            except (binascii.Error, TypeError, ValueError):
-                data = b""
+            message = "OpenAI answered with an image that is not valid base64."
+            data = decode_base64(encoded, message)
             if not data:
-                raise ProviderError("OpenAI answered with an image that is not valid base64.",
-                                    code="provider_bad_response")
+                raise ProviderError(message, code="provider_bad_response")
             outputs.append(Output(sniff_image_type(data) or declared, data=data))
         return outputs

@@ -1,12 +1,17 @@
-"""Which adapter serves which catalog entry, and what adapters get to work with."""
+"""Which adapter serves which catalog entry.
+
+A provider is one adapter module here (a `common.ProviderAdapter` subclass) named in
+`ADAPTERS`; the catalog's `adapter` field picks it, and the catalog loader refuses names that
+are not listed (see docs/providers.md, "Adding a provider").
+"""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Mapping
 
 from ..catalog import ModelSpec, effective_adapter
-from .base import Adapter, ProviderError
+from .base import Adapter, ProviderContext, ProviderError
+
+__all__ = ["ADAPTERS", "ProviderContext", "adapter_for"]
 
 #: Catalog `adapter` name → (module in runbase_web.providers, class name).
 ADAPTERS = {
@@ -24,20 +29,11 @@ ADAPTERS = {
 }
 
 
-@dataclass(frozen=True)
-class ProviderContext:
-    """What every adapter is built from: the provider variables and the guarded fetcher
-    (for reference images and output URLs; see runbase_web/net.py)."""
-
-    env: Mapping[str, str]
-    fetcher: object = None
-    options: Mapping[str, object] = field(default_factory=dict)
-
-
 def adapter_for(spec: ModelSpec, context: ProviderContext) -> Adapter:
-    """The adapter for a model, configured from the provider's variables; a model routed
-    to an upstream Runbase (catalog.effective_adapter) gets the upstream adapter."""
-    name = effective_adapter(spec, context.env)
+    """The adapter for a model, configured from the provider's variables: the one named by
+    `context.adapter` (the adapter a run started with), else the one the variables route to
+    (a model routed to an upstream Runbase gets the upstream adapter; catalog.effective_adapter)."""
+    name = context.adapter or effective_adapter(spec, context.env)
     module_name, class_name = ADAPTERS.get(name, (None, None))
     if module_name is None:
         raise ProviderError(f"No adapter named '{name}'.", code="model_unavailable")

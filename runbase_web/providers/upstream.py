@@ -9,20 +9,16 @@ of a second one (and a second charge on the operator's upstream account).
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urljoin
 
-from .base import Done, Job, Pending, ProviderError
-from .http import ProviderClient, configured_base_url, parse_retry_after
-from .replicate import own_origin_outputs, poll_delay, url_output
+from ..catalog import UPSTREAM_ADAPTER, UPSTREAM_ENV, ModelSpec
+from .base import Done, Job, Output, Pending, ProviderError
+from .common import ProviderAdapter, cancel_seconds, unknown_status, url_output
+from .http import KeyedClient, parse_retry_after
 
 #: Creating a run upstream only validates, charges and queues it: a long wait means trouble,
 #: and the Idempotency-Key makes asking again safe.
 CREATE_TIMEOUT = 15.0
-#: RUNBASE_UPSTREAM_URL is the server root (e.g. https://runbase.net); a trailing /api/v1
-#: is accepted too. Requests go to paths under the API version.
-API_VERSION = "/api/v1"
-RUNNING = frozenset({"pending", "processing"})
 ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
 #: Upstream error code → (message for our run, our code, retryable). Several are the
 #: operator's business (balance, limits, key), so the message says what they must fix.
@@ -52,18 +48,14 @@ UPSTREAM_ERRORS = {
 }
 
 
-class UpstreamClient(ProviderClient):
+class UpstreamClient(KeyedClient):
     """HTTP client for a hosted Runbase: Bearer sk- key, `{"error": {message, code}}`."""
 
     name = "the upstream Runbase"
-
-    def __init__(self, *, key: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._key = key
-
-    def auth_headers(self) -> dict[str, str]:
-        """`Authorization: Bearer sk-…` on every request."""
-        return {"Authorization": f"Bearer {self._key}"}
+    #: The server root (e.g. https://runbase.net), required (catalog.UPSTREAM_ENV); a trailing
+    #: /api/v1 is accepted too. Requests go to paths under the API version.
+    base_url_env = "RUNBASE_UPSTREAM_URL"
+    api_version = "/api/v1"
 
     def error_for(self, response) -> ProviderError:
         """Runbase's own codes first (see UPSTREAM_ERRORS), then the generic rules."""
@@ -79,72 +71,49 @@ class UpstreamClient(ProviderClient):
                              code=our_code, retryable=retryable, retry_after=retry_after)
 
 
-class UpstreamRunbaseAdapter:
+class UpstreamRunbaseAdapter(ProviderAdapter):
     """Runs a catalog model on an upstream hosted Runbase: create, poll, cancel."""
 
-    def __init__(self, client: UpstreamClient, model: str, fetcher=None):
-        self.client = client
-        self.model = model
-        self.fetcher = fetcher
+    CLIENT = UpstreamClient
+    CREDENTIALS = {"api_key": "RUNBASE_UPSTREAM_KEY"}
+    RUNNING = frozenset({"pending", "processing"})
 
     @classmethod
-    def from_context(cls, spec, context) -> "UpstreamRunbaseAdapter":
-        """Built from RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY (both required)."""
-        url, key = context.env.get("RUNBASE_UPSTREAM_URL"), context.env.get("RUNBASE_UPSTREAM_KEY")
-        if not url or not key:
-            raise ProviderError("RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY must both be set.",
-                                code="provider_auth")
-        base_url = configured_base_url(context.env, "RUNBASE_UPSTREAM_URL", url, API_VERSION)
-        return cls(UpstreamClient(key=key, base_url=base_url), upstream_model(spec),
-                   context.fetcher)
+    def required_env(cls, spec: ModelSpec) -> tuple[str, ...]:
+        """The upstream variables, whatever the model's own provider needs."""
+        return UPSTREAM_ENV
 
     def start(self, job: Job) -> Done | Pending:
         """Create the upstream run, idempotently keyed by our run id."""
         response = self.client.request(
             "POST", "/runs", seconds_left=min(job.seconds_left(), CREATE_TIMEOUT),
-            json={"model": self.model, "input": job.input},
+            json={"model": upstream_model(job.spec), "input": job.input},
             headers={"Idempotency-Key": job.run_id})
-        return self._interpret(job, self._run(response), polls=0)
+        return self._interpret(job, self.client.json_object(response))
 
     def poll(self, job: Job) -> Done | Pending:
         """Read the upstream run again."""
-        response = self.client.request("GET", f"/runs/{job.upstream_id}",
-                                       seconds_left=job.seconds_left())
-        polls = int((job.upstream_state or {}).get("polls", 0)) + 1
-        return self._interpret(job, self._run(response), polls=polls)
+        return self._interpret(job, self.read(job, f"/runs/{job.upstream_id}"))
 
     def cancel(self, job: Job) -> None:
         """Cancel upstream (a Runbase extension; a server without it answers 404/405)."""
         try:
             self.client.request("POST", f"/runs/{job.upstream_id}/cancel",
-                                seconds_left=min(max(job.seconds_left(), 5.0), 10.0))
+                                seconds_left=cancel_seconds(job))
         except ProviderError as error:
             if error.retryable or error.code == "provider_auth":
                 raise  # nothing to do about a 404/405: the upstream has no cancel
 
-    def _run(self, response) -> dict:
-        run = self.client.json(response)
-        if not isinstance(run, dict) or not run.get("id"):
+    def _interpret(self, job: Job, run: dict) -> Done | Pending:
+        """Map the upstream run's status onto Done, Pending or a final ProviderError; an
+        answer without a run id is a broken one."""
+        if not run.get("id"):
             raise ProviderError("The upstream Runbase answered without a run id.",
                                 code="provider_bad_response", retryable=True)
-        return run
+        return self.outcome(job, str(run["id"]), run.get("status"),
+                            outputs=lambda: self._outputs(run), failure=lambda: _failure(run))
 
-    def _interpret(self, job: Job, run: dict, *, polls: int) -> Done | Pending:
-        """Map the upstream run's status onto Done, Pending or a final ProviderError."""
-        status = run.get("status")
-        if status in RUNNING:
-            return Pending(str(run["id"]), poll_delay(job, polls), {"polls": polls})
-        if status == "succeeded":
-            return own_origin_outputs(self.client, self.fetcher, self._outputs(run), job)
-        if status == "failed":
-            code = run.get("errorCode")
-            code = code if isinstance(code, str) and ERROR_CODE_RE.match(code) else "provider_error"
-            raise ProviderError(f"The upstream run failed: {str(run.get('error') or 'no details')[:500]}",
-                                code=code)
-        raise ProviderError(f"The upstream Runbase sent an unknown run status {status!r}.",
-                            code="provider_bad_response", retryable=True)
-
-    def _outputs(self, run: dict) -> Done:
+    def _outputs(self, run: dict) -> list[Output]:
         """`output.urls` (also `output.url`, which some clients expect) → Outputs; relative
         URLs are resolved against the upstream server's root (the base URL without /api/v1)."""
         output = run.get("output") if isinstance(run.get("output"), dict) else {}
@@ -154,12 +123,24 @@ class UpstreamRunbaseAdapter:
         if not urls:
             raise ProviderError("The upstream run succeeded but listed no output file.",
                                 code="provider_bad_response")
-        return Done([url_output(url) for url in urls])
+        return [url_output(url) for url in urls]
 
 
-def upstream_model(spec) -> str:
+def _failure(run: dict) -> ProviderError:
+    """Why the upstream run ended without outputs: failed, with its own errorCode passed
+    through (when it looks like one), or a status we do not know (retryable: look again)."""
+    status = run.get("status")
+    if status != "failed":
+        return unknown_status("The upstream Runbase", "run", status)
+    code = run.get("errorCode")
+    code = code if isinstance(code, str) and ERROR_CODE_RE.match(code) else "provider_error"
+    return ProviderError(f"The upstream run failed: {str(run.get('error') or 'no details')[:500]}",
+                         code=code)
+
+
+def upstream_model(spec: ModelSpec) -> str:
     """The model id asked of the upstream: ours, unless an entry forced upstream
     (`"adapter": "runbase"`) names another Runbase id in `upstream`."""
-    if spec.adapter == "runbase" and "/" in spec.upstream:
+    if spec.adapter == UPSTREAM_ADAPTER and "/" in spec.upstream:
         return spec.upstream
     return spec.id

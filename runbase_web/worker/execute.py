@@ -18,7 +18,7 @@ from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
-from ..catalog import ModelSpec
+from ..catalog import ModelSpec, effective_adapter
 from ..urls import public_base_url
 from .claim import release
 
@@ -63,11 +63,15 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         return
     if run.upstream_id is None:
         run.attempts += 1
+        # The adapter this run starts with stays its adapter (polls, cancel), whatever the
+        # variables route to later; it is committed before the provider is called.
+        run.adapter = run.adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
     job = _job_for(run, spec)
+    context = provider_context(app, run.adapter)
     retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
     session.commit()
     try:
-        adapter = adapter_for(spec, provider_context(app))
+        adapter = adapter_for(spec, context)
         faults.point("provider_call")
         result = adapter.poll(job) if job.upstream_id else adapter.start(job)
     except ProviderError as error:
@@ -94,11 +98,13 @@ def _job_for(run: Run, spec: ModelSpec) -> Job:
     return Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts, run.upstream_id, state)
 
 
-def provider_context(app: Flask) -> ProviderContext:
-    """What adapters are built from in this app: provider variables and the fetcher."""
+def provider_context(app: Flask, adapter: str | None = None) -> ProviderContext:
+    """What adapters are built from in this app: provider variables, the fetcher, and the
+    adapter a run started with (`Run.adapter`; None, for a row from before that column,
+    routes by the variables as catalog.effective_adapter says)."""
     fetcher = net.Fetcher(allow_loopback=app.config.get("FETCH_ALLOW_LOOPBACK", False),
                           max_bytes=app.config.get("FETCH_MAX_BYTES", net.DEFAULT_MAX_BYTES))
-    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher)
+    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher, adapter=adapter)
 
 
 def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:
@@ -139,6 +145,7 @@ def _cancel_upstream_job(app: Flask, session: Session, run_id: str) -> None:
         return
     spec = state.catalog(app).get(run.model)
     job = _job_for(run, spec) if spec is not None else None
+    context = provider_context(app, run.adapter)  # the adapter that holds the job
     retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
     tries = retries.get("cancel", 0) + 1
     counted = {**(run.upstream_state or {}), RETRY_STATE_KEY: {**retries, "cancel": tries}}
@@ -146,7 +153,7 @@ def _cancel_upstream_job(app: Flask, session: Session, run_id: str) -> None:
     try:
         if job is None:
             raise ProviderError(f"model {run.model} is no longer in the catalog")
-        adapter_for(spec, provider_context(app)).cancel(job)
+        adapter_for(spec, context).cancel(job)
     except Exception as error:  # noqa: BLE001 - any failure is retried, then recorded
         log.warning("run %s: could not cancel upstream job %s (try %d): %s",
                     run_id, run.upstream_id, tries, error)

@@ -7,16 +7,17 @@ import pytest
 from flask import Flask, Response
 from PIL import Image
 
-from runbase_web.providers import replicate as replicate_provider
+from runbase_web.providers.common import ProviderAdapter
 from tests.fakes.server import FakeServer
 from tests.providers.support import stop_soon
 
 
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch):
-    """Poll the Replicate-style fakes (Replicate, fal, upstream Runbase) more often than real
-    providers warrant, to keep the suite quick."""
-    monkeypatch.setattr(replicate_provider, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
+    """Poll the fakes on the default schedule (Replicate, fal, upstream Runbase) more often
+    than real providers warrant, to keep the suite quick; adapters with their own schedule
+    are shortened in their test modules."""
+    monkeypatch.setattr(ProviderAdapter, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
 
 
 def _animated_gif() -> bytes:

@@ -157,7 +157,7 @@ def test_worker_stopped_while_polling_resumes_the_same_request(fake, app, client
 def test_queue_urls_on_another_host_are_not_followed():
     # Our key goes with every status request, so only URLs on the queue host are used.
     from runbase_web.providers.fal import FalAdapter
-    adapter = FalAdapter(FalClient(key="k", base_url="https://queue.fal.run"))
+    adapter = FalAdapter(FalClient(api_key="k", base_url="https://queue.fal.run"))
     spec = SimpleNamespace(upstream="fal-ai/flux/dev")
     job = SimpleNamespace(spec=spec)
     body = {"status_url": "https://evil.example/steal"}
@@ -169,6 +169,6 @@ def test_queue_urls_on_another_host_are_not_followed():
 
 def test_validation_detail_list_is_described():
     body = {"detail": [{"loc": ["body", "num_images"], "msg": "must be <= 4", "type": "less_than_equal"}]}
-    error = FalClient(key="k", base_url="http://x").error_for(FakeResponse(422, body))
+    error = FalClient(api_key="k", base_url="http://x").error_for(FakeResponse(422, body))
     assert isinstance(error, ProviderError) and not error.retryable
     assert error.code == "invalid_input" and "body.num_images: must be <= 4" in error.message

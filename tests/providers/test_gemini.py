@@ -53,8 +53,7 @@ def user(make_user):
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch):
     """Veo is polled every 10 s in production; the fake finishes in a few polls."""
-    monkeypatch.setattr(VeoAdapter, "FIRST_POLL_SECONDS", 0.2)
-    monkeypatch.setattr(VeoAdapter, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(VeoAdapter, "POLL_SCHEDULE", (0.2,))
 
 
 @pytest.fixture

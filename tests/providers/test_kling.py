@@ -31,7 +31,7 @@ refunded = functools.partial(support.refunded, credit=CREDIT)
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch):
     """Kling is polled every 5 s in production; the fake finishes in one or two polls."""
-    monkeypatch.setattr(KlingAdapter, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(KlingAdapter, "POLL_SCHEDULE", (0.2,))
 
 
 @pytest.fixture

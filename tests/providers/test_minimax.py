@@ -30,7 +30,7 @@ refunded = functools.partial(support.refunded, credit=CREDIT)
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch):
     """Hailuo is polled every 5 s in production; the fake finishes in two polls."""
-    monkeypatch.setattr(HailuoAdapter, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(HailuoAdapter, "POLL_SCHEDULE", (0.2,))
 
 
 @pytest.fixture

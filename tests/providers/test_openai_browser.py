@@ -7,7 +7,7 @@ from playwright.sync_api import Page, expect
 from runbase_web.catalog import Catalog
 from tests.fakes import openai as fake_openai
 from tests.fakes.server import FakeServer, FakeState
-from tests.web.test_browser import RUN_TIMEOUT_MS, newest_card, pick, sign_up, submit
+from tests.support.pages import RUN_TIMEOUT_MS, newest_card, pick, sign_up, submit
 
 pytestmark = pytest.mark.browser
 MODEL = "openai/gpt-image-2"

@@ -9,7 +9,8 @@ import pytest
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.providers.base import ProviderError
-from runbase_web.providers.replicate import ReplicateClient, find_urls
+from runbase_web.providers.common import find_urls
+from runbase_web.providers.replicate import ReplicateClient
 from tests.conftest import wait_for_run
 from tests.fakes import replicate as fake_replicate
 from tests.web import sign_in
@@ -178,7 +179,7 @@ def test_expired_output_url_fails_the_run_and_refunds(fake, app, client, auth, w
     ({"detail": "throttled"}, {}, None),
 ])
 def test_throttle_wait_comes_from_the_body_or_the_header(body, headers, expected):
-    error = ReplicateClient(token="t", base_url="http://x").error_for(FakeResponse(429, body, headers))
+    error = ReplicateClient(api_key="t", base_url="http://x").error_for(FakeResponse(429, body, headers))
     assert isinstance(error, ProviderError) and error.retryable and error.code == "provider_busy"
     assert error.retry_after == expected
 

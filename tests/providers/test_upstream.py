@@ -5,6 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbase_web.extensions import db
+from runbase_web.models import Run
 from runbase_web.providers import upstream
 from runbase_web.worker import execute
 from tests.conftest import wait_for_run
@@ -185,6 +187,51 @@ def test_worker_stopped_while_polling_resumes_the_same_upstream_run(fake, app, c
     done = wait_for_run(app, run["id"])
     assert done.status == "succeeded", done.error
     assert done.upstream_id == upstream_id and fake.state.data["creates"] == 1
+
+
+def set_openai_key(app) -> None:
+    """The operator configures OpenAI while a run is upstream: new runs would go to OpenAI."""
+    app.config["PROVIDER_ENV"] = {**app.config["PROVIDER_ENV"], "OPENAI_API_KEY": "sk-openai"}
+
+
+def test_a_run_keeps_polling_the_upstream_after_the_provider_key_is_set(fake, app, client, auth,
+                                                                        worker):
+    fake.state.data["polls_needed"] = 4
+    run = create(client, auth, MODEL)
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    gets_before = len(fake.state.calls_to("GET", f"/api/v1/runs/{upstream_id}"))
+    set_openai_key(app)
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert done.adapter == "runbase" and done.upstream_id == upstream_id
+    assert len(fake.state.calls_to("GET", f"/api/v1/runs/{upstream_id}")) > gets_before
+    assert fake.state.data["creates"] == 1
+    assert ledger(app, run["id"]) == [("charge", -PRICE)]
+
+
+def test_the_upstream_cancel_goes_where_the_run_started_after_the_key_is_set(fake, app, client,
+                                                                            auth, worker):
+    fake.state.data["outcome"] = "never"
+    run = create(client, auth, MODEL)
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    set_openai_key(app)
+    assert client.post(f"/api/v1/runs/{run['id']}/cancel", headers=auth).status_code == 200
+    wait_for_upstream_cancel(app, run["id"])
+    assert len(fake.state.calls_to("POST", f"/api/v1/runs/{upstream_id}/cancel")) == 1
+    assert fake.state.data["runs"][upstream_id]["errorCode"] == "canceled"
+
+
+def test_a_run_from_before_the_adapter_column_is_routed_by_the_variables(fake, app, client, auth,
+                                                                         worker):
+    fake.state.data["polls_needed"] = 4
+    run = create(client, auth, MODEL)
+    upstream_id = wait_for_upstream_id(app, run["id"])
+    with app.app_context():  # as a row written before migration 0006 would be
+        db.session.get(Run, run["id"]).adapter = None
+        db.session.commit()
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded", done.error
+    assert done.adapter is None and done.upstream_id == upstream_id
 
 
 @pytest.fixture

@@ -79,6 +79,18 @@ def test_timeout_past_deadline_fails_and_refunds(short_deadline_catalog, app, cl
     assert balance(app, user) == 1_000_000
 
 
+def test_the_adapter_a_run_starts_with_is_recorded(app, client, auth, worker):
+    run = create(client, auth, model="local/sketch")
+    done = wait_for_run(app, run["id"])
+    assert done.status == "succeeded" and done.adapter == "local"
+
+
+def test_a_run_not_started_has_no_adapter_yet(app, client, auth):
+    run = create(client, auth, model="local/sketch")  # no worker here
+    with app.app_context():
+        assert db.session.get(Run, run["id"]).adapter is None
+
+
 def test_create_wakes_an_idle_embedded_worker(app_config, app, client, auth):
     # With a 30 s poll, only the wake-up on create can start the run quickly.
     from runbase_web.state import WORKER
