@@ -224,3 +224,17 @@ def page(chromium, live_server):
     tab = context.new_page()
     yield tab
     context.close()
+
+
+@pytest.fixture
+def problems(page):
+    """What the page reported while the test ran: Content-Security-Policy violations and
+    console errors are collected as they happen; CSP violations and uncaught page errors
+    fail the test (the CSP forbids inline script and style, so anything that slipped in
+    shows up here)."""
+    seen: list[str] = []
+    page.on("console", lambda msg: seen.append(f"console {msg.type}: {msg.text}")
+            if "Content Security Policy" in msg.text or msg.type == "error" else None)
+    page.on("pageerror", lambda error: seen.append(f"pageerror: {error}"))
+    yield seen
+    assert [p for p in seen if "Content Security Policy" in p or p.startswith("pageerror")] == []

@@ -260,7 +260,7 @@ def test_edit_disable_and_credits_pages_in_a_browser(page, app):
     breaks the CSP (no inline script or style)."""
     from playwright.sync_api import expect
 
-    from tests.web.test_browser import sign_up
+    from tests.support.pages import sign_up
 
     seen: list[str] = []
     page.on("console", lambda msg: seen.append(msg.text) if "Content Security Policy" in msg.text else None)

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from runbase_web import recipe
 from runbase_web.extensions import db
 from runbase_web.models import Run
-from tests.web.test_browser import RUN_TIMEOUT_MS, pick, sign_up
+from tests.support.pages import RUN_TIMEOUT_MS, pick, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -23,15 +23,6 @@ def app_config():
     return {"WTF_CSRF_ENABLED": True}
 
 
-@pytest.fixture
-def problems(page: Page):
-    """CSP violations and page errors seen while the test ran (must stay empty)."""
-    seen: list[str] = []
-    page.on("console", lambda msg: seen.append(f"console {msg.type}: {msg.text}")
-            if "Content Security Policy" in msg.text or msg.type == "error" else None)
-    page.on("pageerror", lambda error: seen.append(f"pageerror: {error}"))
-    yield seen
-    assert [p for p in seen if "Content Security Policy" in p or p.startswith("pageerror")] == []
 
 
 def cards(page: Page):

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.test_browser import RUN_TIMEOUT_MS, pick, sign_up
+from tests.support.pages import RUN_TIMEOUT_MS, pick, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -19,15 +19,6 @@ def app_config():
     return {"WTF_CSRF_ENABLED": True}
 
 
-@pytest.fixture
-def problems(page: Page):
-    """CSP violations and page errors seen while the test ran (must stay empty)."""
-    seen: list[str] = []
-    page.on("console", lambda msg: seen.append(f"console {msg.type}: {msg.text}")
-            if "Content Security Policy" in msg.text else None)
-    page.on("pageerror", lambda error: seen.append(f"pageerror: {error}"))
-    yield seen
-    assert seen == []
 
 
 def test_share_open_anonymously_hide_prompt_and_revoke(page: Page, problems, chromium, live_server):
