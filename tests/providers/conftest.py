@@ -1,12 +1,14 @@
 """Fixtures the provider tests share (helpers are in tests/providers/support.py)."""
 from __future__ import annotations
 
+import importlib
 import io
 
 import pytest
 from flask import Flask, Response
 from PIL import Image
 
+from runbase_web.providers import registry
 from runbase_web.providers.common import ProviderAdapter
 from tests.fakes.server import FakeServer
 from tests.providers.support import stop_soon
@@ -14,10 +16,15 @@ from tests.providers.support import stop_soon
 
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch):
-    """Poll the fakes on the default schedule (Replicate, fal, upstream Runbase) more often
-    than real providers warrant, to keep the suite quick; adapters with their own schedule
-    are shortened in their test modules."""
+    """Poll the fakes far more often than real providers warrant, to keep the suite quick:
+    the default schedule (Replicate, fal, upstream Runbase) and every adapter's own (Veo,
+    Seedance, Kling, Hailuo are polled every 5-10 s in production; their fakes finish in
+    a few polls)."""
     monkeypatch.setattr(ProviderAdapter, "POLL_SCHEDULE", (0.3, 0.3, 0.5))
+    for module_name, class_name in registry.ADAPTERS.values():
+        adapter = getattr(importlib.import_module(f"runbase_web.providers.{module_name}"), class_name)
+        if "POLL_SCHEDULE" in vars(adapter):
+            monkeypatch.setattr(adapter, "POLL_SCHEDULE", (0.2,))
 
 
 def _animated_gif() -> bytes:

@@ -28,12 +28,6 @@ REF = "data:image/png;base64," + base64.b64encode(tiny_png((20, 120, 220))).deco
 refunded = functools.partial(support.refunded, credit=CREDIT)
 
 
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch):
-    """Seedance is polled every 5 s in production; the fake finishes in one or two polls."""
-    monkeypatch.setattr(SeedanceAdapter, "POLL_SCHEDULE", (0.2,))
-
-
 @pytest.fixture
 def fake(app_config):
     """The fake Ark, with the app pointed at it and loopback fetches allowed."""

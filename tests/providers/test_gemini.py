@@ -12,7 +12,7 @@ import pytest
 from runbase_web import recipe
 from runbase_web.extensions import db
 from runbase_web.models import Run
-from runbase_web.providers.gemini import GeminiClient, VeoAdapter, parse_duration
+from runbase_web.providers.gemini import GeminiClient, parse_duration
 from runbase_web.state import WORKER
 from runbase_web.worker import Worker
 from tests.fakes import gemini as fake_gemini
@@ -48,12 +48,6 @@ def app_config(app_config, fake):
 def user(make_user):
     """An account that can afford a Veo clip ($1.20)."""
     return make_user("alice@example.com", credit_micros=10_000_000)
-
-
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch):
-    """Veo is polled every 10 s in production; the fake finishes in a few polls."""
-    monkeypatch.setattr(VeoAdapter, "POLL_SCHEDULE", (0.2,))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from runbase_web.providers.base import ProviderError
-from runbase_web.providers.kling import KlingAdapter, KlingClient, make_jwt
+from runbase_web.providers.kling import KlingClient, make_jwt
 from tests.conftest import wait_for_run
 from tests.fakes import kling as fake_kling
 from tests.fakes.replicate import tiny_png
@@ -26,12 +26,6 @@ FRAME = base64.b64encode(tiny_png((240, 200, 20))).decode()
 
 #: Every refunded run here leaves the account at its starting credit.
 refunded = functools.partial(support.refunded, credit=CREDIT)
-
-
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch):
-    """Kling is polled every 5 s in production; the fake finishes in one or two polls."""
-    monkeypatch.setattr(KlingAdapter, "POLL_SCHEDULE", (0.2,))
 
 
 @pytest.fixture

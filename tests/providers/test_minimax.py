@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from runbase_web.providers.minimax import HailuoAdapter
 from tests.conftest import wait_for_run
 from tests.fakes import minimax as fake_minimax
 from tests.fakes.replicate import tiny_png
@@ -25,12 +24,6 @@ FRAME = "data:image/png;base64," + base64.b64encode(tiny_png((30, 200, 90))).dec
 
 #: Every refunded run here leaves the account at its starting credit.
 refunded = functools.partial(support.refunded, credit=CREDIT)
-
-
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch):
-    """Hailuo is polled every 5 s in production; the fake finishes in two polls."""
-    monkeypatch.setattr(HailuoAdapter, "POLL_SCHEDULE", (0.2,))
 
 
 @pytest.fixture
