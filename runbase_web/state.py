@@ -1,22 +1,27 @@
-"""Per-app singletons built at start-up: the catalog, storage and the embedded worker."""
+"""Per-app singletons built at start-up: the catalog, storage, the run creator and the
+embedded worker."""
 from __future__ import annotations
 
 from flask import Flask, current_app
 
 from .catalog import Catalog
 from .providers import registry
+from .services.run_creation import RunCreator
 from .storage import LocalStorage, Storage
 
 CATALOG = "runbase.catalog"
 STORAGE = "runbase.storage"
+RUN_CREATOR = "runbase.run_creator"
 WORKER = "runbase.worker"
 
 
 def init_app(app: Flask) -> None:
-    """Load and check the catalog and open storage, once, when the app is created."""
+    """Load and check the catalog, open storage and bind the run creator, once, when the
+    app is created."""
     app.extensions[CATALOG] = Catalog.load(override_path=app.config.get("CATALOG_PATH"),
                                            adapters=registry.ADAPTERS)
     app.extensions[STORAGE] = LocalStorage(f"{app.config['DATA_DIR']}/files")
+    app.extensions[RUN_CREATOR] = RunCreator(app.extensions[CATALOG], app.config)
 
 
 def catalog(app: Flask | None = None) -> Catalog:
@@ -27,6 +32,11 @@ def catalog(app: Flask | None = None) -> Catalog:
 def storage(app: Flask | None = None) -> Storage:
     """The app's file storage."""
     return (app or current_app).extensions[STORAGE]
+
+
+def run_creator(app: Flask | None = None) -> RunCreator:
+    """The app's run creator: the one way runs are made, bound to its catalog and settings."""
+    return (app or current_app).extensions[RUN_CREATOR]
 
 
 def wake_worker(app: Flask | None = None) -> None:

@@ -1,5 +1,15 @@
-"""Absolute URLs for outputs: RUNBASE_PUBLIC_URL when set, else this request's host."""
+"""Absolute URLs: one rule for joining a base and a site path, and the base this server
+is reached at (RUNBASE_PUBLIC_URL when set, else this request's host)."""
 from flask import current_app, has_request_context, request
+
+
+def absolute_url(base_url: str, path: str) -> str:
+    """The site path `path` ("/files/...", "/s/<token>") on `base_url`.
+
+    An empty base leaves the path site-relative: outside a request, with no
+    RUNBASE_PUBLIC_URL, nobody knows the host.
+    """
+    return base_url.rstrip("/") + path
 
 
 def public_base_url() -> str:

@@ -1,6 +1,5 @@
 """The JSON API at /api/v1: Bearer keys, Runbase's run objects and error envelope."""
-from flask import Blueprint
+from . import account, errors, models, openapi, runs  # noqa: F401  (routes register on import)
+from .blueprint import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-from . import account, errors, models, openapi, runs  # noqa: E402,F401  (routes register on import)
+__all__ = ["bp"]

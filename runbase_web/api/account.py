@@ -4,26 +4,24 @@ from __future__ import annotations
 from flask import g, jsonify
 
 from ..extensions import db
-from ..models import ApiKey, User
-from . import bp
+from ..services import accounts
 from .auth import require_key
+from .blueprint import bp
 
 
 @bp.get("/account")
 @require_key
 def get_account():
     """The caller's balance and key, all money in micro-USD."""
-    user = db.session.get(User, g.caller.user_id)
-    key = db.session.get(ApiKey, g.caller.key_id)
-    limit = key.spend_limit_micros
+    account = accounts.key_account(db.session, g.caller.user_id, g.caller.key_id)
     return jsonify({
-        "email": user.email,
-        "balanceUsd": user.balance_micros,
+        "email": account.email,
+        "balanceUsd": account.balance_micros,
         "apiKey": {
-            "name": key.name,
-            "prefix": key.prefix,
-            "spentUsd": key.spent_micros,
-            "spendLimitUsd": limit,
-            "remainingUsd": None if limit is None else max(limit - key.spent_micros, 0),
+            "name": account.key.name,
+            "prefix": account.key.prefix,
+            "spentUsd": account.key.spent_micros,
+            "spendLimitUsd": account.key.spend_limit_micros,
+            "remainingUsd": account.remaining_micros,
         },
     })

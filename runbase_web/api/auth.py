@@ -12,7 +12,7 @@ from ..extensions import db
 from ..models import ApiKey
 from ..ratelimit import key_rate_limiter
 from ..services import keys
-from . import bp
+from .blueprint import bp
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import (InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited,
                       RunbaseError, ServiceUnavailable)
 from ..extensions import OUTAGE_RETRY_AFTER, is_outage, rollback_quietly
-from . import bp
+from .blueprint import bp
 
 log = logging.getLogger(__name__)
 _HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge, 429: RateLimited}

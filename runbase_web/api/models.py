@@ -8,7 +8,7 @@ from flask import current_app, jsonify
 from .. import state
 from ..errors import NotFound
 from ..catalog import ModelSpec
-from . import bp
+from .blueprint import bp
 
 
 def model_to_api(spec: ModelSpec, env) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from flask import current_app, jsonify
 
 from .. import state
 from ..catalog import Catalog
-from ..urls import public_base_url
-from . import bp
+from ..urls import absolute_url, public_base_url
+from .blueprint import bp
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "code"],
@@ -79,10 +79,27 @@ def _errors(*statuses: int) -> dict:
             else _json(_ref("Error"), "Error") for status in statuses}
 
 
+#: What jsontext refuses in any input string, said in the schema so clients know it.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _without_nul(schema: Any) -> Any:
+    """A copy of an input schema in which every free-text string also says it holds no NUL
+    character (the server refuses NUL anywhere in an input: PostgreSQL cannot store it)."""
+    if isinstance(schema, list):
+        return [_without_nul(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copied = {key: _without_nul(value) for key, value in schema.items()}
+    if copied.get("type") == "string" and "enum" not in copied and "pattern" not in copied:
+        copied["pattern"] = NO_NUL
+    return copied
+
+
 def _create_body(catalog: Catalog, env: Mapping[str, str]) -> dict:
     """One alternative per model this server can run: its id as a constant and its input schema."""
     variants = [{"type": "object", "required": ["model", "input"], "properties": {
-        "model": {"const": spec.id}, "input": spec.input_schema}}
+        "model": {"const": spec.id}, "input": _without_nul(spec.input_schema)}}
         for spec in catalog.all() if spec.is_available(env)]
     return {"required": True, "content": {"application/json": {"schema": {"oneOf": variants}}}}
 
@@ -130,7 +147,7 @@ def build_document(catalog: Catalog, server_url: str, env: Mapping[str, str]) ->
         "info": {"title": "Runbase API", "version": "1.0.0",
                  "description": "Runbase-compatible runs API. Money is integer micro-USD. "
                                 "Rate limits: " + RATE_LIMIT_RULE},
-        "servers": [{"url": f"{server_url}/api/v1"}],
+        "servers": [{"url": absolute_url(server_url, "/api/v1")}],
         "security": [{"bearer": []}],
         "paths": _paths(catalog, env),
         "components": {

@@ -1,18 +1,19 @@
 """POST /api/v1/runs and GET /api/v1/runs/<id>."""
 from __future__ import annotations
 
-from flask import current_app, g, jsonify, request
-from sqlalchemy.exc import IntegrityError
+from typing import Callable
+
+from flask import g, jsonify, request
 
 from .. import jsontext, state
 from ..errors import InvalidJson, InvalidQuery, MissingInput, MissingModel
 from ..extensions import db
 from ..models import Run, RunStatus
 from ..services import idempotency, runs
+from ..services.run_object import run_object
 from ..urls import public_base_url
-from . import bp
 from .auth import require_key
-from .serializers import run_to_api
+from .blueprint import bp
 
 
 def _json_body() -> dict:
@@ -36,30 +37,11 @@ def _model_and_input(body: dict) -> tuple[str, dict]:
     return model, raw_input
 
 
-def _create(body: dict, model: str, raw_input: dict) -> Run:
-    return runs.create_run(db.session, catalog=state.catalog(),
-                           provider_env=current_app.config["PROVIDER_ENV"],
-                           user_id=g.caller.user_id, api_key_id=g.caller.key_id,
-                           model_id=model, raw_input=raw_input, source="api",
-                           webhook_url=body.get("webhook"))
-
-
-def _create_once(body: dict, model: str, raw_input: dict, key: str) -> tuple[Run, bool]:
-    """Create under an Idempotency-Key; returns (run, replayed)."""
-    key = idempotency.check_key(key)
-    fingerprint = idempotency.fingerprint(body)
-    earlier = idempotency.replay(db.session, g.caller.user_id, key, fingerprint)
-    if earlier is not None:
-        return earlier, True
-    run = _create(body, model, raw_input)
-    idempotency.remember(db.session, g.caller.user_id, key, fingerprint, run)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # A concurrent request with the same key committed first: replay its run.
-        db.session.rollback()
-        return idempotency.replay(db.session, g.caller.user_id, key, fingerprint), True
-    return run, False
+def _creator(body: dict, model: str, raw_input: dict) -> Callable[[], Run]:
+    """Creates the run the body asks for, when called."""
+    return lambda: state.run_creator().create(
+        db.session, user_id=g.caller.user_id, api_key_id=g.caller.key_id, model_id=model,
+        raw_input=raw_input, source="api", webhook_url=body.get("webhook"))
 
 
 @bp.post("/runs")
@@ -68,15 +50,12 @@ def create_run():
     """Create a run: validate, price, charge, queue (once per Idempotency-Key)."""
     body = _json_body()
     model, raw_input = _model_and_input(body)
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        run, replayed = _create(body, model, raw_input), False
-        db.session.commit()
-    else:
-        run, replayed = _create_once(body, model, raw_input, key)
+    run, replayed = idempotency.create_once(
+        db.session, user_id=g.caller.user_id, key=request.headers.get("Idempotency-Key"),
+        body=body, create=_creator(body, model, raw_input))
     if not replayed:
         state.wake_worker()
-    response = jsonify(run_to_api(run, public_base_url()))
+    response = jsonify(run_object(run, public_base_url()))
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/runs/{run.id}"
     if replayed:
@@ -89,8 +68,7 @@ def create_run():
 def get_run(run_id: str):
     """One run of the caller's account."""
     run = runs.get_run(db.session, g.caller.user_id, run_id)
-    return jsonify(run_to_api(run, public_base_url()))
-
+    return jsonify(run_object(run, public_base_url()))
 
 
 @bp.post("/runs/<run_id>/cancel")
@@ -101,7 +79,7 @@ def cancel_run(run_id: str):
     db.session.commit()
     if canceled:
         state.wake_worker()  # it sends the webhook and stops the upstream job
-    return jsonify(run_to_api(run, public_base_url()))
+    return jsonify(run_object(run, public_base_url()))
 
 
 def _list_arguments() -> dict:
@@ -125,5 +103,5 @@ def list_runs():
     """The account's runs, newest first; pass `nextCursor` as `after` for the next page."""
     page, has_more = runs.list_runs(db.session, g.caller.user_id, **_list_arguments())
     base = public_base_url()
-    return jsonify({"data": [run_to_api(run, base) for run in page], "hasMore": has_more,
+    return jsonify({"data": [run_object(run, base) for run in page], "hasMore": has_more,
                     "nextCursor": page[-1].id if has_more else None})

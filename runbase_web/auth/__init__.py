@@ -2,20 +2,22 @@
 (Flask-Login)."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, request, url_for
+from flask import redirect, url_for
 
 from .. import htmx
 from ..extensions import db, login_manager
-from ..models import User
+from ..services import accounts
+from . import google, views  # noqa: F401  (register the routes on bp)
+from .blueprint import bp
 from .redirects import return_path
 
-bp = Blueprint("auth", __name__, url_prefix="/auth")
+__all__ = ["bp"]
 
 
 @login_manager.user_loader
 def load_user(user_id: str):
     """The signed-in account for Flask-Login."""
-    return db.session.get(User, int(user_id))
+    return accounts.get_user(db.session, int(user_id))
 
 
 @login_manager.unauthorized_handler
@@ -29,6 +31,3 @@ def unauthorized():
     if htmx.is_htmx():
         return htmx.hx_redirect(login_url, status=401)
     return redirect(login_url)
-
-
-from . import google, views  # noqa: E402,F401  (register the routes on bp)

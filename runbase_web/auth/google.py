@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..services import accounts
 from ..money import format_usd
-from . import bp
+from ..urls import absolute_url, public_base_url
+from .blueprint import bp
 from .redirects import safe_next
 from .session import start_session
 
@@ -63,9 +64,7 @@ def _client():
 def _callback_url() -> str:
     """Where Google sends people back: on RUNBASE_PUBLIC_URL when set (behind a proxy the
     request's own host may be an internal one)."""
-    path = url_for("auth.google_callback")
-    public = current_app.config.get("PUBLIC_URL")
-    return public + path if public else url_for("auth.google_callback", _external=True)
+    return absolute_url(public_base_url(), url_for("auth.google_callback"))
 
 
 def _id_token_checks(client) -> dict:
@@ -124,8 +123,7 @@ def google_callback():
             db.session, subject=str(claims.get("sub") or ""), email=claims.get("email"),
             email_verified=claims.get("email_verified") in (True, "true"), credit_micros=credit)
         db.session.commit()
-    except accounts.AccountError as error:
-        db.session.rollback()
+    except accounts.AccountError as error:  # refused before anything was written
         return _refuse(error.message, next_target)
     except IntegrityError:
         # The same new Google account signing in twice at once: the unique index decided.

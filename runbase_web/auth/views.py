@@ -9,7 +9,8 @@ from ..extensions import db
 from ..ratelimit import auth_rate_limit, seconds_until_reset
 from ..services import accounts
 from ..money import format_usd
-from . import bp, google
+from . import google
+from .blueprint import bp
 from .redirects import safe_next
 from .session import start_session
 
@@ -87,8 +88,7 @@ def signup():
         user = accounts.create_user(db.session, request.form.get("email", ""),
                                     request.form.get("password", ""), credit_micros=credit)
         db.session.commit()
-    except accounts.AccountError as error:
-        db.session.rollback()
+    except accounts.AccountError as error:  # refused before anything was written
         return _form_page("auth/signup.html", {error.field or "email": error.message}, 422)
     except IntegrityError:
         # Two sign-ups with one email at the same moment: the unique index decides.

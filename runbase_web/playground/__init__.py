@@ -1,8 +1,7 @@
 """The browser Playground: pick a model, fill its form, run it, watch the status card."""
 from __future__ import annotations
 
-from flask import Blueprint
+from . import views  # noqa: F401  (registers the routes on bp)
+from .blueprint import bp
 
-bp = Blueprint("playground", __name__, url_prefix="/playground")
-
-from . import views  # noqa: E402,F401  (registers the routes on bp)
+__all__ = ["bp"]

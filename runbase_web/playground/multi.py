@@ -1,33 +1,23 @@
-"""Run one form on several models at once: price each, then create every run or none.
-
-The form is shared: each model takes the fields it has and ignores the rest. Runs are
-created through services.runs.create_run in the caller's single transaction, so a short
-balance or one invalid input leaves nothing behind once the caller rolls back.
+"""Run one form on several models at once: which models, each one's price and input,
+and each one's problem in words. The form is shared: each model takes the fields it has
+and ignores the rest. Creating the runs, every one or none, is RunCreator.create_many's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping
+from typing import Mapping
 
-from sqlalchemy.orm import Session
-
-from ..errors import InsufficientBalance, RunbaseError
-from ..models import Run
-from ..services import runs
-from ..money import format_usd
-from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
+from ..catalog import Catalog, InputError, ModelSpec, validate_input
+from ..errors import RunbaseError
 from ..presenters.forms import coerce_form, form_fields
-from .presenters import FORM_ERROR, estimate, field_errors
+from ..presenters.run_form import estimate
+from .presenters import FORM_ERROR, field_errors
 
 MIN_MODELS, MAX_MODELS = 2, 4
 
 
 class MultiRunError(RunbaseError):
-    """Some of the runs can't be created: `errors` says why, by model id."""
-
-    def __init__(self, message: str, errors: dict[str, str] | None = None):
-        super().__init__(message)
-        self.errors = errors or {}
+    """The models picked can't be run together: too few, too many, unknown, mixed kinds."""
 
 
 @dataclass(frozen=True)
@@ -83,45 +73,15 @@ def _shared_problem(spec: ModelSpec, form: Mapping) -> str | None:
     return None
 
 
-def create_runs(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
-                user_id: int, specs: list[ModelSpec], form: Mapping,
-                input_for: Callable[[ModelSpec, dict], dict],
-                parent_id: str | None = None) -> list[Run]:
-    """One run per model from the shared form, in the caller's transaction.
-
-    `input_for(spec, typed)` adjusts each model's typed input (the seed control). Every
-    model is tried, so all problems are reported at once; any problem raises
-    MultiRunError and the caller must roll back the runs already added.
-    """
-    created, errors, refused = [], {}, []
-    for spec in specs:
-        raw = input_for(spec, coerce_form(spec, form))
-        try:
-            created.append(runs.create_run(
-                session, catalog=catalog, provider_env=provider_env, user_id=user_id,
-                api_key_id=None, model_id=spec.id, source="playground", raw_input=raw,
-                parent_id=parent_id))
-        except InsufficientBalance:
-            refused.append(spec)
-        except RunbaseError as error:
-            errors[spec.id] = describe(spec, error)
-    if errors:
-        raise MultiRunError("Nothing was run: fix the input for "
-                            + ", ".join(errors) + ".", errors)
-    if refused:
-        total = sum(run.cost_micros for run in created) + sum(
-            _price_or_zero(spec, form, input_for) for spec in refused)
-        raise MultiRunError(f"Your balance is too low for these {len(specs)} runs, which cost "
-                            f"{format_usd(total)} together. Nothing was run.")
-    return created
+def run_inputs(specs: list[ModelSpec], form: Mapping) -> list[tuple[str, dict]]:
+    """(model id, typed input) for each model, from the shared form."""
+    return [(spec.id, coerce_form(spec, form)) for spec in specs]
 
 
-def _price_or_zero(spec: ModelSpec, form: Mapping, input_for) -> int:
-    """The price of a run that was refused for lack of funds (its input was valid)."""
-    try:
-        return price(spec, runs.prepare_input(spec, input_for(spec, coerce_form(spec, form))))
-    except (RunbaseError, InputError):
-        return 0
+def described(specs: list[ModelSpec], errors: Mapping[str, RunbaseError]) -> dict[str, str]:
+    """Each refused model's problem in a sentence, by model id."""
+    by_id = {spec.id: spec for spec in specs}
+    return {model_id: describe(by_id[model_id], error) for model_id, error in errors.items()}
 
 
 def describe(spec: ModelSpec, error: RunbaseError) -> str:

@@ -1,8 +1,8 @@
 """Playground page and its htmx fragments: model form, price, run cards, restoring a
 form (from a run, a reference image, a share link or a recipe), several models at once.
 
-Runs are created through services.runs.create_run, the same path and ledger as the
-API's POST /api/v1/runs; there is no Playground shortcut.
+Runs are created through the app's RunCreator, the same path and ledger as the API's
+POST /api/v1/runs; there is no Playground shortcut.
 """
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from flask_login import current_user, login_required
 
 from .. import htmx, jsontext, state
+from ..catalog import ModelSpec
 from ..errors import RunbaseError
 from ..extensions import db
-from ..models import User
-from ..services import runs
-from ..catalog import ModelSpec
+from ..models import Run
 from ..presenters.forms import coerce_form, form_fields
+from ..presenters.run_form import estimate, form_context
+from ..services import accounts, restore, runs
+from ..services.run_creation import ManyRunsRefused
 from ..urls import public_base_url
-from . import bp, multi, restore
-from .presenters import (card_context, estimate, field_errors, form_context, input_values,
-                         model_groups, posted_values)
+from . import multi
+from .blueprint import bp
+from .presenters import card_context, field_errors, input_values, model_groups, posted_values
 
 #: A recipe is a model id and one form's input; larger bodies are refused unread.
 MAX_RECIPE_BODY = 256 * 1024
@@ -41,11 +43,6 @@ def _spec(model_id: str | None) -> ModelSpec:
 
 def _user_id() -> int | None:
     return current_user.id if current_user.is_authenticated else None
-
-
-def _fresh_balance() -> int:
-    """The balance as the database has it now (charges are SQL updates the ORM didn't see)."""
-    return db.session.get(User, current_user.id, populate_existing=True).balance_micros
 
 
 def _requested_restore(args) -> restore.Restore | None:
@@ -87,12 +84,12 @@ def page():
 @bp.get("/form")
 def form():
     """The run form of one model, or restored from a run (htmx swaps it in)."""
-    if not htmx.is_htmx():
-        args = {key: request.args[key] for key in ("model", "from") if request.args.get(key)}
-        return redirect(url_for(".page", **args))
-    context = _restored_form(_requested_restore(request.args), _spec(request.args.get("model")))
-    return htmx.vary_on_htmx(current_app.make_response(
-        render_template("playground/_form.html", **context)))
+    def render():
+        context = _restored_form(_requested_restore(request.args),
+                                 _spec(request.args.get("model")))
+        return render_template("playground/_form.html", **context)
+    args = {key: request.args[key] for key in ("model", "from") if request.args.get(key)}
+    return htmx.fragment_or_redirect(url_for(".page", **args), render, redirect_status=302)
 
 
 @bp.post("/restore")
@@ -133,25 +130,6 @@ def multi_price():
     return render_template("playground/_multi_price.html", lines=lines, total=total, error=None)
 
 
-def _seed_control(mode: str | None):
-    """How the seed control changes each model's typed input: "new" drops the seed (a
-    random one is drawn), "keep" reuses the last seed when the field is empty."""
-    remembered: list = []
-
-    def apply(spec: ModelSpec, typed: dict) -> dict:
-        if "seed" not in spec.properties or mode not in ("new", "keep"):
-            return typed
-        if mode == "new":
-            typed.pop("seed", None)
-        elif "seed" not in typed:
-            if not remembered:
-                remembered.append(restore.last_seed(db.session, current_user.id))
-            if remembered[0] is not None:
-                typed["seed"] = remembered[0]
-        return typed
-    return apply
-
-
 def _parent_id() -> str | None:
     return request.form.get("parent_id") or None
 
@@ -167,19 +145,15 @@ def create_run():
         return create_runs()
     spec = _spec(request.form.get("model"))
     try:
-        run = runs.create_run(db.session, catalog=state.catalog(), provider_env=_env(),
-                              user_id=current_user.id, api_key_id=None, model_id=spec.id,
-                              source="playground", parent_id=_parent_id(),
-                              raw_input=_seed_control(request.form.get("seed_mode"))(
-                                  spec, coerce_form(spec, request.form)))
-        db.session.commit()
+        run = state.run_creator().create(
+            db.session, user_id=current_user.id, model_id=spec.id,
+            raw_input=coerce_form(spec, request.form), source="playground",
+            parent_id=_parent_id(), seed_mode=request.form.get("seed_mode"))
     except RunbaseError as error:
-        db.session.rollback()
         return _invalid_form(spec, error)
+    db.session.commit()
     state.wake_worker()
-    if not htmx.is_htmx():
-        return redirect(url_for("web.run_page", run_id=run.id), 303)
-    return _cards([run]), 201
+    return _new_cards([run])
 
 
 @bp.post("/runs/multi")
@@ -187,28 +161,29 @@ def create_run():
 def create_runs():
     """Run the shared form on 2–4 models: one card per run, or nothing at all (422)."""
     spec = _spec(request.form.get("model"))
-    catalog = state.catalog()
     try:
-        specs = multi.chosen_models(catalog, request.form.getlist("models"))
-        created = multi.create_runs(db.session, catalog=catalog, provider_env=_env(),
-                                    user_id=current_user.id, specs=specs, form=request.form,
-                                    input_for=_seed_control(request.form.get("seed_mode")),
-                                    parent_id=_parent_id())
-        db.session.commit()
+        specs = multi.chosen_models(state.catalog(), request.form.getlist("models"))
+        created = state.run_creator().create_many(
+            db.session, user_id=current_user.id, inputs=multi.run_inputs(specs, request.form),
+            parent_id=_parent_id(), seed_mode=request.form.get("seed_mode"))
     except multi.MultiRunError as error:
-        db.session.rollback()
-        return _invalid_form(spec, error, multi_errors=error.errors)
+        return _invalid_form(spec, error)
+    except ManyRunsRefused as error:
+        return _invalid_form(spec, error, multi_errors=multi.described(specs, error.errors))
+    db.session.commit()
     state.wake_worker()
-    if not htmx.is_htmx():
-        return redirect(url_for("web.run_page", run_id=created[0].id), 303)
-    return _cards(created), 201
+    return _new_cards(created)
 
 
-def _cards(created: list) -> str:
-    """New status cards, newest first like the list they join, and the new balance."""
-    base_url, catalog = public_base_url(), state.catalog()
-    cards = [card_context(run, catalog, base_url) for run in reversed(created)]
-    return render_template("playground/_run_cards.html", cards=cards, balance=_fresh_balance())
+def _new_cards(created: list[Run]):
+    """New status cards, newest first like the list they join, and the new balance (201);
+    without htmx, the first new run's page."""
+    def render():
+        base_url, catalog = public_base_url(), state.catalog()
+        cards = [card_context(run, catalog, base_url) for run in reversed(created)]
+        balance = accounts.fresh_balance(db.session, current_user.id)
+        return render_template("playground/_run_cards.html", cards=cards, balance=balance), 201
+    return htmx.fragment_or_redirect(url_for("web.run_page", run_id=created[0].id), render)
 
 
 def _invalid_form(spec: ModelSpec, error: RunbaseError, multi_errors: dict | None = None):
@@ -238,13 +213,13 @@ def run_page(run_id: str):
 def run_card(run_id: str):
     """The status card fragment; it polls this URL while the run is active."""
     run = _own_run(run_id)
-    if not htmx.is_htmx():
-        return htmx.vary_on_htmx(redirect(url_for("web.run_page", run_id=run.id), 303))
-    # A finished run may have been refunded: refresh the balance in the header too.
-    balance = _fresh_balance() if run.is_finished else None
-    body = render_template("playground/_run_card.html", balance=balance,
-                           **card_context(run, state.catalog(), public_base_url()))
-    return htmx.vary_on_htmx(current_app.make_response(body))
+
+    def render():
+        # A finished run may have been refunded: refresh the balance in the header too.
+        balance = accounts.fresh_balance(db.session, current_user.id) if run.is_finished else None
+        return render_template("playground/_run_card.html", balance=balance,
+                               **card_context(run, state.catalog(), public_base_url()))
+    return htmx.fragment_or_redirect(url_for("web.run_page", run_id=run.id), render)
 
 
 def _own_run(run_id: str):

@@ -1,7 +1,9 @@
-"""Accounts: sign-up with the free grant, password sign-in, Google sign-in, look-ups."""
+"""Accounts: sign-up with the free grant, password sign-in, Google sign-in, look-ups,
+the balance."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -10,8 +12,8 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from ..errors import RunbaseError
-from ..models import EntryKind, User
-from . import ledger
+from ..models import ApiKey, EntryKind, User
+from . import keys, ledger
 
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -100,6 +102,35 @@ def create_user(session: Session, email: str, password: str, *, credit_micros: i
 def find_user(session: Session, email: str) -> User | None:
     """The account with this email, if any."""
     return session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    """The account with this id, if any (the signed-in user of a session cookie)."""
+    return session.get(User, user_id)
+
+
+def fresh_balance(session: Session, user_id: int) -> int:
+    """The balance as the database has it now: charges and refunds are SQL updates that
+    a User already loaded in this session has not seen."""
+    return session.get(User, user_id, populate_existing=True).balance_micros
+
+
+@dataclass(frozen=True)
+class KeyAccount:
+    """An API key's view of its account: the owner's email and balance, and the key."""
+
+    email: str
+    balance_micros: int
+    key: ApiKey
+    #: What the key may still spend under its limit; None without a limit.
+    remaining_micros: int | None
+
+
+def key_account(session: Session, user_id: int, key_id: int) -> KeyAccount:
+    """The account of the key that is calling (both were just authenticated)."""
+    user = session.get(User, user_id)
+    key = session.get(ApiKey, key_id)
+    return KeyAccount(user.email, user.balance_micros, key, keys.remaining_limit(key))
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:

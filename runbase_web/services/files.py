@@ -14,6 +14,8 @@ from ..storage import Storage
 URL_PREFIX = "/files/generated/"
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
               "video/mp4": "mp4", "video/webm": "webm"}
+#: Endings of video outputs: ours, and those a provider's URL may carry.
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov")
 
 
 def store_output(session: Session, storage: Storage, *, user_id: int, run_id: str,
@@ -33,6 +35,11 @@ def store_output(session: Session, storage: Storage, *, user_id: int, run_id: st
 def url_path(row: StoredFile) -> str:
     """The path part of a file's public URL."""
     return URL_PREFIX + row.name
+
+
+def is_video(path: str) -> bool:
+    """Whether an output's path (or URL) names a video, by its ending."""
+    return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
 def find_file(session: Session, name: str) -> StoredFile | None:

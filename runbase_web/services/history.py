@@ -13,9 +13,9 @@ from typing import Any, Mapping
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from ..models import Run, RunStatus
+from ..models import Run, RunStatus, utcnow
 from ..catalog import Catalog
-from .runs import get_run, now
+from .runs import get_run
 
 #: Runs per gallery page (one "Load more" click brings the next page).
 PAGE_SIZE = 24
@@ -177,7 +177,7 @@ def _end_label(run: Run) -> str:
 
 def durations(run: Run) -> dict[str, float | None]:
     """Seconds spent queued, at the provider and in total (to now while still active)."""
-    end = run.completed_at or now()
+    end = run.completed_at or utcnow()
     return {"queued": _seconds(run.created_at, run.started_at or end),
             "processing": _seconds(run.started_at, end) if run.started_at else None,
             "total": _seconds(run.created_at, end)}

@@ -2,20 +2,21 @@
 
 The record is inserted in the create transaction. A concurrent duplicate either
 finds it (SQLite serialises writers) or collides on UNIQUE(user_id, key) after
-the first commits (PostgreSQL); the caller then rolls back and replays.
+the first commits (PostgreSQL); create_once then rolls back and replays.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from datetime import timedelta
+from typing import Callable
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
-from ..models import IdempotencyRecord, Run
-from .runs import now
+from ..models import IdempotencyRecord, Run, utcnow
 
 #: How long a key is remembered (Stripe keeps them at least 24 h).
 RETENTION = timedelta(hours=24)
@@ -59,7 +60,7 @@ def replay(session: Session, user_id: int, key: str, body_fingerprint: str) -> R
     """
     session.execute(delete(IdempotencyRecord).where(
         IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key,
-        IdempotencyRecord.created_at < now() - RETENTION))
+        IdempotencyRecord.created_at < utcnow() - RETENTION))
     record = session.scalar(select(IdempotencyRecord).where(
         IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key))
     if record is None:
@@ -72,4 +73,31 @@ def replay(session: Session, user_id: int, key: str, body_fingerprint: str) -> R
 def remember(session: Session, user_id: int, key: str, body_fingerprint: str, run: Run) -> None:
     """Record the key for the run just created, in the same transaction."""
     session.add(IdempotencyRecord(user_id=user_id, key=key, fingerprint=body_fingerprint,
-                                  run_id=run.id, created_at=now()))
+                                  run_id=run.id, created_at=utcnow()))
+
+
+def create_once(session: Session, *, user_id: int, key: str | None, body: dict,
+                create: Callable[[], Run]) -> tuple[Run, bool]:
+    """Create a run with `create` and commit; with an Idempotency-Key, only the first
+    time: returns (run, replayed).
+
+    This commits itself, unlike other services: only the commit can tell that a
+    concurrent request with the same key won, and then its run is the answer.
+    """
+    if key is None:
+        run = create()
+        session.commit()
+        return run, False
+    key = check_key(key)
+    body_fingerprint = fingerprint(body)
+    earlier = replay(session, user_id, key, body_fingerprint)
+    if earlier is not None:
+        return earlier, True
+    run = create()
+    remember(session, user_id, key, body_fingerprint, run)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return replay(session, user_id, key, body_fingerprint), True
+    return run, False

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
-from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User
+from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User, utcnow
 from ..money import format_usd
 
 
@@ -55,11 +55,9 @@ def _add_key_spend(session: Session, api_key_id: int, cost: int) -> None:
 def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -> bool:
     """End an active run as failed and refund its cost. Exactly once: returns False if
     the run had already ended, whoever got there first (worker, reaper, cancel)."""
-    from .runs import now  # local: runs imports this module
-
     statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
                  .values(status=RunStatus.FAILED.value, error=message, error_code=code,
-                         completed_at=now(), lease_owner=None, lease_until=None,
+                         completed_at=utcnow(), lease_owner=None, lease_until=None,
                          next_check_at=None)
                  .returning(Run.user_id, Run.api_key_id, Run.cost_micros))
     row = session.execute(statement).first()

@@ -1,115 +1,21 @@
-"""Runs: create (validate, price, charge, insert in one transaction), read, finish."""
+"""Runs: read, list, end (succeeded, failed, canceled) and the upstream-cancel record.
+Creating them is run_creation's."""
 from __future__ import annotations
 
-import re
-import secrets
-import string
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
-from urllib.parse import urlsplit
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import jsontext
-from ..errors import InvalidInput, ModelNotFound, RunNotFound
-from ..models import ACTIVE_STATUSES, Run, RunStatus
+from ..errors import RunNotFound
+from ..models import ACTIVE_STATUSES, Run, RunStatus, utcnow
 from . import ledger, webhooks
-from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
-#: The largest seed models accept; a run without one gets a random seed so it can be repeated.
-MAX_SEED = 2_147_483_647
-MAX_WEBHOOK_URL = 2048
 #: Run.upstream_cancel states (see the column's comment).
 UPSTREAM_CANCEL_REQUESTED, UPSTREAM_CANCEL_SENT, UPSTREAM_CANCEL_FAILED = "requested", "sent", "failed"
-# Spaces, C0 controls, DEL and lone surrogates: never part of a URL we should store or call.
-_URL_UNSAFE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
-
-
-def now() -> datetime:
-    """The current time, timezone-aware UTC (one place to read the clock)."""
-    return datetime.now(timezone.utc)
-
-
-def new_run_id() -> str:
-    """`run_` and 24 random characters: unguessable and URL-safe."""
-    return "run_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
-
-
-def resolve_model(catalog: Catalog, model_id: str, provider_env: Mapping[str, str]) -> ModelSpec:
-    """The catalog entry for `model_id` if it exists and its provider is configured."""
-    spec = catalog.get(model_id)
-    if spec is None:
-        raise ModelNotFound(f"Model '{model_id}' does not exist on this server.")
-    missing = spec.missing_env(provider_env)
-    if missing:
-        raise ModelNotFound(f"Model '{model_id}' exists, but its provider is not configured "
-                            f"on this server (set {', '.join(missing)}).")
-    return spec
-
-
-def prepare_input(spec: ModelSpec, raw_input: dict) -> dict:
-    """Validate the input, apply defaults, and fix a seed where the model takes one."""
-    try:
-        # Before the schema: deep nesting would exhaust the recursion limit in validation,
-        # and a lone surrogate or NUL would break storage, pages and the provider call.
-        jsontext.check_value(raw_input, max_depth=jsontext.MAX_JSON_DEPTH - 1)
-    except jsontext.UnsafeJson as error:
-        raise InvalidInput(f"'input' is not acceptable: {error}") from None
-    try:
-        valid = validate_input(spec, raw_input)
-    except InputError as error:
-        raise InvalidInput(str(error), field=error.field) from None
-    if "seed" in spec.input_schema.get("properties", {}) and "seed" not in valid:
-        valid["seed"] = secrets.randbelow(MAX_SEED + 1)
-    return valid
-
-
-def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
-               user_id: int, api_key_id: int | None, model_id: str, raw_input: dict,
-               source: str = "api", webhook_url: str | None = None,
-               parent_id: str | None = None) -> Run:
-    """Create a pending run and charge for it, in the caller's transaction.
-
-    `webhook_url` is notified when the run ends; `parent_id` names the user's run this
-    one was made from (lineage). Raises ModelNotFound, InvalidInput, InsufficientBalance
-    or SpendLimitExceeded; the caller rolls back on any of them, so nothing is half-done.
-    """
-    spec = resolve_model(catalog, model_id, provider_env)
-    valid = prepare_input(spec, raw_input)
-    if webhook_url is not None:
-        webhook_url = check_webhook_url(webhook_url)
-    if parent_id is not None:
-        parent_id = get_run(session, user_id, parent_id).id
-    cost = price(spec, valid)
-    created = now()
-    run = Run(id=new_run_id(), user_id=user_id, api_key_id=api_key_id, source=source,
-              model=spec.id, input=valid, status=RunStatus.PENDING.value, cost_micros=cost,
-              created_at=created, deadline_at=created + timedelta(seconds=spec.deadline_seconds),
-              webhook_url=webhook_url, parent_id=parent_id)
-    session.add(run)
-    session.flush()
-    ledger.charge_for_run(session, user_id=user_id, api_key_id=api_key_id, run_id=run.id, cost=cost)
-    return run
-
-
-def check_webhook_url(value: object) -> str:
-    """An absolute http(s) URL of sane length. Where it may point (no private or
-    metadata addresses) is checked by net.Fetcher on every delivery, after DNS."""
-    if not isinstance(value, str) or len(value) > MAX_WEBHOOK_URL:
-        raise InvalidInput(f"'webhook' must be an https URL of at most {MAX_WEBHOOK_URL} characters.",
-                           field="webhook")
-    if _URL_UNSAFE.search(value):
-        raise InvalidInput("'webhook' may not contain spaces, control characters or invalid "
-                           "Unicode.", field="webhook")
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # an unbalanced or invalid [IPv6] host, e.g. "http://["
-        parts = None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInput("'webhook' must be an absolute https URL.", field="webhook")
-    return value
+#: The one clock (models.utcnow), under the name the worker and the cancel records use.
+now = utcnow
 
 
 def get_run(session: Session, user_id: int, run_id: str) -> Run:
@@ -126,14 +32,15 @@ def recent_runs(session: Session, user_id: int, limit: int = 20) -> list[Run]:
                                 .order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)))
 
 
-def mark_succeeded(session: Session, run_id: str, urls: list[str]) -> bool:
-    """End an active run as succeeded with its stored file URLs; False if it had already ended."""
+def mark_succeeded(session: Session, run_id: str, urls: list[str], *, public_url: str) -> bool:
+    """End an active run as succeeded with its stored files' site paths; False if it had
+    already ended. `public_url` (RUNBASE_PUBLIC_URL) makes the webhook's URLs absolute."""
     statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
-                 .values(status=RunStatus.SUCCEEDED.value, output_urls=urls, completed_at=now(),
+                 .values(status=RunStatus.SUCCEEDED.value, output_urls=urls, completed_at=utcnow(),
                          lease_owner=None, lease_until=None, next_check_at=None))
     ended = session.execute(statement).rowcount == 1
     if ended:
-        webhooks.enqueue_for_run(session, run_id)
+        webhooks.enqueue_for_run(session, run_id, public_url=public_url)
     return ended
 
 
@@ -141,7 +48,8 @@ def mark_failed(session: Session, run_id: str, *, message: str, code: str) -> bo
     """End an active run as failed with a refund, exactly once (see ledger.fail_and_refund)."""
     ended = ledger.fail_and_refund(session, run_id, message=message, code=code)
     if ended:
-        webhooks.enqueue_for_run(session, run_id)
+        # A failed run's object has no output URLs, so no base is needed for its webhook.
+        webhooks.enqueue_for_run(session, run_id, public_url="")
     return ended
 
 
@@ -179,8 +87,14 @@ def list_runs(session: Session, user_id: int, *, limit: int, after: str | None =
 
 def run_summary(run: Run) -> dict[str, Any]:
     """Fields the pages show about a run besides its outputs."""
-    elapsed_until = run.completed_at or now()
+    elapsed_until = run.completed_at or utcnow()
     return {"elapsed_seconds": max(0.0, (elapsed_until - run.created_at).total_seconds())}
+
+
+def run_seed(run: Run) -> int | None:
+    """The seed a run used, when its model takes one."""
+    seed = (run.input or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def request_upstream_cancel(session: Session, run_id: str, *, upstream_id: str | None = None,

@@ -13,25 +13,33 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
-from ..models import Run, RunStatus
+from ..models import Run, RunStatus, utcnow
 from . import runs
 
 #: What secrets.token_urlsafe(24) produces; anything else is not worth a query.
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
+class NotShareable(RunbaseError):
+    """The user's run can't be shared (it has no outputs to show); `run` is that run."""
+
+    def __init__(self, run: Run, message: str):
+        super().__init__(message)
+        self.run = run
+
+
 def share_run(session: Session, user_id: int, run_id: str, *, hide_prompt: bool) -> Run:
     """Share the user's succeeded run (or update whether its prompt is hidden).
 
     An already shared run keeps its token and its shared_at. Raises RunNotFound for
-    another account's run and RunbaseError for a run that has no outputs to show.
+    another account's run and NotShareable for a run that has no outputs to show.
     """
     run = runs.get_run(session, user_id, run_id)
     if run.status != RunStatus.SUCCEEDED.value:
-        raise RunbaseError("Only a run that succeeded can be shared.")
+        raise NotShareable(run, "Only a run that succeeded can be shared.")
     if run.share_token is None:
         run.share_token = secrets.token_urlsafe(24)
-        run.shared_at = runs.now()
+        run.shared_at = utcnow()
     run.share_hide_prompt = bool(hide_prompt)
     session.flush()
     return run

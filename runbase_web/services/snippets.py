@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import shlex
 
+from ..urls import absolute_url
+
 
 def request_body(model: str, run_input: dict) -> dict:
     """The POST /api/v1/runs body for `model` and `run_input`."""
@@ -13,7 +15,7 @@ def request_body(model: str, run_input: dict) -> dict:
 def curl_snippet(base_url: str, model: str, run_input: dict) -> str:
     """A curl command that creates the run; the body is single-quoted for POSIX shells."""
     body = json.dumps(request_body(model, run_input), indent=2, ensure_ascii=False)
-    return (f"curl -sS -X POST {shlex.quote(base_url.rstrip('/') + '/api/v1/runs')} \\\n"
+    return (f"curl -sS -X POST {shlex.quote(absolute_url(base_url, '/api/v1/runs'))} \\\n"
             '  -H "Authorization: Bearer $RUNBASE_API_KEY" \\\n'
             '  -H "Content-Type: application/json" \\\n'
             f"  -d {shlex.quote(body)}")

@@ -16,12 +16,12 @@ import secrets
 import string
 from datetime import datetime
 
-from flask import current_app, has_app_context
 from sqlalchemy import desc, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunNotFound
 from ..models import Run, User, WebhookAttempt, WebhookDelivery, utcnow
+from .run_object import run_object
 
 SECRET_PREFIX = "whsec_"
 #: The spec asks for 24 to 64 random bytes.
@@ -95,29 +95,20 @@ def new_message_id() -> str:
     return "msg_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
 
 
-def payload_base_url() -> str:
-    """The base of output URLs in payloads: RUNBASE_PUBLIC_URL, else none (relative paths).
-
-    Deliberately never a request's Host header: runs end in the worker, which has no
-    request, and a payload must not depend on which request happened to end the run.
-    """
-    if has_app_context():
-        return current_app.config.get("PUBLIC_URL") or ""
-    return ""
-
-
-def payload_for(run: Run, base_url: str) -> str:
+def payload_for(run: Run, public_url: str) -> str:
     """The run object exactly as the API serialises it (Flask's compact, sorted JSON)."""
-    from ..api.serializers import run_to_api  # local: the API layer imports services
-
-    return json.dumps(run_to_api(run, base_url), sort_keys=True, separators=(",", ":"))
+    return json.dumps(run_object(run, public_url), sort_keys=True, separators=(",", ":"))
 
 
-def enqueue_for_run(session: Session, run_id: str) -> WebhookDelivery | None:
+def enqueue_for_run(session: Session, run_id: str, *,
+                    public_url: str) -> WebhookDelivery | None:
     """Queue the run's webhook delivery, in the transaction that ended the run.
 
     Called once per run (only by the call that actually ended it), so a run gets at
-    most one message. Returns the delivery, or None when the run has no webhook.
+    most one message. `public_url` is RUNBASE_PUBLIC_URL, the base of the output URLs:
+    never a request's host, since runs end in the worker, which has no request, and a
+    payload must not depend on which request happened to end the run (empty: the URLs
+    stay site paths). Returns the delivery, or None when the run has no webhook.
     """
     # populate_existing: the run was just ended by a bulk UPDATE the session may not have seen.
     run = session.get(Run, run_id, populate_existing=True)
@@ -125,7 +116,7 @@ def enqueue_for_run(session: Session, run_id: str) -> WebhookDelivery | None:
         return None
     at = run.completed_at or utcnow()
     delivery = WebhookDelivery(id=new_message_id(), run_id=run.id, user_id=run.user_id,
-                               url=run.webhook_url, payload=payload_for(run, payload_base_url()),
+                               url=run.webhook_url, payload=payload_for(run, public_url),
                                status=DeliveryStatus.PENDING, attempts=0,
                                next_attempt_at=at, created_at=at)
     session.add(delivery)
@@ -164,8 +155,9 @@ def recent_deliveries(session: Session, user_id: int, limit: int = 20) -> list[W
 
 
 def resend(session: Session, user_id: int, run_id: str, delivery_id: str, *,
-           at: datetime) -> bool:
-    """Queue one more attempt of the user's delivery at `at`; False if it is not theirs.
+           at: datetime | None = None) -> bool:
+    """Queue one more attempt of the user's delivery at `at` (default: now); False if it
+    is not theirs.
 
     The message keeps its `webhook-id`, so a receiver that already handled it can
     acknowledge the copy without acting twice. Automatic retries after this attempt
@@ -175,5 +167,5 @@ def resend(session: Session, user_id: int, run_id: str, delivery_id: str, *,
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.run_id == run_id,
                WebhookDelivery.user_id == user_id)
-        .values(status=DeliveryStatus.PENDING, next_attempt_at=at))
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=at or utcnow()))
     return result.rowcount == 1

@@ -2,17 +2,17 @@
 docs, webhooks, plus the template filters every page uses."""
 from __future__ import annotations
 
-from flask import Blueprint
-
-bp = Blueprint("web", __name__)
-
 # Each module registers its routes (or filters) on bp.
-from . import (  # noqa: E402,F401
+from . import (  # noqa: F401
     billing_views,
     catalog_views,
+    dashboard_views,
     filters,
+    keys_views,
     runs_views,
     share_views,
-    views,
     webhook_views,
 )
+from .blueprint import bp
+
+__all__ = ["bp"]

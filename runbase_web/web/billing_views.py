@@ -2,8 +2,6 @@
 admin credit page."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import requests
 from flask import (Response, abort, current_app, flash, jsonify, redirect, render_template,
                    request, stream_with_context, url_for)
@@ -11,11 +9,12 @@ from flask_login import current_user, login_required
 
 from ..errors import RunbaseError
 from ..extensions import csrf, db
+from ..models import utcnow
 from ..money import format_usd, parse_dollars
 from ..services import accounts, stripe_checkout
 from ..services import billing as billing_service
-from ..urls import public_base_url
-from . import bp
+from ..urls import absolute_url, public_base_url
+from .blueprint import bp
 
 
 def _cursor(name: str) -> int | None:
@@ -26,7 +25,7 @@ def _cursor(name: str) -> int | None:
 
 def _credits_page(*, errors: dict | None = None, custom_amount: str = "", status: int = 200):
     page = billing_service.ledger_page(db.session, current_user.id, before=_cursor("before"),
-                             after=_cursor("after"))
+                                       after=_cursor("after"))
     return render_template(
         "web/billing.html", page=page, errors=errors or {}, custom_amount=custom_amount,
         topups_enabled=stripe_checkout.is_configured(current_app.config),
@@ -46,7 +45,7 @@ def billing():
 @login_required
 def billing_csv():
     """The whole ledger as a CSV download (streamed in batches)."""
-    filename = f"runbase-ledger-{datetime.now(timezone.utc):%Y-%m-%d}.csv"
+    filename = f"runbase-ledger-{utcnow():%Y-%m-%d}.csv"
     rows = stream_with_context(_csv_chunks(current_user.id))
     return Response(rows, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{filename}"',
@@ -95,7 +94,7 @@ def billing_topup():
 def _return_url(outcome: str) -> str:
     """Where Stripe sends the browser back; built by hand so Stripe's
     {CHECKOUT_SESSION_ID} placeholder is not URL-encoded."""
-    return f"{public_base_url()}{url_for('web.billing')}?topup={outcome}"
+    return absolute_url(public_base_url(), url_for("web.billing")) + f"?topup={outcome}"
 
 
 @bp.post("/stripe/webhook")
@@ -151,12 +150,11 @@ def admin_credit():
                                negative=adjust,
                                maximum_micros=billing_service.MAX_OPERATOR_CREDIT_MICROS)
         billing_service.operator_credit(db.session, user.id, micros, adjust=adjust,
-                              note=request.form.get("note", ""), by=current_user.email)
-        db.session.commit()
-    except RunbaseError as error:
-        db.session.rollback()
+                                        note=request.form.get("note", ""), by=current_user.email)
+    except RunbaseError as error:  # refused before anything was written
         return _admin_page(email, errors={error.field or "amount": error.message},
                            form=request.form, status=422)
+    db.session.commit()
     flash(f"{'Adjusted' if adjust else 'Granted'} {format_usd(micros)} "
           f"for {user.email}.", "success")
     return redirect(url_for("web.admin_credit", email=user.email), 303)

@@ -2,17 +2,17 @@
 the API docs (/docs), written for this server: its base URL, models and settings."""
 from __future__ import annotations
 
-from flask import abort, current_app, make_response, render_template, request
+from flask import abort, current_app, render_template, request
 
 from .. import htmx, state
-from ..playground.presenters import form_context
+from ..presenters.run_form import form_context
 from ..services.snippets import curl_snippet, python_snippet
 from ..urls import public_base_url
-from . import bp
+from .blueprint import bp
 from .catalog_presenters import (docs_example, error_rows, filter_options, input_rows,
                                  model_card, model_cards, price_table, sample_input)
 
-#: The docs pages, in reading order: slug -> title (each is templates/docs/<slug>.html).
+#: The docs pages, in reading order: slug -> title (each is templates/web/docs/<slug>.html).
 DOC_PAGES = {
     "quickstart": "Quickstart",
     "concepts": "Core concepts",
@@ -34,10 +34,9 @@ def models_index():
     filters = {name: request.args.get(name, "").strip() for name in ("provider", "kind", "q")}
     cards = model_cards(state.catalog(), _env(), provider=filters["provider"],
                         kind=filters["kind"], query=filters["q"])
-    template = "models/_results.html" if htmx.is_htmx() else "models/index.html"
-    body = render_template(template, cards=cards, filters=filters,
-                           options=filter_options(state.catalog()))
-    return htmx.vary_on_htmx(make_response(body))
+    template = "web/models/_results.html" if htmx.is_htmx() else "web/models/index.html"
+    return htmx.render_varying(template, cards=cards, filters=filters,
+                               options=filter_options(state.catalog()))
 
 
 @bp.get("/models/<provider>/<path:name>")
@@ -48,7 +47,7 @@ def model_page(provider: str, name: str):
         abort(404, description=f"There is no model '{provider}/{name}' on this server.")
     base_url, example = public_base_url(), sample_input(spec)
     return render_template(
-        "models/model.html", card=model_card(spec, _env()), inputs=input_rows(spec),
+        "web/models/model.html", card=model_card(spec, _env()), inputs=input_rows(spec),
         prices=price_table(spec), base_url=base_url,
         curl=curl_snippet(base_url, spec.id, example),
         python=python_snippet(base_url, spec.id, example),
@@ -58,7 +57,7 @@ def model_page(provider: str, name: str):
 @bp.get("/docs")
 def docs_index():
     """The docs' front page: what each page covers, and the endpoints."""
-    return render_template("docs/index.html", **_docs_context(None))
+    return render_template("web/docs/index.html", **_docs_context(None))
 
 
 @bp.get("/docs/<page>")
@@ -66,7 +65,7 @@ def docs_page(page: str):
     """One docs page."""
     if page not in DOC_PAGES:
         abort(404, description=f"There is no docs page '{page}'.")
-    return render_template(f"docs/{page}.html", **_docs_context(page))
+    return render_template(f"web/docs/{page}.html", **_docs_context(page))
 
 
 def _docs_context(page: str | None) -> dict:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ..models import utcnow
 from ..money import format_usd
-from . import bp
+from .blueprint import bp
 
 
 @bp.app_template_filter("usd")
@@ -24,7 +25,7 @@ def ago(moment: datetime | None) -> str:
     """A past timestamp relative to now: "just now", "5 min ago", "3 h ago", or the date."""
     if moment is None:
         return "never"
-    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    seconds = (utcnow() - moment).total_seconds()
     if seconds < 60:
         return "just now"
     if seconds < 3600:

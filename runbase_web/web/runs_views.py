@@ -1,23 +1,23 @@
 """Runs gallery, run page (status, lineage, actions, copy as code) and compare.
 
-Reruns go through services.runs.create_run, the same path and ledger as every run.
+Reruns go through the app's RunCreator, the same path and ledger as every run.
 """
 from __future__ import annotations
 
 import copy
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import htmx, state
 from ..errors import RunbaseError, RunNotFound
 from ..extensions import db
-from ..models import Run, User
-from ..playground.presenters import output_items
-from ..services import history, runs, snippets
+from ..models import Run
 from ..money import format_usd
+from ..presenters.outputs import output_items
+from ..services import accounts, history, runs, snippets
 from ..urls import public_base_url
-from . import bp
+from .blueprint import bp
 
 
 @bp.app_template_filter("input_value")
@@ -37,11 +37,6 @@ def _own_run(run_id: str) -> Run:
     return runs.get_run(db.session, current_user.id, run_id)
 
 
-def _fragment(template: str, **context):
-    """An htmx fragment whose URL also serves a full page: caches must keep both."""
-    return htmx.vary_on_htmx(current_app.make_response(render_template(template, **context)))
-
-
 # --- gallery ---------------------------------------------------------------------------------
 
 
@@ -58,10 +53,10 @@ def runs_page():
     context = {"runs": page, "filters": filters, "next_cursor": next_cursor,
                "first_page": not request.args.get("after")}
     if htmx.is_htmx():
-        return _fragment("runs/_page.html", **context)
-    return htmx.vary_on_htmx(current_app.make_response(render_template(
-        "runs/page.html", models=history.used_models(db.session, current_user.id),
-        statuses=history.STATUSES, kinds=history.KINDS, **context)))
+        return htmx.render_varying("web/runs/_page.html", **context)
+    return htmx.render_varying(
+        "web/runs/page.html", models=history.used_models(db.session, current_user.id),
+        statuses=history.STATUSES, kinds=history.KINDS, **context)
 
 
 @bp.get("/runs/<run_id>/tile")
@@ -69,9 +64,8 @@ def runs_page():
 def run_tile(run_id: str):
     """One gallery tile's body; an active run's tile polls this until the run ends."""
     run = _own_run(run_id)
-    if not htmx.is_htmx():
-        return htmx.vary_on_htmx(redirect(url_for(".run_page", run_id=run.id), 303))
-    return _fragment("runs/_tile_body.html", run=run)
+    return htmx.fragment_or_redirect(url_for(".run_page", run_id=run.id),
+                                     lambda: render_template("web/runs/_tile_body.html", run=run))
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -94,7 +88,7 @@ def run_page(run_id: str):
     base_url = public_base_url()
     context = _live_context(run)
     return render_template(
-        "runs/run.html", lineage=family,
+        "web/runs/run.html", lineage=family,
         changes=history.run_diff(family.parent, run) if family.parent else [],
         inputs=history.input_rows(run.input, context["spec"]),
         curl=snippets.curl_snippet(base_url, run.model, run.input),
@@ -106,12 +100,12 @@ def run_page(run_id: str):
 def run_live(run_id: str):
     """The run page's status part; it polls this every second while the run is active."""
     run = _own_run(run_id)
-    if not htmx.is_htmx():
-        return htmx.vary_on_htmx(redirect(url_for(".run_page", run_id=run.id), 303))
-    # A run that just failed was refunded: the header's balance changes too.
-    balance = (db.session.get(User, current_user.id, populate_existing=True).balance_micros
-               if run.is_finished else None)
-    return _fragment("runs/_live.html", balance=balance, **_live_context(run))
+
+    def render():
+        # A run that just failed was refunded: the header's balance changes too.
+        balance = accounts.fresh_balance(db.session, current_user.id) if run.is_finished else None
+        return render_template("web/runs/_live.html", balance=balance, **_live_context(run))
+    return htmx.fragment_or_redirect(url_for(".run_page", run_id=run.id), render)
 
 
 @bp.post("/runs/<run_id>/rerun")
@@ -120,16 +114,13 @@ def rerun(run_id: str):
     """A new run with this run's model and input, made from it (lineage), paid as usual."""
     parent = _own_run(run_id)
     try:
-        child = runs.create_run(db.session, catalog=state.catalog(),
-                                provider_env=current_app.config["PROVIDER_ENV"],
-                                user_id=current_user.id, api_key_id=None, model_id=parent.model,
-                                raw_input=copy.deepcopy(parent.input), source="playground",
-                                parent_id=parent.id)
-        db.session.commit()
+        child = state.run_creator().create(
+            db.session, user_id=current_user.id, model_id=parent.model,
+            raw_input=copy.deepcopy(parent.input), source="playground", parent_id=parent.id)
     except RunbaseError as error:
-        db.session.rollback()
         flash(f"Couldn't rerun: {error.message}", "error")
         return redirect(url_for(".run_page", run_id=parent.id), 303)
+    db.session.commit()
     state.wake_worker()
     return redirect(url_for(".run_page", run_id=child.id), 303)
 
@@ -158,12 +149,12 @@ def compare_runs():
     try:
         run_ids = history.parse_compare_ids(request.args.getlist("ids"))
     except history.CompareError as error:
-        return render_template("runs/compare.html", error=str(error), runs=[], rows=[]), 400
+        return render_template("web/runs/compare.html", error=str(error), runs=[], rows=[]), 400
     try:
         compared = history.compare_runs(db.session, current_user.id, run_ids)
     except RunNotFound:
         abort(404, description="One of these runs does not exist in your account.")
     base_url = public_base_url()
-    return render_template("runs/compare.html", error=None, runs=compared,
+    return render_template("web/runs/compare.html", error=None, runs=compared,
                            outputs={run.id: output_items(run, base_url) for run in compared},
                            rows=history.compare_rows(compared))

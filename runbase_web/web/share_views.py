@@ -8,19 +8,17 @@ recipe that points at the share page instead of the run.
 """
 from __future__ import annotations
 
-from flask import (Response, abort, current_app, redirect, render_template, request, send_file,
-                   url_for)
+from flask import Response, abort, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from .. import htmx, media_metadata, recipe, state
-from ..files_web import stored_file_or_404
-from ..errors import RunbaseError, RunNotFound
+from ..errors import RunNotFound
 from ..extensions import db
+from ..files_web import stored_file_or_404
 from ..models import Run
-from ..playground.presenters import VIDEO_EXTENSIONS
 from ..services import files, sharing
-from ..urls import public_base_url
-from . import bp
+from ..urls import absolute_url, public_base_url
+from .blueprint import bp
 
 #: Endpoints answered for anonymous visitors holding a link: no referrer, no indexing.
 PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output"})
@@ -47,7 +45,12 @@ def share_url(run: Run) -> str | None:
     """The absolute public link of a shared run, or None when it is not shared."""
     if not run.share_token:
         return None
-    return public_base_url() + url_for("web.shared_run", token=run.share_token)
+    return _share_page_url(run.share_token)
+
+
+def _share_page_url(token: str) -> str:
+    """The absolute address of the public page of the run shared under `token`."""
+    return absolute_url(public_base_url(), url_for("web.shared_run", token=token))
 
 
 @bp.app_template_global("shows_prompt_in_image")
@@ -61,10 +64,9 @@ def shows_prompt_in_image(run: Run) -> bool:
 
 def _panel(run: Run, error: str | None = None):
     """The share panel after an action: the fragment for htmx, the run page otherwise."""
-    if not htmx.is_htmx():
-        return redirect(url_for("web.run_page", run_id=run.id), 303)
-    return htmx.vary_on_htmx(current_app.make_response(
-        render_template("share/_panel.html", run=run, share_error=error)))
+    return htmx.fragment_or_redirect(
+        url_for("web.run_page", run_id=run.id),
+        lambda: render_template("web/share/_panel.html", run=run, share_error=error))
 
 
 @bp.post("/runs/<run_id>/share")
@@ -74,12 +76,11 @@ def share_run(run_id: str):
     hide_prompt = request.form.get("hide_prompt", "") not in ("", "0", "false", "off")
     try:
         run = sharing.share_run(db.session, current_user.id, run_id, hide_prompt=hide_prompt)
-        db.session.commit()
     except RunNotFound:
         abort(404)
-    except RunbaseError as error:
-        db.session.rollback()
-        return _panel(db.session.get(Run, run_id), error.message)
+    except sharing.NotShareable as error:
+        return _panel(error.run, error.message)
+    db.session.commit()
     return _panel(run)
 
 
@@ -89,9 +90,9 @@ def revoke_share(run_id: str):
     """Stop sharing: the link answers 404; sharing again makes a new link."""
     try:
         run = sharing.revoke_share(db.session, current_user.id, run_id)
-        db.session.commit()
     except RunNotFound:
         abort(404)
+    db.session.commit()
     return _panel(run)
 
 
@@ -110,8 +111,8 @@ def _shared_outputs(run: Run, base_url: str) -> list[dict]:
     items = []
     for index, path in enumerate(run.output_urls or []):
         src = url_for("web.shared_output", token=run.share_token, index=index)
-        items.append({"src": src, "url": base_url + src,
-                      "is_video": path.lower().endswith(VIDEO_EXTENSIONS)})
+        items.append({"src": src, "url": absolute_url(base_url, src),
+                      "is_video": files.is_video(path)})
     return items
 
 
@@ -127,9 +128,9 @@ def shared_run(token: str):
     description = (prompt[:DESCRIPTION_CHARS] + ("…" if len(prompt) > DESCRIPTION_CHARS else "")
                    if prompt else f"Made with {model_name} on Runbase.")
     return render_template(
-        "share/page.html", run=run, spec=spec, model_name=model_name, prompt=prompt,
+        "web/share/page.html", run=run, spec=spec, model_name=model_name, prompt=prompt,
         outputs=outputs, description=description,
-        page_url=base_url + url_for("web.shared_run", token=token),
+        page_url=absolute_url(base_url, url_for("web.shared_run", token=token)),
         image=next((item for item in outputs if not item["is_video"]), None),
         video=next((item for item in outputs if item["is_video"]), None))
 
@@ -170,7 +171,7 @@ def _public_image(run: Run, content_type: str, data: bytes) -> bytes:
 def _public_png(run: Run, data: bytes) -> bytes:
     """The PNG with the recipe a stranger may see: model, shared input, share page."""
     public = {"model": run.model, "input": sharing.shared_input(run),
-              "run": public_base_url() + url_for("web.shared_run", token=run.share_token)}
+              "run": _share_page_url(run.share_token)}
     try:
         return recipe.embed_png_recipe(data, public)
     except ValueError:

@@ -9,7 +9,7 @@ from .. import state
 from ..extensions import db
 from ..htmx import is_htmx, vary_on_htmx
 from ..services import runs, webhooks
-from . import bp
+from .blueprint import bp
 
 #: How many deliveries the settings page lists.
 RECENT_DELIVERIES = 20
@@ -59,7 +59,7 @@ def webhook_settings():
     db.session.commit()
     recent = webhooks.recent_deliveries(db.session, current_user.id, RECENT_DELIVERIES)
     page = render_template(
-        "webhooks/settings.html", secret=secret, deliveries=recent,
+        "web/webhooks/settings.html", secret=secret, deliveries=recent,
         attempts=webhooks.attempts_of(db.session, [d.id for d in recent]),
         verify_snippet=VERIFY_SNIPPET, usage_snippet=USAGE_SNIPPET,
         public_url=current_app.config.get("PUBLIC_URL"))
@@ -83,7 +83,7 @@ def _run_log(run_id: str):
     """The delivery log fragment of one of the user's runs; 404 for anyone else's."""
     run = runs.get_run(db.session, current_user.id, run_id)  # anyone else's: 404 (errors_web)
     deliveries = webhooks.deliveries_for_run(db.session, current_user.id, run.id)
-    page = render_template("webhooks/_log.html", run=run, deliveries=deliveries,
+    page = render_template("web/webhooks/_log.html", run=run, deliveries=deliveries,
                            attempts=webhooks.attempts_of(db.session, [d.id for d in deliveries]))
     return vary_on_htmx(make_response(page))
 
@@ -99,7 +99,7 @@ def run_webhooks(run_id: str):
 @login_required
 def resend_webhook(run_id: str, delivery_id: str):
     """Queue one more attempt of a delivery now (same webhook-id); owner only."""
-    if not webhooks.resend(db.session, current_user.id, run_id, delivery_id, at=runs.now()):
+    if not webhooks.resend(db.session, current_user.id, run_id, delivery_id):
         abort(404)
     db.session.commit()
     state.wake_worker()

@@ -245,7 +245,8 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
         session.commit()
         return
     faults.point("before_finish")
-    if not runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows]):
+    if not runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
+                               public_url=app.config["PUBLIC_URL"]):
         files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
     session.commit()
 

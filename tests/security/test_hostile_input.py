@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from runbase_web.extensions import db
 from runbase_web.models import Run
-from runbase_web.services import runs as run_service
+from runbase_web.services import run_creation
 from runbase_web import state
 from tests.conftest import wait_for_run
 from tests.web import balance_of, sign_in
@@ -99,10 +99,10 @@ def test_a_valid_surrogate_pair_is_ordinary_text(client, auth):
 
 def test_service_refuses_unstorable_text_from_any_caller(app, user):
     with app.app_context():
-        with pytest.raises(run_service.InvalidInput):
-            run_service.create_run(db.session, catalog=state.catalog(), provider_env={},
-                                   user_id=user.id, api_key_id=None, model_id="local/sketch",
-                                   raw_input={"prompt": "a\ud800"}, source="playground")
+        with pytest.raises(run_creation.InvalidInput):
+            run_creation.create_run(db.session, catalog=state.catalog(), provider_env={},
+                                    user_id=user.id, api_key_id=None, model_id="local/sketch",
+                                    raw_input={"prompt": "a\ud800"}, source="playground")
         db.session.rollback()
 
 

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from runbase_web.errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
 from runbase_web.extensions import db
 from runbase_web.models import ApiKey, EntryKind, Run, User
-from runbase_web.services import keys, ledger, runs
+from runbase_web.services import keys, ledger, run_creation, runs
 from runbase_web.state import catalog
 
 PER_IMAGE = 1000  # local/sketch costs 1000 micro-USD per image
@@ -70,10 +70,11 @@ def ledger_machine(app):
             cost = images * PER_IMAGE
             with app.app_context():
                 try:
-                    run = runs.create_run(db.session, catalog=catalog(app), provider_env={},
-                                          user_id=self.user_id, api_key_id=self.key_id,
-                                          model_id="local/sketch",
-                                          raw_input={"prompt": "model", "num_images": images})
+                    run = run_creation.create_run(db.session, catalog=catalog(app), provider_env={},
+                                                  user_id=self.user_id, api_key_id=self.key_id,
+                                                  model_id="local/sketch",
+                                                  raw_input={"prompt": "model",
+                                                             "num_images": images})
                     db.session.commit()
                     outcome = run.id
                 except (InsufficientBalance, SpendLimitExceeded) as error:
@@ -94,7 +95,7 @@ def ledger_machine(app):
         def succeed(self, data):
             run_id = data.draw(st.sampled_from(sorted(self.active)))
             with app.app_context():
-                assert runs.mark_succeeded(db.session, run_id, ["http://x/files/generated/a.png"])
+                assert runs.mark_succeeded(db.session, run_id, ["http://x/files/generated/a.png"], public_url="")
                 db.session.commit()
             del self.active[run_id]
             self.ended.add(run_id)
@@ -122,7 +123,7 @@ def ledger_machine(app):
             run_id = data.draw(st.sampled_from(sorted(self.ended)))
             with app.app_context():
                 assert not runs.mark_failed(db.session, run_id, message="late", code="timeout")
-                assert not runs.mark_succeeded(db.session, run_id, [])
+                assert not runs.mark_succeeded(db.session, run_id, [], public_url="")
                 db.session.commit()
 
         @invariant()

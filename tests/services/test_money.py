@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from runbase_web.extensions import db
 from runbase_web.models import EntryKind, LedgerEntry, Run, User
-from runbase_web.services import ledger, runs
+from runbase_web.services import ledger, run_creation, runs
 from runbase_web.state import catalog
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "race"}}
@@ -106,8 +106,9 @@ def test_m10_two_limited_keys_share_one_balance(app, http_server, make_user, mak
 
 def _new_run(app, user) -> str:
     with app.app_context():
-        run = runs.create_run(db.session, catalog=catalog(app), provider_env={}, user_id=user.id,
-                              api_key_id=None, model_id="local/sketch", raw_input={"prompt": "x"})
+        run = run_creation.create_run(db.session, catalog=catalog(app), provider_env={},
+                                      user_id=user.id, api_key_id=None, model_id="local/sketch",
+                                      raw_input={"prompt": "x"})
         db.session.commit()
         return run.id
 
@@ -141,7 +142,7 @@ def test_m12_success_and_failure_race_one_terminal_state(app, make_user):
     def race(run_id):
         def act(index):
             if index == 0:
-                return "succeeded" if runs.mark_succeeded(db.session, run_id, ["/files/generated/x.png"]) else None
+                return "succeeded" if runs.mark_succeeded(db.session, run_id, ["/files/generated/x.png"], public_url="") else None
             return "failed" if runs.mark_failed(db.session, run_id, message="x", code="timeout") else None
         return [w for w in aligned(2, _in_app(app, act)) if w]
 
@@ -155,7 +156,7 @@ def test_m12_success_and_failure_race_one_terminal_state(app, make_user):
 def test_refund_after_success_is_refused(app, user):
     run_id = _new_run(app, user)
     with app.app_context():
-        assert runs.mark_succeeded(db.session, run_id, ["/files/generated/a.png"])
+        assert runs.mark_succeeded(db.session, run_id, ["/files/generated/a.png"], public_url="")
         assert not runs.mark_failed(db.session, run_id, message="late", code="timeout")
         db.session.commit()
         assert db.session.get(User, user.id).balance_micros == 1_000_000 - RUN_COST

@@ -12,7 +12,7 @@ import pytest
 from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import Run
-from runbase_web.playground.presenters import price_label
+from runbase_web.presenters.run_form import price_label
 from tests.conftest import wait_for_run
 from tests.web import HTMX, balance_of, card_root, field_error, run_count, sign_in
 

@@ -41,7 +41,7 @@ def stored(app, run_id) -> Run:
 def finish(app, run_id, urls) -> None:
     """End a run as succeeded with these output paths (no worker needed)."""
     with app.app_context():
-        assert runs.mark_succeeded(db.session, run_id, urls)
+        assert runs.mark_succeeded(db.session, run_id, urls, public_url="")
         db.session.commit()
 
 

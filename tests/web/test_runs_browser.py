@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from runbase_web import state
 from runbase_web.extensions import db
-from runbase_web.services import history, runs
+from runbase_web.services import history, run_creation
 from tests.conftest import wait_for_run
 from tests.web import PASSWORD
 
@@ -47,9 +47,9 @@ def sign_in(page: Page, email: str) -> None:
 def api_run(app, user, prompt: str, *, model: str = "local/test", **extra) -> str:
     """A run created the way POST /api/v1/runs creates one; the embedded worker runs it."""
     with app.app_context():
-        run = runs.create_run(db.session, catalog=state.catalog(app), provider_env={},
-                              user_id=user.id, api_key_id=None, model_id=model,
-                              raw_input={"prompt": prompt, **extra})
+        run = run_creation.create_run(db.session, catalog=state.catalog(app), provider_env={},
+                                      user_id=user.id, api_key_id=None, model_id=model,
+                                      raw_input={"prompt": prompt, **extra})
         db.session.commit()
         run_id = run.id
     state.wake_worker(app)

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from runbase_web import state
 from runbase_web.extensions import db
-from runbase_web.models import LedgerEntry, Run
-from runbase_web.services import history, runs
+from runbase_web.models import LedgerEntry, Run, utcnow
+from runbase_web.services import history, run_creation, runs
 from tests.web import HTMX, balance_of, run_count, sign_in
 
 #: local/test costs $0.0001 a run; local/sketch $0.001 an image; local/sketch-video $0.002 a second.
@@ -36,20 +36,20 @@ def make_run(app):
     def make(user, prompt: str = "a lighthouse", *, model: str = "local/test", status: str = "pending",
              source: str = "api", parent_id: str | None = None, **extra) -> str:
         with app.app_context():
-            run = runs.create_run(db.session, catalog=state.catalog(app), provider_env={},
-                                  user_id=user.id, api_key_id=None, model_id=model,
-                                  raw_input={"prompt": prompt, **extra}, source=source,
-                                  parent_id=parent_id)
+            run = run_creation.create_run(db.session, catalog=state.catalog(app), provider_env={},
+                                          user_id=user.id, api_key_id=None, model_id=model,
+                                          raw_input={"prompt": prompt, **extra}, source=source,
+                                          parent_id=parent_id)
             db.session.commit()
             if status == "succeeded":
                 ext = "mp4" if model.endswith("video") else "png"
-                runs.mark_succeeded(db.session, run.id, [f"/files/generated/{run.id}.{ext}"])
+                runs.mark_succeeded(db.session, run.id, [f"/files/generated/{run.id}.{ext}"], public_url="")
             elif status == "failed":
                 runs.mark_failed(db.session, run.id, message="The provider said no.",
                                  code="provider_error")
             elif status == "processing":
                 run.status = "processing"
-                run.started_at = runs.now()
+                run.started_at = utcnow()
             db.session.commit()
             return run.id
     return make
@@ -120,7 +120,7 @@ def test_tile_fragment(app, signed_in, user, make_run):
     active = signed_in.get(f"/runs/{run_id}/tile", headers=HTMX)
     assert active.text.lstrip().startswith(f'<div id="tile-{run_id}"') and "hx-trigger" in active.text
     with app.app_context():
-        runs.mark_succeeded(db.session, run_id, [f"/files/generated/{run_id}.png"])
+        runs.mark_succeeded(db.session, run_id, [f"/files/generated/{run_id}.png"], public_url="")
         db.session.commit()
     done = signed_in.get(f"/runs/{run_id}/tile", headers=HTMX)
     assert "hx-trigger" not in done.text and "<img" in done.text and "<html" not in done.text
@@ -234,7 +234,7 @@ def test_run_page_shows_outputs_input_model_cost_and_history(app, signed_in, use
                       num_images=2, aspect_ratio="16:9")
     with app.app_context():
         runs.mark_succeeded(db.session, run_id, [f"/files/generated/{run_id}-1.png",
-                                                 f"/files/generated/{run_id}-2.png"])
+                                                 f"/files/generated/{run_id}-2.png"], public_url="")
         db.session.commit()
     text = signed_in.get(f"/runs/{run_id}").text
     assert 'href="/models/local/sketch"' in text
@@ -421,8 +421,9 @@ def test_lineage_never_shows_another_accounts_runs(app, signed_in, user, make_us
     mine = make_run(user, "mine")
     with app.app_context():
         # Only reachable by hand-editing the database: create_run refuses foreign parents.
-        run = runs.create_run(db.session, catalog=state.catalog(app), provider_env={}, user_id=bob.id,
-                              api_key_id=None, model_id="local/test", raw_input={"prompt": "bob's child"})
+        run = run_creation.create_run(db.session, catalog=state.catalog(app), provider_env={},
+                                      user_id=bob.id, api_key_id=None, model_id="local/test",
+                                      raw_input={"prompt": "bob's child"})
         run.parent_id = mine
         db.session.commit()
     text = signed_in.get(f"/runs/{mine}").text

@@ -11,7 +11,7 @@ import pytest
 
 from runbase_web import net
 from runbase_web.extensions import db
-from runbase_web.services import runs as run_service
+from runbase_web.models import utcnow
 from runbase_web.state import WORKER
 from runbase_web.worker import Worker, webhook_delivery
 from runbase_web.worker.claim import claim_due_deliveries
@@ -124,7 +124,7 @@ def test_receiver_that_never_succeeds_fails_after_24_hours(app, client, auth, re
     receiver.script.extend([500] * 100)
     run = create_run(receiver.url, delay_ms=60_000)
     cancel(client, auth, run["id"])
-    start = run_service.now()
+    start = utcnow()
     assert deliver_due(app, now=start) == 1
     [delivery] = deliveries_of(app, run["id"])
     times = [start]
@@ -202,7 +202,7 @@ def test_private_and_metadata_webhooks_are_refused_by_the_guard_and_logged(
     assert logged.status_code is None
     assert logged.error.startswith("Refused by the outbound guard:")
     # A refused address fails at once: retrying would only keep probing inside.
-    assert delivery.status == "failed" and deliver_due(app, now=run_service.now() + timedelta(hours=1)) == 0
+    assert delivery.status == "failed" and deliver_due(app, now=utcnow() + timedelta(hours=1)) == 0
 
 
 def test_unreachable_receiver_is_retried(app, client, auth, create_run):
@@ -264,7 +264,7 @@ def test_concurrent_claims_never_share_a_delivery(app, client, auth, create_run)
 def test_a_claim_whose_lease_expired_cannot_send_or_record(app, client, auth, receiver, create_run):
     run = create_run(receiver.url, delay_ms=60_000)
     cancel(client, auth, run["id"])
-    start = run_service.now()
+    start = utcnow()
     with app.app_context():
         [(delivery_id, stale)] = claim_due_deliveries(db.session, 5, LEASE_SECONDS, at=start)
         later = start + timedelta(seconds=LEASE_SECONDS + 1)

@@ -8,8 +8,7 @@ import pytest
 from flask import render_template_string
 
 from runbase_web.extensions import db
-from runbase_web.models import Run
-from runbase_web.services import runs as run_service
+from runbase_web.models import Run, utcnow
 from runbase_web.worker.webhook_delivery import deliver_due
 from tests.web import HTMX, sign_in
 from tests.webhooks import Rejected, account_secret, attempts_of, deliveries_of, verify
@@ -128,7 +127,7 @@ def test_resend_queues_an_attempt_now_with_the_same_id(app, client, user, receiv
     [delivery] = deliveries_of(app, run_id)
     assert delivery.status == "delivered"
     sign_in(client, user.email)
-    before = run_service.now()
+    before = utcnow()
     response = client.post(f"/runs/{run_id}/webhooks/{delivery.id}/resend", headers=HTMX)
     assert response.status_code == 200
     assert 'data-delivery-status="pending"' in response.get_data(as_text=True)
@@ -178,7 +177,7 @@ def include_page(app):
     the app's first request, as Flask requires)."""
     @app.get("/test-include/<run_id>")
     def include(run_id):
-        return render_template_string('{% include "webhooks/_deliveries.html" ignore missing %}',
+        return render_template_string('{% include "web/webhooks/_deliveries.html" ignore missing %}',
                                       run=db.session.get(Run, run_id))
     return "/test-include/"
 

@@ -1,10 +1,13 @@
-"""Run objects as API.md spells them: camelCase, ISO times with ms and Z, micro-USD."""
+"""The public run object, as API.md spells it: camelCase, ISO times with ms and Z,
+micro-USD. One definition for the API's answers and the webhook payloads, so a receiver
+gets exactly what GET /api/v1/runs/<id> returns."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
 from ..models import Run, RunStatus
+from ..urls import absolute_url
 
 
 def iso_time(moment: datetime | None) -> str | None:
@@ -14,21 +17,18 @@ def iso_time(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def absolute_urls(paths: list[str] | None, base_url: str) -> list[str]:
-    """Stored file paths as absolute URLs on this server."""
-    return [base_url.rstrip("/") + path for path in paths or []]
-
-
-def run_to_api(run: Run, base_url: str) -> dict[str, Any]:
-    """The public run object."""
+def run_object(run: Run, public_url: str) -> dict[str, Any]:
+    """The public run object; output URLs are absolute on `public_url` (site paths when
+    it is empty)."""
     succeeded = run.status == RunStatus.SUCCEEDED.value
+    urls = [absolute_url(public_url, path) for path in run.output_urls or []]
     return {
         "id": run.id,
         "model": run.model,
         "status": run.status,
         "costUsd": run.cost_micros,
         "input": run.input,
-        "output": {"urls": absolute_urls(run.output_urls, base_url)} if succeeded else None,
+        "output": {"urls": urls} if succeeded else None,
         "error": run.error,
         "errorCode": run.error_code,
         "createdAt": iso_time(run.created_at),

@@ -12,15 +12,13 @@ from typing import Mapping
 
 from sqlalchemy.orm import Session
 
+from ..catalog import Catalog, ModelSpec
 from ..errors import RunNotFound
 from ..models import Run
-from ..services import runs, sharing
-from ..catalog import Catalog, ModelSpec
-from .presenters import VIDEO_EXTENSIONS, run_seed
+from ..urls import absolute_url
+from . import files, runs, sharing
 
 REFERENCE_FIELD = "image_urls"
-#: How far back "keep seed" looks for the last seed you used.
-LAST_SEED_LOOKBACK = 20
 
 
 @dataclass(frozen=True)
@@ -83,13 +81,13 @@ def as_reference(session: Session, catalog: Catalog, env: Mapping[str, str], bas
     first = (run.output_urls or [None])[0]
     if first is None:
         return Restore(notice="That run has no output yet to use as a reference.")
-    if first.lower().endswith(VIDEO_EXTENSIONS):
+    if files.is_video(first):
         return Restore(notice="Only image outputs can be used as a reference image.")
     spec = _reference_model(catalog, env, catalog.get(run.model), run)
     if spec is None:
         return Restore(notice="No model on this server takes reference images.")
     carried = {name: value for name, value in (run.input or {}).items() if name != "seed"}
-    carried[REFERENCE_FIELD] = [base_url.rstrip("/") + first]
+    carried[REFERENCE_FIELD] = [absolute_url(base_url, first)]
     return Restore(spec, carried, parent_id=run.id)
 
 
@@ -135,11 +133,3 @@ def from_recipe(session: Session, catalog: Catalog, user_id: int | None,
     own = _own_run(session, user_id, run_id) if isinstance(run_id, str) else None
     return Restore(spec, data, parent_id=own.id if own is not None else None)
 
-
-def last_seed(session: Session, user_id: int) -> int | None:
-    """The seed of the user's latest run that had one ("keep seed" with an empty field)."""
-    for run in runs.recent_runs(session, user_id, limit=LAST_SEED_LOOKBACK):
-        seed = run_seed(run)
-        if seed is not None:
-            return seed
-    return None

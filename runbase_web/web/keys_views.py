@@ -1,4 +1,4 @@
-"""Dashboard and Settings → API keys (create, edit, disable/enable, delete)."""
+"""Settings → API keys: list, create (shown once), edit, disable/enable, delete."""
 from __future__ import annotations
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
@@ -6,25 +6,8 @@ from flask_login import current_user, login_required
 
 from ..errors import RunbaseError
 from ..extensions import db
-from ..services import keys, runs
-from . import bp
-
-#: How many runs the dashboard lists.
-RECENT_RUNS = 20
-
-
-@bp.get("/")
-def index():
-    """The home page is the Playground."""
-    return redirect(url_for("playground.page"))
-
-
-@bp.get("/dashboard")
-@login_required
-def dashboard():
-    """Balance and the newest runs of the signed-in account."""
-    recent = runs.recent_runs(db.session, current_user.id, RECENT_RUNS)
-    return render_template("web/dashboard.html", runs=recent)
+from ..services import keys
+from .blueprint import bp
 
 
 def _keys_page(*, new_key: str | None = None, errors: dict | None = None, status: int = 200):
@@ -54,10 +37,9 @@ def create_api_key():
     try:
         _key, full_key = keys.create_key(db.session, current_user.id,
                                          request.form.get("name", ""))
-        db.session.commit()
-    except RunbaseError as error:
-        db.session.rollback()
+    except RunbaseError as error:  # refused before anything was written
         return _keys_page(errors={error.field or "name": error.message}, status=422)
+    db.session.commit()
     return _keys_page(new_key=full_key, status=201)
 
 
@@ -108,10 +90,9 @@ def update_api_key(key_id: int):
                                        request.form.get("ip_allowlist", ""),
                                        request.form.get("spend_limit", ""))
         keys.update_settings(db.session, key, settings)
-        db.session.commit()
-    except keys.KeySettingsError as error:
-        db.session.rollback()
+    except keys.KeySettingsError as error:  # refused before anything was written
         return _edit_page(key, errors=error.errors, status=422)
+    db.session.commit()
     flash(f"Saved the settings of “{key.name}”.", "success")
     return redirect(url_for("web.api_keys"), 303)
 

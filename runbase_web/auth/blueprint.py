@@ -1,0 +1,5 @@
+"""The sign-in blueprint, apart from the package so route modules can import it without
+importing the package that imports them."""
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")

@@ -1,0 +1,5 @@
+"""The Playground's blueprint, apart from the package so route modules can import it
+without importing the package that imports them."""
+from flask import Blueprint
+
+bp = Blueprint("playground", __name__, url_prefix="/playground")
