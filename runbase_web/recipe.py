@@ -11,15 +11,13 @@ import json
 import struct
 import zlib
 
-from .jsontext import loads_strict
+from .urls import absolute_url
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KEYWORD = b"runbase"
 TEXT_CHUNKS = (b"iTXt", b"tEXt", b"zTXt")
 #: A recipe is a model id and a form's worth of input; anything bigger is not ours.
 MAX_RECIPE_BYTES = 256 * 1024
-#: Files larger than this are not searched for a recipe at all.
-MAX_PNG_BYTES = 64 * 1024 * 1024
 
 
 class PngError(ValueError):
@@ -49,23 +47,6 @@ def embed_png_recipe(png_bytes: bytes, recipe: dict) -> bytes:
     # translated keyword, NUL, then UTF-8 text.
     body = KEYWORD + b"\x00\x00\x00\x00\x00" + text
     return b"".join([PNG_SIGNATURE, *kept, _chunk(b"iTXt", body), png_bytes[iend:]])
-
-
-def read_png_recipe(png_bytes: bytes) -> dict | None:
-    """The recipe in a PNG's `runbase` chunk, or None: not a PNG, no such chunk, or a
-    chunk that is damaged, too large or not a JSON object. Never raises."""
-    if not isinstance(png_bytes, (bytes, bytearray, memoryview)) or len(png_bytes) > MAX_PNG_BYTES:
-        return None
-    data = bytes(png_bytes)
-    try:
-        for kind, start, end in png_chunks(data):
-            if kind in TEXT_CHUNKS and _keyword(data, start) == KEYWORD:
-                return _decode(kind, data[start + 8:end - 4])
-            if kind == b"IEND":
-                return None
-    except PngError:
-        return None
-    return None
 
 
 def strip_png_recipe(png_bytes: bytes) -> bytes:
@@ -109,41 +90,11 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _decode(kind: bytes, body: bytes) -> dict | None:
-    """The JSON object in one text chunk's body, or None."""
-    if len(body) > MAX_RECIPE_BYTES + 100:
-        return None
-    rest = body[len(KEYWORD) + 1:]
-    try:
-        if kind == b"tEXt":
-            text = rest.decode("latin-1")
-        elif kind == b"zTXt":
-            text = _inflate(rest[1:]).decode("latin-1")
-        else:
-            compressed, rest = rest[0], rest[2:]
-            _language, rest = rest.split(b"\x00", 1)
-            _translated, rest = rest.split(b"\x00", 1)
-            text = (_inflate(rest) if compressed else rest).decode("utf-8")
-        value = loads_strict(text)  # a recipe is outside input: the same rules as the API
-    except (IndexError, ValueError, zlib.error):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _inflate(data: bytes) -> bytes:
-    """zlib-decompress at most MAX_RECIPE_BYTES (a small bomb can't grow large)."""
-    inflater = zlib.decompressobj()
-    out = inflater.decompress(data, MAX_RECIPE_BYTES + 1)
-    if len(out) > MAX_RECIPE_BYTES:
-        raise ValueError("recipe too large")
-    return out
-
-
 def recipe_for_run(run, base_url: str) -> dict:
     """The recipe of one run: its model, its stored input, its run page URL and id.
 
     `base_url` is RUNBASE_PUBLIC_URL (urls.public_base_url); without it the worker knows
     no host, so the run page URL is the site-relative path, as in webhook payloads.
     """
-    return {"model": run.model, "input": run.input, "run": f"{base_url.rstrip('/')}/runs/{run.id}",
-            "runId": run.id}
+    return {"model": run.model, "input": run.input,
+            "run": absolute_url(base_url, f"/runs/{run.id}"), "runId": run.id}

@@ -13,6 +13,7 @@ from runbase_web import recipe
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.providers import local_media
+from tests.support.png_recipe import MAX_PNG_BYTES, read_png_recipe
 from tests.conftest import wait_for_run
 from tests.web import sign_in
 
@@ -41,8 +42,8 @@ def with_chunk_before_iend(data: bytes, chunk: bytes) -> bytes:
 def test_round_trip_keeps_pixels_and_opens_in_pillow():
     original = png()
     embedded = recipe.embed_png_recipe(original, RECIPE)
-    assert recipe.read_png_recipe(embedded) == RECIPE
-    assert recipe.read_png_recipe(original) is None
+    assert read_png_recipe(embedded) == RECIPE
+    assert read_png_recipe(original) is None
     image = Image.open(io.BytesIO(embedded))
     image.load()  # Pillow checks every CRC while loading
     assert image.tobytes() == Image.open(io.BytesIO(original)).tobytes()
@@ -62,15 +63,15 @@ def test_embedding_again_replaces_the_old_recipe():
     once = recipe.embed_png_recipe(png(), RECIPE)
     twice = recipe.embed_png_recipe(once, {"model": "local/test", "input": {}})
     assert chunk_types(twice).count(b"iTXt") == 1
-    assert recipe.read_png_recipe(twice) == {"model": "local/test", "input": {}}
-    assert recipe.read_png_recipe(recipe.strip_png_recipe(twice)) is None
+    assert read_png_recipe(twice) == {"model": "local/test", "input": {}}
+    assert read_png_recipe(recipe.strip_png_recipe(twice)) is None
 
 
 def test_other_text_chunks_are_kept_and_ignored():
     base = with_chunk_before_iend(png(), raw_chunk(b"tEXt", b"Comment\x00hello"))
     embedded = recipe.embed_png_recipe(base, RECIPE)
     assert Image.open(io.BytesIO(embedded)).text["Comment"] == "hello"
-    assert recipe.read_png_recipe(embedded) == RECIPE
+    assert read_png_recipe(embedded) == RECIPE
 
 
 @pytest.mark.parametrize("chunk", [
@@ -79,7 +80,7 @@ def test_other_text_chunks_are_kept_and_ignored():
     raw_chunk(b"iTXt", b"runbase\x00\x01\x00en\x00\x00" + zlib.compress(b'{"model": "m", "input": {}}')),
 ])
 def test_reads_text_compressed_and_international_chunks(chunk):
-    assert recipe.read_png_recipe(with_chunk_before_iend(png(), chunk)) == {"model": "m", "input": {}}
+    assert read_png_recipe(with_chunk_before_iend(png(), chunk)) == {"model": "m", "input": {}}
 
 
 @pytest.mark.parametrize("data", [
@@ -92,11 +93,11 @@ def test_reads_text_compressed_and_international_chunks(chunk):
     with_chunk_before_iend(png(), raw_chunk(b"tEXt", b"runbase\x00" + b"{" * (recipe.MAX_RECIPE_BYTES + 200))),
 ])
 def test_reading_is_tolerant(data):
-    assert recipe.read_png_recipe(data) is None
+    assert read_png_recipe(data) is None
 
 
 def test_read_refuses_huge_inputs_without_scanning():
-    assert recipe.read_png_recipe(b"\x89PNG\r\n\x1a\n" + b"\x00" * (recipe.MAX_PNG_BYTES + 1)) is None
+    assert read_png_recipe(b"\x89PNG\r\n\x1a\n" + b"\x00" * (MAX_PNG_BYTES + 1)) is None
 
 
 def test_embed_refuses_what_is_not_a_png():
@@ -132,7 +133,7 @@ def test_a_sketch_run_stores_its_recipe_and_the_same_pixels(app, client, user, w
     assert run.status == "succeeded"
     with client.get(run.output_urls[0]) as download:
         stored = download.data
-    assert recipe.read_png_recipe(stored) == {
+    assert read_png_recipe(stored) == {
         "model": "local/sketch", "input": run.input,
         "run": f"https://runbase.example/runs/{run_id}", "runId": run_id}
     made = local_media.sketch_png("a red kite", 1234, 512, 512)

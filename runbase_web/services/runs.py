@@ -15,7 +15,6 @@ from . import ledger, webhooks
 #: Run.upstream_cancel states (see the column's comment).
 UPSTREAM_CANCEL_REQUESTED, UPSTREAM_CANCEL_SENT, UPSTREAM_CANCEL_FAILED = "requested", "sent", "failed"
 #: The one clock (models.utcnow), under the name the worker and the cancel records use.
-now = utcnow
 
 
 def get_run(session: Session, user_id: int, run_id: str) -> Run:
@@ -102,7 +101,7 @@ def request_upstream_cancel(session: Session, run_id: str, *, upstream_id: str |
     """Record that the provider should be asked to stop the upstream job of an ended run,
     due now; a worker does the asking. `upstream_id` names a job that was created after the
     run had already ended (a cancel racing the provider's create). Returns whether recorded."""
-    values = {"upstream_cancel": UPSTREAM_CANCEL_REQUESTED, "next_check_at": now()}
+    values = {"upstream_cancel": UPSTREAM_CANCEL_REQUESTED, "next_check_at": utcnow()}
     if upstream_id is not None:
         values.update(upstream_id=upstream_id, upstream_state=upstream_state)
     condition = Run.upstream_id.is_(None) if upstream_id is not None else Run.upstream_id.is_not(None)
@@ -119,7 +118,7 @@ def record_upstream_cancel(session: Session, run_id: str, *, sent: bool, upstrea
     if sent:
         outcome, check_at = UPSTREAM_CANCEL_SENT, None
     elif retry_after is not None:
-        outcome, check_at = UPSTREAM_CANCEL_REQUESTED, now() + timedelta(seconds=retry_after)
+        outcome, check_at = UPSTREAM_CANCEL_REQUESTED, utcnow() + timedelta(seconds=retry_after)
     else:
         outcome, check_at = UPSTREAM_CANCEL_FAILED, None
     session.execute(update(Run).where(Run.id == run_id,

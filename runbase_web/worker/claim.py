@@ -8,7 +8,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery
-from ..services.runs import UPSTREAM_CANCEL_REQUESTED, now
+from ..models import utcnow
+from ..services.runs import UPSTREAM_CANCEL_REQUESTED
 
 
 def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> list[str]:
@@ -18,7 +19,7 @@ def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> l
     worker's runs come back), and not waiting for a later check. PostgreSQL skips
     rows another worker is claiming; SQLite's write lock serialises claimers.
     """
-    at = now()
+    at = utcnow()
     due = (select(Run.id)
            .where(Run.status.in_(ACTIVE_STATUSES),
                   or_(Run.lease_until.is_(None), Run.lease_until < at),
@@ -38,7 +39,7 @@ def claim_due_cancels(session: Session, limit: int, lease_seconds: int) -> list[
     """Take up to `limit` ended runs whose upstream job a worker must ask the provider to
     stop, and commit; returns their ids. Pushing next_check_at out by the lease keeps
     other workers off them; a worker that dies leaves them due again after that."""
-    at = now()
+    at = utcnow()
     due = (select(Run.id)
            .where(Run.upstream_cancel == UPSTREAM_CANCEL_REQUESTED, Run.next_check_at <= at)
            .order_by(Run.next_check_at).limit(limit)
@@ -56,7 +57,7 @@ def renew_leases(session: Session, owner: str, run_ids: list[str], lease_seconds
     if not run_ids:
         return 0
     result = session.execute(update(Run).where(Run.id.in_(run_ids), Run.lease_owner == owner)
-                             .values(lease_until=now() + timedelta(seconds=lease_seconds)))
+                             .values(lease_until=utcnow() + timedelta(seconds=lease_seconds)))
     session.commit()
     return result.rowcount
 
@@ -64,7 +65,7 @@ def renew_leases(session: Session, owner: str, run_ids: list[str], lease_seconds
 def release(session: Session, run_id: str, owner: str, *, check_after: float, **changes) -> bool:
     """Give a run back to the pool, to be looked at again after `check_after` seconds."""
     values = dict(changes, lease_owner=None, lease_until=None,
-                  next_check_at=now() + timedelta(seconds=max(check_after, 0)))
+                  next_check_at=utcnow() + timedelta(seconds=max(check_after, 0)))
     result = session.execute(update(Run).where(
         Run.id == run_id, Run.lease_owner == owner, Run.status.in_(ACTIVE_STATUSES)).values(**values))
     return result.rowcount == 1
@@ -78,7 +79,7 @@ def claim_due_deliveries(session: Session, limit: int, lease_seconds: float, *,
     write lock serialises claimers. The lease_until value doubles as the claim token:
     only the holder of that exact lease may record the outcome (see webhook_delivery).
     """
-    at = at or now()
+    at = at or utcnow()
     due = (select(WebhookDelivery.id)
            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= at,
                   or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < at))

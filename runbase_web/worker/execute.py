@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from .. import faults, net, recipe, state
 from ..extensions import db
-from ..models import Run
+from ..models import Run, utcnow
 from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
@@ -111,7 +111,7 @@ def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None
     """Fail a run that is past its deadline, out of attempts or no longer in the catalog."""
     if spec is None:
         reason = (f"Model '{run.model}' is no longer offered by this server.", "model_unavailable")
-    elif runs.now() >= run.deadline_at:
+    elif utcnow() >= run.deadline_at:
         reason = (f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout")
     elif run.upstream_id is None and run.attempts >= spec.max_attempts:
         reason = (f"The provider call was tried {run.attempts} times without an answer.",

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 
 from .. import net
 from ..extensions import db
-from ..models import WebhookAttempt, WebhookDelivery
-from ..services import runs, webhooks
+from ..models import WebhookAttempt, WebhookDelivery, utcnow
+from ..services import webhooks
 from ..services.webhooks import DeliveryStatus
 from .claim import claim_due_deliveries
 
@@ -88,22 +88,6 @@ def retry_delay(failed_attempts: int) -> float:
     return base * random.uniform(*JITTER)
 
 
-def deliver_due(app: Flask, *, limit: int = 8, now: datetime | None = None) -> int:
-    """Claim due deliveries and attempt each one in this thread; returns how many.
-
-    `now` replaces the clock for scheduling (tests step through the 24 h window
-    with it); the signature timestamp always uses the real clock.
-    """
-    with app.app_context():
-        try:
-            claimed = claim_due_deliveries(db.session, limit, LEASE_SECONDS, at=now)
-        finally:
-            db.state(app).session.remove()
-    for delivery_id, lease_until in claimed:
-        attempt(app, delivery_id, lease_until, now=now)
-    return len(claimed)
-
-
 def attempt(app: Flask, delivery_id: str, lease_until: datetime, *,
             now: datetime | None = None) -> None:
     """POST one claimed delivery once and record the outcome; never raises."""
@@ -113,7 +97,7 @@ def attempt(app: Flask, delivery_id: str, lease_until: datetime, *,
             message = _prepare(session, delivery_id, lease_until)
             if message is None:
                 return
-            at = now or runs.now()
+            at = now or utcnow()
             outcome = _post(app, message)
             _record(session, message, outcome, lease_until, at)
             session.commit()

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from runbase_web import recipe
 from runbase_web.extensions import db
 from runbase_web.models import Run
+from tests.support.png_recipe import read_png_recipe
 from tests.conftest import wait_for_run
 from tests.web import HTMX, sign_in
 
@@ -90,7 +90,7 @@ def test_share_makes_a_public_page_with_outputs_prompt_and_preview_tags(app, sig
     image = visitor.get(image_src)
     assert image.status_code == 200 and image.mimetype == "image/png"
     assert image.headers["Referrer-Policy"] == "no-referrer"
-    shared_recipe = recipe.read_png_recipe(image.data)
+    shared_recipe = read_png_recipe(image.data)
     assert shared_recipe == {"model": "local/test", "input": json.loads(json.dumps(
         stored_input(app, run_id))), "run": link}
     assert run_id.encode() not in image.data
@@ -109,7 +109,7 @@ def test_hide_prompt_keeps_it_off_the_page_the_file_and_the_playground(app, sign
     assert "secret" not in text and "data-shared-prompt" not in text
     assert meta(text, "og:description") == "Made with Test (offline) on Runbase."
     image = visitor.get(re.search(r'<img src="([^"]+)"', text).group(1))
-    assert b"secret" not in image.data and "prompt" not in recipe.read_png_recipe(image.data)["input"]
+    assert b"secret" not in image.data and "prompt" not in read_png_recipe(image.data)["input"]
     playground = visitor.get(f"/playground?share={token}").text
     assert '<input type="hidden" name="model" value="local/test">' in playground
     assert re.search(r'<textarea id="f-prompt"[^>]*></textarea>', playground)

@@ -15,6 +15,7 @@ from runbase_web import media_metadata, recipe, state
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.services import files
+from tests.support.png_recipe import read_png_recipe
 from tests.conftest import wait_for_run
 from tests.web import HTMX, sign_in
 
@@ -178,7 +179,7 @@ def test_a_shared_png_keeps_only_its_pixels_and_the_share_recipe(app, signed_in,
     # Only the share recipe remains: no run id, and the prompt only if it is shown.
     image = decoded(served)
     assert set(image.text) == {"runbase"} and "exif" not in image.info
-    shared = recipe.read_png_recipe(served)
+    shared = read_png_recipe(served)
     assert shared["run"].startswith("https://runbase.example/s/") and "runId" not in shared
     assert run_id.encode() not in served
     assert ("prompt" in shared["input"]) is not hide_prompt
@@ -235,7 +236,7 @@ def test_a_file_that_is_not_what_it_claims_is_re_encoded_without_metadata(app, s
         image = decoded(response.data)
         assert image.format == kind and not {"exif", "xmp", "comment"} & set(image.info)
         assert image.size == decoded(original).size
-    assert recipe.read_png_recipe(as_png.data)["run"].startswith("https://runbase.example/s/")
+    assert read_png_recipe(as_png.data)["run"].startswith("https://runbase.example/s/")
     assert decoded(as_png.data).tobytes() == decoded(jpeg).convert("RGB").tobytes()
 
 

@@ -21,6 +21,8 @@ from sqlalchemy import select
 from runbase_web.extensions import db
 from runbase_web.models import WebhookAttempt, WebhookDelivery
 from runbase_web.services import webhooks
+from runbase_web.worker.claim import claim_due_deliveries
+from runbase_web.worker.webhook_delivery import LEASE_SECONDS, attempt
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -187,3 +189,17 @@ def wait_for_delivery(app, run_id: str, until=("delivered", "failed"), timeout: 
             return found[0]
         time.sleep(0.05)
     raise AssertionError(f"the delivery of {run_id} did not reach {until}: {found}")
+
+
+def deliver_due(app, *, limit: int = 8, now=None) -> int:
+    """Claim due deliveries and attempt each one in this thread, as the worker's delivery
+    loop does on its pool; returns how many. `now` replaces the clock for scheduling
+    (tests step through the 24 h window with it); signatures always use the real clock."""
+    with app.app_context():
+        try:
+            claimed = claim_due_deliveries(db.session, limit, LEASE_SECONDS, at=now)
+        finally:
+            db.state(app).session.remove()
+    for delivery_id, lease_until in claimed:
+        attempt(app, delivery_id, lease_until, now=now)
+    return len(claimed)

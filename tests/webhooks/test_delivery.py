@@ -16,9 +16,10 @@ from runbase_web.state import WORKER
 from runbase_web.worker import Worker, webhook_delivery
 from runbase_web.worker.claim import claim_due_deliveries
 from runbase_web.worker.webhook_delivery import (JITTER, LEASE_SECONDS, RETRY_SCHEDULE,
-                                                 RETRY_WINDOW, attempt, deliver_due)
+                                                 RETRY_WINDOW, attempt)
 from tests.conftest import wait_for_run
-from tests.webhooks import Rejected, attempts_of, deliveries_of, verify, wait_for_delivery
+from tests.webhooks import (Rejected, attempts_of, deliver_due, deliveries_of, verify,
+                            wait_for_delivery)
 from tests.webhooks.conftest import PUBLIC_URL
 
 

@@ -9,7 +9,7 @@ from flask import render_template_string
 
 from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
-from runbase_web.worker.webhook_delivery import deliver_due
+from tests.webhooks import deliver_due
 from tests.web import HTMX, sign_in
 from tests.webhooks import Rejected, account_secret, attempts_of, deliveries_of, verify
 

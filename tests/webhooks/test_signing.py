@@ -16,7 +16,7 @@ import pytest
 
 from runbase_web.extensions import db
 from runbase_web.services import webhooks
-from runbase_web.worker.webhook_delivery import deliver_due
+from tests.webhooks import deliver_due
 from tests.web import sign_in
 from tests.webhooks import Receiver, Rejected, verify
 
