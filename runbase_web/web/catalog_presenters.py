@@ -20,6 +20,7 @@ from ..money import format_usd
 from ..services import idempotency
 from ..catalog import UPSTREAM_ADAPTER, Catalog, ModelSpec, price, validate_input
 from ..presenters.forms import form_fields
+from ..presenters.run_form import PER_UNIT
 from ..services.snippets import curl_snippet, python_snippet
 
 #: The prompt the examples send, by model kind.
@@ -31,8 +32,6 @@ SAMPLE_PROMPTS = {
 EXAMPLE_SEED = 1316143832
 #: Words for the unit a price is multiplied by (singular, plural), keyed by input field.
 UNIT_WORDS = {"num_images": ("image", "images"), "duration": ("second", "seconds")}
-#: Short unit after a price summary ("from $0.05 / s").
-UNIT_SHORT = {"num_images": "image", "duration": "s"}
 
 
 # --- the catalog as cards --------------------------------------------------------------
@@ -66,7 +65,7 @@ def price_summary(spec: ModelSpec) -> str:
     num_images), "from $0.03 / s" (the cheapest tier, per second of duration)."""
     table = spec.price
     amounts = list(table["tiers"].values()) if "tiers" in table else [table["micros"]]
-    unit = UNIT_SHORT.get(table["per"], table["per"]) if "per" in table else spec.kind
+    unit = PER_UNIT.get(table["per"], table["per"]) if "per" in table else spec.kind
     prefix = "from " if len(set(amounts)) > 1 else ""
     return f"{prefix}{format_usd(min(amounts))} / {unit}"
 
