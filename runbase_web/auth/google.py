@@ -13,10 +13,7 @@ from __future__ import annotations
 import logging
 
 import requests
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.flask_client import OAuth
 from flask import abort, current_app, flash, redirect, request, session, url_for
-from joserfc.errors import JoseError
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -50,6 +47,10 @@ def _client():
     app = current_app._get_current_object()
     client = app.extensions.get(_CLIENT_KEY)
     if client is None:
+        # Imported on first use: Authlib and its JOSE stack cost ~70 ms at every start,
+        # also on servers where Google sign-in is off.
+        from authlib.integrations.flask_client import OAuth
+
         client = OAuth(app).register(
             "google",
             client_id=app.config["GOOGLE_CLIENT_ID"],
@@ -103,6 +104,9 @@ def google_callback():
     if not is_configured():
         abort(404)
     next_target = safe_next(session.pop(_NEXT_KEY, None))
+    from authlib.integrations.base_client import OAuthError  # lazily, as in _client
+    from joserfc.errors import JoseError
+
     try:
         client = _client()
         token = client.authorize_access_token(claims_options=_id_token_checks(client))

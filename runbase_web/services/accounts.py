@@ -2,6 +2,7 @@
 the balance."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -22,9 +23,6 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 #: parameter here is enough: every account is rehashed on its next successful sign-in.
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1,
                                  hash_len=32, salt_len=16, type=Type.ID)
-# A real hash to verify against when the email is unknown (or has no password), so every
-# failed sign-in costs the same and the timing can't reveal which accounts exist.
-_DUMMY_HASH = PASSWORD_HASHER.hash("not-a-password")
 
 
 class AccountError(RunbaseError):
@@ -37,6 +35,14 @@ def normalize_email(email: str) -> str:
 
 
 # --- passwords ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash to verify against when the email is unknown (or has no password), so
+    every failed sign-in costs the same and the timing can't reveal which accounts exist.
+    Made on first use, not at import: hashing costs ~40 ms that no CLI command needs."""
+    return PASSWORD_HASHER.hash("not-a-password")
 
 
 def hash_password(password: str) -> str:
@@ -141,7 +147,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     """
     user = find_user(session, email)
     stored = user.password_hash if user is not None and user.password_hash else None
-    matches = verify_password(stored or _DUMMY_HASH, password)
+    matches = verify_password(stored or _dummy_hash(), password)
     if not matches or stored is None:
         return None
     if needs_rehash(stored):
