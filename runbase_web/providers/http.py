@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import email.utils
 import re
+import threading
 import time
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Mapping
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from .. import net
 from .base import ProviderError
@@ -109,6 +112,31 @@ def parse_retry_after(headers) -> float | None:
         return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
 
 
+#: Connections kept open per provider origin: the worker's threads share them.
+POOL_CONNECTIONS = 32
+_POOLS: dict[str, requests.Session] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def pooled_session(base_url: str) -> requests.Session:
+    """The keep-alive session for `base_url`'s origin, shared by every client in this
+    process: a run's submit, polls and downloads, and other runs', reuse connections
+    instead of paying DNS, TCP and TLS for each request. Cookies are never kept, so no
+    answer to one request changes the next (credentials go in each request's headers)."""
+    parts = urlsplit(base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    with _POOLS_LOCK:
+        session = _POOLS.get(origin)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_CONNECTIONS)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            _POOLS[origin] = session
+        return session
+
+
 class ProviderClient:
     """Base class for one provider's client. Subclasses set `name`, where the base URL comes
     from (`base_url_env`, `default_base_url`, `api_version`) and may override `auth_headers`
@@ -126,7 +154,7 @@ class ProviderClient:
     def __init__(self, *, base_url: str | None = None, session: requests.Session | None = None,
                  timeout: float | None = None):
         self.base_url = (base_url or self.default_base_url).rstrip("/")
-        self.session = session or requests.Session()
+        self.session = session or pooled_session(self.base_url)
         self.timeout = self.default_timeout if timeout is None else timeout
 
     @classmethod

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import urllib.request
 from datetime import datetime, timedelta, timezone
+from http.cookiejar import Cookie
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from runbase_web.catalog import UPSTREAM_ENV, Catalog
 from runbase_web.providers import registry
 from runbase_web.providers.base import Job, ProviderContext, ProviderError
 from runbase_web.providers.common import POLL_SCHEDULE, ProviderAdapter, poll_delay
+from runbase_web.providers.http import ProviderClient, pooled_session
 from tests.providers.support import PAINTER, write_catalog
 
 PROVIDERS = Path(__file__).resolve().parents[2] / "runbase_web" / "providers"
@@ -144,3 +147,24 @@ def test_every_adapter_is_a_provider_adapter():
         cls = getattr(__import__(f"runbase_web.providers.{module}", fromlist=[class_name]),
                       class_name)
         assert issubclass(cls, ProviderAdapter), class_name
+
+
+def test_clients_of_one_origin_share_a_pooled_session_without_cookies():
+    first = ProviderClient(base_url="https://api.example.test/v1")
+    second = ProviderClient(base_url="https://api.example.test/v2")
+    other = ProviderClient(base_url="https://other.example.test/v1")
+    assert first.session is second.session is pooled_session("https://api.example.test")
+    assert other.session is not first.session
+    assert first.session.get_adapter("https://api.example.test/").poolmanager.connection_pool_kw[
+        "maxsize"] >= 8  # the worker's threads don't queue for a connection
+    assert not first.session.cookies.get_policy().set_ok(
+        _cookie("tracker"), _request("https://api.example.test/v1/x"))
+
+
+def _cookie(name):
+    return Cookie(0, name, "1", None, False, "api.example.test", True, False, "/", True, False,
+                  None, False, None, None, {})
+
+
+def _request(url):
+    return urllib.request.Request(url)
