@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .. import jsontext
@@ -34,6 +35,10 @@ _URL_UNSAFE = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
 SEED_MODES = ("new", "keep")
 #: How far back "keep seed" looks for the last seed you used.
 LAST_SEED_LOOKBACK = 20
+
+
+#: The PostgreSQL channel run creation notifies and workers listen on.
+WAKE_CHANNEL = "runbase_runs"
 
 
 def new_run_id() -> str:
@@ -118,7 +123,17 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
         session.flush()
         ledger.charge_for_run(session, user_id=user_id, api_key_id=api_key_id, run_id=run.id,
                               cost=cost)
+    notify_workers(session)
     return run
+
+
+def notify_workers(session: Session) -> None:
+    """On PostgreSQL, tell listening workers (worker/listener.py) that a run is waiting.
+    NOTIFY is transactional: it is delivered when the creating transaction commits, and
+    never if it rolls back. SQLite has no such thing; its workers poll or are woken in
+    process."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
 
 
 class ManyRunsRefused(RunbaseError):

@@ -20,6 +20,7 @@ from flask import Flask
 from ..extensions import db
 from .claim import claim_due, claim_due_cancels, renew_leases
 from .execute import cancel_upstream_job, execute_run
+from .listener import RunListener
 from .webhook_delivery import DeliveryLoop
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Worker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.deliveries = DeliveryLoop(app, poll_seconds=self.poll_seconds)
+        self._listener: RunListener | None = None
 
     def start(self) -> "Worker":
         """Start the claim loop and the heartbeat in background threads."""
@@ -51,6 +53,9 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         self.deliveries.start()
+        engine = db.state(self.app).engine
+        if engine.dialect.name == "postgresql":  # woken by NOTIFY on create; polling stays
+            self._listener = RunListener(engine, self.wake).start()
         log.info("worker %s started with %d threads", self.owner, self.threads)
         return self
 
@@ -63,6 +68,8 @@ class Worker:
         """Stop claiming; with `wait`, let runs in progress reach their next resting point."""
         self._stop.set()
         self._wake.set()
+        if self._listener is not None:
+            self._listener.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -1,0 +1,65 @@
+"""Waking workers on PostgreSQL: run creation sends NOTIFY on the `runbase_runs` channel
+in its transaction (PostgreSQL delivers it only if that transaction commits), and each
+worker process LISTENs on a connection of its own, so a standalone worker starts a new
+run at once instead of at its next poll. Polling stays as the fallback: a lost
+connection or a missed notification only delays a run until the next poll.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+import psycopg
+from sqlalchemy import Engine
+
+from ..services.run_creation import WAKE_CHANNEL
+
+log = logging.getLogger(__name__)
+#: How long one wait for notifications lasts before the stop flag is looked at again.
+WAIT_SECONDS = 1.0
+#: Pause before reconnecting after the listening connection failed.
+RECONNECT_SECONDS = 2.0
+
+
+def conninfo(engine: Engine) -> str:
+    """A libpq connection string for the engine's database (psycopg, not SQLAlchemy)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class RunListener:
+    """A thread that calls `wake()` whenever a run is created anywhere; PostgreSQL only."""
+
+    def __init__(self, engine: Engine, wake: Callable[[], None]):
+        self._conninfo = conninfo(engine)
+        self._wake = wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runbase-listen", daemon=True)
+
+    def start(self) -> "RunListener":
+        """Start listening in the background."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening; returns once the thread has closed its connection."""
+        self._stop.set()
+        self._thread.join(timeout=WAIT_SECONDS * 5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except psycopg.Error as error:
+                log.warning("listening for new runs failed (%s); polling meanwhile",
+                            type(error).__name__)
+                self._stop.wait(RECONNECT_SECONDS)
+
+    def _listen(self) -> None:
+        with psycopg.connect(self._conninfo, autocommit=True) as connection:
+            connection.execute(f"LISTEN {WAKE_CHANNEL}")
+            # Runs created while this connection was being opened were not heard: look.
+            self._wake()
+            while not self._stop.is_set():
+                if any(True for _ in connection.notifies(timeout=WAIT_SECONDS)):
+                    self._wake()

@@ -1,0 +1,63 @@
+"""Standalone workers on PostgreSQL are woken by NOTIFY when a run is created in another
+process, instead of waiting for their next poll; a refused create wakes nobody."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from runbase_web import create_app
+from runbase_web.extensions import db
+from runbase_web.services.run_creation import notify_workers
+from runbase_web.worker import Worker
+from runbase_web.worker.listener import RunListener
+from tests.conftest import wait_for_run
+
+SKETCH = {"model": "local/sketch", "input": {"prompt": "a quiet harbour"}}
+POLL_SECONDS = 30  # far longer than the test waits: only a notification can explain a start
+
+
+@pytest.fixture
+def standalone_worker(app):
+    """A worker in an app of its own, as `flask --app app worker` runs beside the web app:
+    the web app's in-process wake-up cannot reach it."""
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": POLL_SECONDS})
+    worker = Worker(worker_app, threads=2).start()
+    time.sleep(1.5)  # its first claim (at start) is done; from now on it waits
+    yield worker
+    worker.stop(wait=True)
+    db.state(worker_app).engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_standalone_worker_starts_a_new_run_at_once(app, client, auth, standalone_worker):
+    created = time.monotonic()
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    run = wait_for_run(app, run_id, timeout=10, until=("processing", "succeeded", "failed"))
+    assert time.monotonic() - created < 5, "the worker waited for its poll"
+    assert wait_for_run(app, run.id).status == "succeeded"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_only_committed_creates_notify(app, user, make_key):
+    woken = []
+    listener = RunListener(db.state(app).engine, lambda: woken.append(time.monotonic())).start()
+    try:
+        deadline = time.monotonic() + 5
+        while not woken and time.monotonic() < deadline:  # the listener's first look
+            time.sleep(0.05)
+        woken.clear()
+        with app.app_context():
+            notify_workers(db.session)
+            db.session.rollback()
+        time.sleep(1.5)
+        assert woken == []
+        with app.app_context():
+            notify_workers(db.session)
+            db.session.commit()
+        deadline = time.monotonic() + 5
+        while not woken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert woken
+    finally:
+        listener.stop()
