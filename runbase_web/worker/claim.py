@@ -24,7 +24,10 @@ def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> l
            .where(Run.status.in_(ACTIVE_STATUSES),
                   or_(Run.lease_until.is_(None), Run.lease_until < at),
                   or_(Run.next_check_at.is_(None), Run.next_check_at <= at))
-           .order_by(Run.created_at).limit(limit)
+           # By due time, a new run being due since its creation: first come, first
+           # served, so a crowd of in-flight jobs whose polls fall due again and again
+           # can never keep a new run from reaching its provider.
+           .order_by(func.coalesce(Run.next_check_at, Run.created_at), Run.id).limit(limit)
            .with_for_update(skip_locked=True))
     ids = list(session.scalars(due))
     if ids:
