@@ -128,6 +128,9 @@ def test_run_on_several_models_shows_the_total_then_one_card_each(app, page: Pag
     pick(page, "local/sketch")
     page.get_by_label("Multiple models").check()
     page.locator('[data-multi-model][value="local/test"]').check()
+    # Wait for the total of the two models first: a change made while the price fragment
+    # is being swapped in can go unheard (a known race, left for the Playground rework).
+    expect(page.locator("[data-total]")).to_have_text("$0.0011")
     page.locator("#f-num_images").fill("2")
     page.locator("#f-num_images").blur()
     expect(page.locator("[data-total]")).to_have_text("$0.0021")

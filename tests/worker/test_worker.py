@@ -69,8 +69,8 @@ def short_deadline_catalog(tmp_path, app_config):
 
 
 def test_timeout_past_deadline_fails_and_refunds(short_deadline_catalog, app, client, auth, user, worker):
+    started = time.monotonic()  # before the create: the deadline counts from creation
     run = create(client, auth, outcome="timeout")
-    started = time.monotonic()
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "failed" and done.error_code == "timeout"
     assert 1.5 < time.monotonic() - started < 10
