@@ -210,7 +210,7 @@ def test_cancel_answers_at_once_while_the_provider_takes_its_time(fake, app, cli
     else:
         sign_in(client, user.email, "password123")
         assert client.post(f"/runs/{run['id']}/cancel").status_code == 303
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # the provider hangs 10 s; we do not wait for it
     assert ledger(app, run["id"]) == [("charge", -3000), ("refund", 3000)]
     assert _upstream_cancel(app, run["id"]) in ("requested", "sent")
     wait_for_upstream_cancel(app, run["id"], "sent")
