@@ -1,4 +1,4 @@
-"""Operator commands (DESIGN.md §10): a stable interface that scripts and docs use."""
+"""Operator commands (README, "Operator commands"): a stable interface that scripts and docs use."""
 from __future__ import annotations
 
 import signal

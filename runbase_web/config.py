@@ -2,7 +2,7 @@
 
 Settings are read once, when the app is created, and checked then, so a typo in
 an operator's environment fails at start-up instead of on the first request.
-Names are a stable interface (DESIGN.md §10): scripts and docs depend on them.
+Names are a stable interface (README, "Settings"): scripts and docs depend on them.
 """
 from __future__ import annotations
 

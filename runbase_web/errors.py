@@ -1,13 +1,13 @@
 """Errors that services raise and views turn into responses.
 
-Each carries the public `code` and HTTP status from API.md, so the API, the
+Each carries the public `code` and HTTP status of the Runbase API, so the API, the
 Playground and the CLI all say the same thing about the same problem.
 """
 from __future__ import annotations
 
 
 class RunbaseError(Exception):
-    """A request Runbase refuses, with its API.md code and HTTP status."""
+    """A request Runbase refuses, with its public error code and HTTP status."""
 
     status = 400
     code = "bad_request"

@@ -120,7 +120,7 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(connection):
         # IMMEDIATE takes the write lock up front, so concurrent writers queue on the
         # busy timeout instead of failing with SQLITE_BUSY when a read upgrades to a
-        # write (the conditional debit depends on this; reliability.md §1.3).
+        # write (the conditional debit depends on this).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

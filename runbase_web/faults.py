@@ -1,4 +1,4 @@
-"""Named fault points for crash tests (reliability.md §5.4).
+"""Named fault points for crash tests (a worker killed at a chosen step).
 
 A test starts a worker with RUNBASE_FAULT_HANG=<point> and kills it with SIGKILL
 while it is parked there. Unset (always, in production), a point costs one

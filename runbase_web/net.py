@@ -1,6 +1,6 @@
 """The one guarded outbound fetcher: every URL a user or a provider hands us goes through it.
 
-SSRF rules (reliability.md §4.5, OWASP SSRF cheat sheet, scenario S8):
+SSRF rules (OWASP SSRF cheat sheet):
 
 * `check_url` is a cheap static check without DNS: http/https only, no userinfo,
   ports 80/443, IP literals in every spelling normalised, internal names refused.

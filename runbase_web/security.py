@@ -1,4 +1,4 @@
-"""Security headers on every response (DESIGN.md §8)."""
+"""Security headers on every response."""
 from __future__ import annotations
 
 import io

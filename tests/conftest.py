@@ -1,7 +1,7 @@
 """Shared fixtures: a real database per test (SQLite and PostgreSQL), the app,
 users and keys, an embedded worker, a live server and a real browser.
 
-Every test that builds the app ends with the ledger invariants (reliability.md M6).
+Every test that builds the app ends with the ledger invariants checked.
 """
 from __future__ import annotations
 

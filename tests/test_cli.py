@@ -1,4 +1,4 @@
-"""Operator commands (DESIGN.md §10) through Flask's CLI runner."""
+"""Operator commands (README, "Operator commands") through Flask's CLI runner."""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,4 @@
-"""The guarded fetcher (reliability.md §4.5, scenario S8): SSRF corpus, DNS rebinding,
+"""The guarded fetcher: SSRF corpus, DNS rebinding,
 redirects, byte caps, slow bodies, and the worker downloading provider output URLs."""
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from .base import Base, UTCDateTime, utcnow
 
 
 class ApiKey(Base):
-    """One `sk-` key of a user. The full key is never stored (DESIGN.md §6)."""
+    """One `sk-` key of a user. The full key is never stored, only its hash."""
 
     __tablename__ = "api_keys"
 

@@ -1,4 +1,4 @@
-"""Idempotency records for POST /api/v1/runs (API.md: `Idempotency-Key`)."""
+"""Idempotency records for POST /api/v1/runs (the `Idempotency-Key` header)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -13,7 +13,7 @@ class IdempotencyRecord(Base):
     """A key a client sent with a create, the fingerprint of that request and the run it made.
 
     Written in the same transaction as the run and its charge, so a record exists
-    exactly when the run does (Brandur Leach's design; reliability.md §1.1).
+    exactly when the run does (Brandur Leach's design).
     """
 
     __tablename__ = "idempotency_keys"

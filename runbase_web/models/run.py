@@ -71,7 +71,7 @@ class Run(Base):
     upstream_cancel: Mapped[str | None] = mapped_column(String(20), index=True)
     #: The run this one was made from (rerun, edit & rerun, use as reference): lineage.
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
-    #: https URL notified once when the run ends (API.md, Webhooks).
+    #: https URL notified once when the run ends (README, "Webhooks").
     webhook_url: Mapped[str | None] = mapped_column(Text)
     #: Unguessable token of the public /s/<token> page; None when not shared or revoked.
     share_token: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -86,5 +86,5 @@ class Run(Base):
 
     @property
     def refunded(self) -> bool:
-        """Failed runs are always refunded in full (DESIGN.md §5)."""
+        """Failed runs are always refunded in full (README, "Reliability")."""
         return self.status == RunStatus.FAILED.value

@@ -1,6 +1,6 @@
 """BytePlus ModelArk (Volcengine Ark): Seedream images (sync) and Seedance video tasks (async).
 
-Wire formats: reference/providers-2.md §1 (`POST /images/generations`) and providers.md §3
+Wire formats (docs/providers.md, ModelArk): Seedream `POST /images/generations` and Seedance
 (`/contents/generations/tasks`). Both use `Authorization: Bearer <ARK key>` and the
 OpenAI-like error envelope `{"error": {"code", "message", "param", "type"}}`; no Retry-After
 is documented, so a 429 is retried with our own backoff.
@@ -173,7 +173,7 @@ class SeedanceAdapter(ArkAdapter):
 
     #: Videos take tens of seconds to minutes; a look every 5 s is plenty.
     POLL_SCHEDULE = (5.0,)
-    #: Seedance task states (providers.md §3 and Appendix A).
+    #: Seedance task states (ModelArk's task API and its status appendix).
     RUNNING = frozenset({"queued", "running"})
 
     def start(self, job: Job) -> Pending:

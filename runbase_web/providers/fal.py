@@ -1,4 +1,4 @@
-"""fal.ai queue API (reference/providers.md §5): submit, poll status, fetch the result, cancel.
+"""fal.ai queue API (docs/providers.md, fal): submit, poll status, fetch the result, cancel.
 
 Operators add `fal/<endpoint-id>` models (e.g. `fal/fal-ai/flux/dev`, upstream
 `fal-ai/flux/dev`) with the endpoint's own input schema; the input goes through as the JSON

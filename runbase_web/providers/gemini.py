@@ -1,7 +1,7 @@
 """Google Gemini API: Nano Banana images (`generateContent`) and Veo video
 (`predictLongRunning` plus operation polling).
 
-Wire formats: reference/providers.md §2 (images) and providers-2.md §3 (Veo). Both use
+Wire formats (docs/providers.md, Google): `generateContent` (images) and Veo. Both use
 the `x-goog-api-key` header and the Google RPC error envelope
 `{"error": {"code", "message", "status", "details"}}`; a 429 carries its wait time in a
 `google.rpc.RetryInfo` detail, never in a Retry-After header. Two traps: an invalid key is

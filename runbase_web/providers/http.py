@@ -1,7 +1,7 @@
 """Shared HTTP behaviour of provider clients: one Session, bounded timeouts, and one
 place that turns transport failures and HTTP error answers into ProviderError.
 
-Retry policy (DESIGN.md §4): timeouts, connection errors, 429, 408 and 5xx are
+Retry policy (docs/providers.md, "Errors"): timeouts, connection errors, 429, 408 and 5xx are
 retryable, honouring the provider's retry hint; every other 4xx is final, because
 sending the same request again would get the same answer.
 

@@ -1,6 +1,6 @@
 """Kling AI video API (kling-v3): text2video / image2video tasks, polled until they end.
 
-Wire format: reference/providers-2.md §2. Auth is an HS256 JWT we sign ourselves from the
+Wire format: docs/providers.md, Kling. Auth is an HS256 JWT we sign ourselves from the
 access key (`iss`) and the secret key, fresh for every request (stdlib only). Every answer
 is the envelope `{"code", "message", "request_id", "data"}`: `code != 0` is an error even
 with HTTP 200, and HTTP 429 mixes retryable codes (1302/1303) with fatal ones

@@ -1,6 +1,6 @@
 """MiniMax Hailuo video API: create a task, poll it, then resolve its file to a download URL.
 
-Wire format: reference/providers-2.md §4. `Authorization: Bearer <key>`; business errors
+Wire format: docs/providers.md, MiniMax. `Authorization: Bearer <key>`; business errors
 come back as HTTP 200 with `base_resp.status_code != 0` (on create, query and retrieve
 alike), while gateway failures can still be real 401/429/5xx, so both are checked. No
 Retry-After is documented; 1002 (RPM) and 1039 (TPM) mean back off. There is no cancel call

@@ -1,6 +1,6 @@
 """OpenAI Images API (gpt-image-1, gpt-image-1.5, gpt-image-2): one synchronous call per run.
 
-Wire format: reference/providers.md §1. A text-only run is a JSON
+Wire format: docs/providers.md, OpenAI. A text-only run is a JSON
 `POST /images/generations`; a run with reference images is a multipart
 `POST /images/edits` whose `image[]` parts are the images, downloaded by us through
 the guarded fetcher (so OpenAI never gets a URL we have not vetted, and private

@@ -1,4 +1,4 @@
-"""Replicate predictions (reference/providers.md §4): create, poll, cancel.
+"""Replicate predictions (docs/providers.md, Replicate): create, poll, cancel.
 
 Operators add `replicate/<owner>/<name>` models to the catalog with the model's own input
 schema; the run's input passes through as `{"input": {...}}`, with the catalog's optional

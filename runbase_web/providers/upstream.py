@@ -1,4 +1,4 @@
-"""An upstream hosted Runbase as a provider (API.md is its wire format).
+"""An upstream hosted Runbase as a provider (its wire format is this server's own API).
 
 A public model whose own provider has no credentials here is sent to the upstream when
 RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY are set (routing: catalog.

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ..models import StoredFile
 from ..storage import Storage
 
-#: Public URL path of generated files (API.md: /files/generated/<unguessable>.<ext>).
+#: Public URL path of generated files (/files/generated/<unguessable>.<ext>).
 URL_PREFIX = "/files/generated/"
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
               "video/mp4": "mp4", "video/webm": "webm"}

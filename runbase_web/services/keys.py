@@ -36,7 +36,7 @@ def looks_like_key(value: str) -> bool:
 MAX_ID = 2**31 - 1
 #: Longest key name (the column's size).
 NAME_MAX = 100
-#: Most addresses one key's allowlist may hold (DESIGN.md §6).
+#: Most addresses one key's allowlist may hold.
 MAX_ALLOWED_IPS = 10
 #: Highest lifetime spend limit; anything above is surely a typo.
 MAX_SPEND_LIMIT_MICROS = 1_000_000 * MICROS_PER_USD

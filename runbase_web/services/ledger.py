@@ -2,7 +2,7 @@
 
 Every balance change is one conditional UPDATE plus one ledger row in the caller's
 transaction, so the check and the change can't be separated by another writer
-(reliability.md §1.3). Amounts are integer micro-USD throughout.
+(README, "Reliability"). Amounts are integer micro-USD throughout.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def _credit_now(session: Session, user_id: int, amount: int, kind: EntryKind,
 
 
 def invariant_violations(session: Session) -> list[str]:
-    """Check the ledger rules (reliability.md M6); an empty list means all hold."""
+    """Check the ledger rules; an empty list means all hold."""
     problems = _balance_mismatches(session) + _run_entry_problems(session)
     problems += _key_spend_mismatches(session)
     return problems

@@ -1,4 +1,4 @@
-"""The public run object, as API.md spells it: camelCase, ISO times with ms and Z,
+"""The public run object, as the Runbase API spells it: camelCase, ISO times with ms and Z,
 micro-USD. One definition for the API's answers and the webhook payloads, so a receiver
 gets exactly what GET /api/v1/runs/<id> returns."""
 from __future__ import annotations

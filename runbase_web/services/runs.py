@@ -56,7 +56,7 @@ def cancel_run(session: Session, user_id: int, run_id: str) -> tuple[Run, bool]:
     """Cancel the user's run if it is still active: failed, errorCode canceled, refunded.
 
     Returns (run, canceled_now). A run that already ended is returned unchanged, so
-    cancel racing completion leaves exactly one outcome (reliability.md W8, M11).
+    cancel racing completion leaves exactly one outcome.
     """
     run = get_run(session, user_id, run_id)
     canceled = mark_failed(session, run.id, message="Canceled by the user.", code="canceled")

@@ -1,6 +1,6 @@
 """Delivering webhook messages: one signed POST per attempt, retried with backoff for 24 h.
 
-Policy (API.md, Webhooks; Standard Webhooks' sender advice):
+Policy (README, "Webhooks"; Standard Webhooks' sender advice):
 
 * a 2xx answer delivers the message; anything else (3xx included: redirects are not
   followed) is retried on `RETRY_SCHEDULE`, with jitter so that receivers coming back

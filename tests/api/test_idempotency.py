@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST /api/v1/runs (reliability.md M1, M2)."""
+"""Idempotency-Key on POST /api/v1/runs: same key and body, one run and one charge."""
 from __future__ import annotations
 
 import threading

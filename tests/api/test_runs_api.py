@@ -1,4 +1,4 @@
-"""The runs API contract (API.md): the quickstart flow and every error code."""
+"""The runs API contract: the quickstart flow and every error code."""
 from __future__ import annotations
 
 import io

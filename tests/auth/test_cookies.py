@@ -1,4 +1,4 @@
-"""Cookies and sessions (reliability.md S2): flags on the session and remember-me
+"""Cookies and sessions: flags on the session and remember-me
 cookies for http and https deployments, and a fresh session on every sign-in."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Password storage (reliability.md S3): Argon2id with explicit parameters, rehash on
+"""Password storage: Argon2id with explicit parameters, rehash on
 sign-in when the scheme or parameters change, and no timing shortcut for unknown emails."""
 from __future__ import annotations
 

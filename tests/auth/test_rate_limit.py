@@ -1,4 +1,4 @@
-"""Sign-in and sign-up attempt limits (reliability.md S4): per client IP and per account.
+"""Sign-in and sign-up attempt limits: per client IP and per account.
 
 Client addresses are set per request through REMOTE_ADDR (environ_base), as the socket
 would; X-Forwarded-For is not trusted without RUNBASE_TRUSTED_PROXIES.

@@ -1,5 +1,5 @@
-"""A fake BytePlus ModelArk: Seedream `POST /api/v3/images/generations` (providers-2.md §1)
-and Seedance tasks `/api/v3/contents/generations/tasks` (providers.md §3).
+"""A fake BytePlus ModelArk: Seedream `POST /api/v3/images/generations`
+and Seedance tasks `/api/v3/contents/generations/tasks`, as ModelArk's API documents them.
 
 It checks the Bearer key and the body (model ids, Seedream's size rules per model, content
 items, Seedance's ratio / resolution / duration / generate_audio per model), answering with
@@ -29,7 +29,7 @@ from tests.fakes.server import FakeState
 
 KEY = "ark-test"
 
-#: Seedream ids → (tier values, minimum pixels) per providers-2.md §1 (max 4096×4096 for all).
+#: Seedream ids → (tier values, minimum pixels) per ModelArk's documentation (max 4096×4096 for all).
 SEEDREAM = {
     "seedream-4-0-250828": ({"1K", "2K", "4K"}, 921_600),
     "seedream-4-5-251128": ({"2K", "4K"}, 3_686_400),
@@ -229,7 +229,7 @@ def get_task(state: FakeState, task_id: str) -> Response:
 
 def delete_task(state: FakeState, task_id: str) -> Response:
     """`DELETE …/tasks/{id}`: cancels a queued task, refuses running/cancelled ones, and
-    deletes the record of a finished one (providers.md §3 table)."""
+    deletes the record of a finished one (ModelArk's task table)."""
     state.record()
     if (answer := scripted(state, "delete")) is not None:
         return answer

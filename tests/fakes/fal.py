@@ -1,4 +1,4 @@
-"""A fake fal.ai queue (reference/providers.md §5).
+"""A fake fal.ai queue API.
 
 Submit is `POST /<owner>/<app>[/<path>]` with `Authorization: Key <key>`; status, result
 and cancel live under `/<owner>/<app>/requests/<id>` (without the path, as on fal), and

@@ -1,5 +1,5 @@
-"""A fake Gemini API on 127.0.0.1: Nano Banana `generateContent` (reference/providers.md §2)
-and Veo `predictLongRunning` + operations + file download (reference/providers-2.md §3).
+"""A fake Gemini API on 127.0.0.1: Nano Banana `generateContent`
+and Veo `predictLongRunning` + operations + file download, as Google's API documents them.
 
 It requires `x-goog-api-key` (else 400 INVALID_ARGUMENT with reason API_KEY_INVALID, as the
 real API does) and checks body fields, answering with the Google RPC error envelope. Images

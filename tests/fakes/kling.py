@@ -1,4 +1,4 @@
-"""A fake Kling AI video API (providers-2.md §2): text2video / image2video tasks.
+"""A fake Kling AI video API: text2video / image2video tasks.
 
 It verifies the JWT like Kling does (HS256 with the secret key, `iss` == access key, `nbf`
 and `exp`), answering 401 with codes 1001 (no header), 1002 (bad token or signature), 1003

@@ -1,4 +1,4 @@
-"""A fake MiniMax Hailuo video API (providers-2.md §4): create, query, files/retrieve.
+"""A fake MiniMax Hailuo video API: create, query, files/retrieve.
 
 Like the real one it answers business errors as HTTP 200 with `base_resp.status_code != 0`:
 a missing or wrong Bearer key gets 1004, an invalid body 2013 (unknown model, a bad

@@ -1,4 +1,4 @@
-"""A fake OpenAI Images API (reference/providers.md §1) on 127.0.0.1.
+"""A fake OpenAI Images API on 127.0.0.1.
 
 `POST /v1/images/generations` (JSON) and `POST /v1/images/edits` (multipart or JSON).
 It checks the bearer key and the body the way the real API does, answering with OpenAI's

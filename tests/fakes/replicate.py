@@ -1,4 +1,4 @@
-"""A fake Replicate predictions API (reference/providers.md §4), plus the media and
+"""A fake Replicate predictions API, plus the media and
 scripting helpers the fal and upstream-Runbase fakes share.
 
 State knobs (`state.data`):

@@ -1,4 +1,4 @@
-"""A fake hosted Runbase speaking API.md (not our app): create and read runs, the error
+"""A fake hosted Runbase speaking the hosted Runbase API (not our app): create and read runs, the error
 envelope, Idempotency-Key, and our cancel extension.
 
 State knobs (`state.data`):
@@ -95,7 +95,7 @@ def _create_run(state: FakeState, body: dict, idempotency_key: str | None) -> tu
 
 
 def _create(state: FakeState, body: dict, key: str | None, sleep_after: float | None):
-    """Create (or, for a known Idempotency-Key, return again) a run, the way API.md says:
+    """Create (or, for a known Idempotency-Key, return again) a run, the way the hosted API does:
     same key + other body → 422, same key while the first is still answered → 409."""
     with state.lock:
         existing = state.data.get("idempotency", {}).get(key) if key else None

@@ -1,4 +1,4 @@
-"""Public models routed to an upstream hosted Runbase (a fake speaking API.md)."""
+"""Public models routed to an upstream hosted Runbase (a fake speaking its API)."""
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -1,4 +1,4 @@
-"""Hardening tests (reliability.md S1–S10, K1–K4): CSRF, XSS, headers, redirects,
+"""Hardening tests: CSRF, XSS, headers, redirects,
 file serving, body limits and API key handling.
 
 The shared XSS corpus and an HTML inspector live here.

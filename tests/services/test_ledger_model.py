@@ -1,4 +1,4 @@
-"""Model-based test of the money rules (reliability.md T1), on SQLite and PostgreSQL.
+"""Model-based test of the money rules, on SQLite and PostgreSQL.
 
 Hypothesis drives random sequences of grants, adjustments, run creations (through a key
 with a spend limit), completions, failures and cancels against the real services and

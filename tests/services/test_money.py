@@ -1,4 +1,4 @@
-"""Money under concurrency (reliability.md M8, M9, M10, M11, M12), on SQLite and PostgreSQL.
+"""Money under concurrency, on SQLite and PostgreSQL.
 
 The conftest checks the M6 invariants after each test; these tests add the
 scenario's own pass criteria.

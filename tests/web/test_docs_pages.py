@@ -1,5 +1,5 @@
 """The API docs (/docs): written for this server (its base URL, its models, its rate
-limit), and an error reference generated from the error classes, checked against API.md."""
+limit), and an error reference generated from the error classes, checked against the hosted service's error table."""
 from __future__ import annotations
 
 import html
@@ -13,7 +13,7 @@ from runbase_web.web.catalog_presenters import ERROR_CAUSES, api_error_classes
 from runbase_web.web.catalog_views import DOC_PAGES
 from tests.web.test_models_pages import curl_parts, marked, snippet
 
-#: The error table of API.md ("Errors"), status and code, copied verbatim: the docs
+#: The hosted Runbase API's error table, status and code, copied verbatim: the docs
 #: must list every one of them, with the same status.
 API_MD_ERRORS = [
     (400, "invalid_json"), (400, "missing_model"), (400, "missing_input"),

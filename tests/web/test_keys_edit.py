@@ -1,5 +1,5 @@
 """Settings → API keys, editing: name, IP allowlist, spend limit, disable/enable, and the
-API obeying what was set in the UI (reliability.md K5, K6, K7; API.md error codes)."""
+API obeying what was set in the UI (and its error codes)."""
 from __future__ import annotations
 
 import re

@@ -1,5 +1,5 @@
 """Delivery: one signed POST per ended run, retries with backoff for 24 h, the outbound
-guard, leases between racing workers (API.md Webhooks; reliability.md §4.5, §4.8)."""
+guard, leases between racing workers (README, "Webhooks")."""
 from __future__ import annotations
 
 import socket

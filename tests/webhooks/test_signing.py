@@ -1,4 +1,4 @@
-"""Signing: the secret format and key decoding, and reliability.md S11 against three
+"""Signing: the secret format and key decoding, and the signing rules against three
 verifiers: the snippet the settings page shows, this suite's independent one, and the
 `standardwebhooks` package (when installed)."""
 from __future__ import annotations
