@@ -20,7 +20,6 @@ def upgrade():
         sa.Column('stripe_session_id', sa.String(length=255), nullable=False),
         sa.Column('user_id', sa.Integer(), nullable=False),
         sa.Column('amount_cents', sa.Integer(), nullable=False),
-        sa.Column('amount_micros', sa.BigInteger(), nullable=False),
         sa.Column('currency', sa.String(length=3), nullable=False),
         sa.Column('mode', sa.String(length=20), nullable=False),
         sa.Column('created_at', sa.DateTime(), nullable=False),

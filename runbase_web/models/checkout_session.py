@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..money import MICROS_PER_CENT
 from .base import Base, UTCDateTime, utcnow
 
 
@@ -24,12 +25,15 @@ class CheckoutSession(Base):
     #: Stripe's `cs_...` id; also the credit's `ledger_entries.external_ref`.
     stripe_session_id: Mapped[str] = mapped_column(String(255), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    #: What Stripe is asked to charge (its `amount_total` must match exactly) ...
+    #: What Stripe is asked to charge (its `amount_total` must match exactly).
     amount_cents: Mapped[int] = mapped_column(Integer)
-    #: ... and what the account is credited for it.
-    amount_micros: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     mode: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: The top-up entry once credited; None until the paid webhook arrives.
     ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+
+    @property
+    def amount_micros(self) -> int:
+        """What the account is credited when the session is paid: its amount, in micro-USD."""
+        return self.amount_cents * MICROS_PER_CENT

@@ -128,8 +128,7 @@ def record_session(session: Session, created: Mapping[str, Any], *, user_id: int
     """Remember a Checkout Session Stripe just created for `user_id`, so its webhook can
     be credited. The caller commits before sending the browser to Stripe: a session the
     user can pay must already be on record when its payment arrives."""
-    row = CheckoutSession(stripe_session_id=created["id"], user_id=user_id,
-                          amount_cents=cents, amount_micros=cents * MICROS_PER_CENT,
+    row = CheckoutSession(stripe_session_id=created["id"], user_id=user_id, amount_cents=cents,
                           currency=CURRENCY, mode=MODE)
     session.add(row)
     return row
