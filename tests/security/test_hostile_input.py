@@ -165,3 +165,10 @@ def test_nul_in_the_idempotency_key_is_refused(client, auth, app, user, key):
     body = '{"model": "local/sketch", "input": {"prompt": "x"}}'
     assert_refused(post_raw(client, auth, body, **{"Idempotency-Key": key}), "invalid_idempotency_key")
     assert balance_of(app, user.id) == 1_000_000
+
+
+def test_a_page_with_a_stray_surrogate_is_sent_with_a_replacement_character(app):
+    # The last guard for text that reaches a page from anywhere else than a run's input.
+    response = app.response_class("<p>a\ud800b</p>", mimetype="text/html")
+    assert response.get_data() == "<p>a\ufffdb</p>".encode("utf-8")
+    assert app.response_class("plain é").get_data() == "plain é".encode("utf-8")
