@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
+from sqlalchemy import create_engine
 
 from runbase_web import create_app
 from runbase_web.extensions import db
-from runbase_web.services.run_creation import notify_workers
+from runbase_web.services.run_creation import WAKE_CHANNEL, notify_workers
 from runbase_web.worker import Worker
+from runbase_web.worker import listener as listener_module
 from runbase_web.worker.listener import RunListener
 from tests.conftest import wait_for_run
+from tests.support.postgres import PostgresServer
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a quiet harbour"}}
 POLL_SECONDS = 30  # far longer than the test waits: only a notification can explain a start
@@ -61,3 +65,34 @@ def test_only_committed_creates_notify(app, user, make_key):
         assert woken
     finally:
         listener.stop()
+
+
+def _wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
+    monkeypatch.setattr(listener_module, "RECONNECT_SECONDS", 0.2)
+    server = PostgresServer().start()
+    engine = create_engine(server.create_database("listen"))
+    woken: list[float] = []
+    listener = RunListener(engine, lambda: woken.append(time.monotonic())).start()
+    try:
+        assert _wait_for(lambda: woken)  # its first look on connecting
+        server.pause()
+        time.sleep(1.0)
+        server.resume()
+        woken.clear()
+
+        def notified() -> bool:
+            with psycopg.connect(server.conninfo("listen"), autocommit=True) as sender:
+                sender.execute(f"NOTIFY {WAKE_CHANNEL}")
+            return bool(woken)
+        assert _wait_for(notified), "the listener never reconnected"
+    finally:
+        listener.stop()
+        engine.dispose()
+        server.stop()
