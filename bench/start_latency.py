@@ -27,7 +27,8 @@ from runbase_web.worker import Worker  # noqa: E402
 
 def build_app(poll: float):
     app = create_app({"DATA_DIR": tempfile.mkdtemp(prefix="runbase-bench-"), "PROVIDER_ENV": {},
-                      "WORKER_POLL_SECONDS": poll, "CATALOG_PATH": None})
+                      "WORKER_POLL_SECONDS": poll, "CATALOG_PATH": None,
+                      "RATE_LIMIT": None})  # it measures start latency, not the per-key limit
     upgrade_database(app)
     with app.app_context():
         user = accounts.create_user(db.session, "bench@example.com", "benchmark-pass",

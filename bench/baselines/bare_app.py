@@ -1,7 +1,7 @@
-"""Baseline: a bare Flask app with one CLI command, what `flask --app ...` costs with
-nothing of ours loaded."""
+"""Baseline: a bare Flask app with one CLI command and one JSON endpoint, what Flask
+costs with nothing of ours loaded."""
 import click
-from flask import Flask
+from flask import Flask, jsonify
 
 app = Flask(__name__)
 
@@ -10,3 +10,9 @@ app = Flask(__name__)
 def ping():
     """Print one word, like create-key prints one key."""
     click.echo("pong")
+
+
+@app.get("/json")
+def json_endpoint():
+    """A small JSON answer, like GET /api/v1/runs/:id without the database."""
+    return jsonify({"id": "run_x", "status": "succeeded", "costUsd": 1000})
