@@ -147,8 +147,11 @@ def test_polls_back_off_while_the_upstream_is_unreachable(fake, app, client, aut
     gets = [at for route, at in fake.state.data["times"] if route == "get"]
     assert len(gets) == 5 and fake.state.data["creates"] == 1
     gaps = [later - earlier for earlier, later in zip(gets, gets[1:])]
-    # Each gap is its wait plus up to one worker tick (0.2 s in tests).
-    assert gaps[0] < 0.5 and gaps[3] >= 0.8 and gaps[3] > gaps[0] + 0.3, gaps
+    # A poll never comes before its wait is over; how late it comes depends on the worker's tick
+    # and on the machine's load, so only the lower bounds are asserted. Without backoff every gap
+    # would be about one tick (0.2 s) and the last one would fail.
+    for gap, wait in zip(gaps, [0.1, 0.2, 0.4, 0.8]):
+        assert gap >= wait - 0.01, gaps
     assert ledger(app, run["id"]) == [("charge", -PRICE)]
 
 
