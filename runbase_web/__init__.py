@@ -16,7 +16,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .extensions import csrf, db, login_manager
     from .responses import PrintableResponse
 
-    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+    app = RunbaseFlask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
     app.response_class = PrintableResponse
     app.config.update(load_settings(config))
@@ -33,6 +33,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+class RunbaseFlask(Flask):
+    """Flask, with each view run once more when its first try met a database connection
+    the server had dropped before the view wrote anything (extensions.retry_on_disconnect)."""
+
+    def dispatch_request(self):
+        """Dispatch, retrying once on a dead pooled connection."""
+        from .extensions import retry_on_disconnect
+        return retry_on_disconnect(super().dispatch_request)
 
 
 def _trust_proxies(app: Flask) -> None:

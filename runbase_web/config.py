@@ -91,6 +91,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "WORKER_POLL_SECONDS": float(get("RUNBASE_WORKER_POLL_SECONDS", "0.5")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
+        # How long a process may trust an API key look-up. Changes made through this
+        # process apply at once; a key disabled or deleted elsewhere (another web process,
+        # the CLI, SQL) stops working within this many seconds.
+        "KEY_CACHE_SECONDS": float(get("RUNBASE_KEY_CACHE_SECONDS", "5")),
         "REDIS_URL": get("RUNBASE_REDIS_URL", "") or None,
         "TRUSTED_PROXIES": parse_int("RUNBASE_TRUSTED_PROXIES", get("RUNBASE_TRUSTED_PROXIES", "0"), 0),
         "CATALOG_PATH": get("RUNBASE_CATALOG", "") or None,

@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import Callable, Iterator, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
+
+T = TypeVar("T")
 
 
 class Database:
@@ -28,6 +34,8 @@ class Database:
         factory = sessionmaker(engine, expire_on_commit=False)
         app.extensions[self.key] = _AppDatabase(engine, factory, scoped_session(factory))
         app.teardown_appcontext(lambda _exc: remove_session(app.extensions[self.key].session))
+        app.before_request(_declare_reads)
+        app.teardown_request(_end_reads)
 
     def state(self, app: Flask | None = None) -> "_AppDatabase":
         """The engine and session registry of `app` (default: the current app)."""
@@ -91,18 +99,31 @@ class _AppDatabase:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine tuned for the backend: SQLite in WAL with write-locking transactions."""
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+    """An engine tuned for the backend: pooled connections; on SQLite, WAL and write
+    transactions that take the write lock up front (reads don't: see reads_only)."""
+    engine = _sqlite_engine(url) if url.startswith("sqlite") else _postgres_engine(url)
+    event.listen(engine, "before_cursor_execute", _watch_statement)
+    # A pooled connection must never be shared by a forked child (gunicorn --preload,
+    # multiprocessing): the child starts with an empty pool of its own.
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    return engine
+
+
+def _postgres_engine(url: str) -> Engine:
     # Enough connections for a burst of concurrent creates; the rest queue in the pool.
+    # No pre-ping (a round trip on every checkout): connections are recycled after half an
+    # hour, and a request that meets a connection the server dropped is retried once
+    # (see retry_on_disconnect) when it had not written yet.
     return create_engine(url, pool_size=10, max_overflow=30, pool_timeout=60,
-                         pool_pre_ping=True)
+                         pool_recycle=1800)
 
 
 def _sqlite_engine(url: str) -> Engine:
-    # NullPool: SQLite connections are cheap, and pooling them across threads only
-    # adds ways to share a connection that still has a transaction open.
-    engine = create_engine(url, poolclass=NullPool,
+    # Pooled: opening a connection runs four PRAGMAs, and closing the last one checkpoints
+    # the WAL; a request would pay both. The session registry gives each thread its own
+    # connection and returns it (rolled back) at the end of the request.
+    engine = create_engine(url, poolclass=QueuePool, pool_size=8, max_overflow=32,
+                           pool_timeout=60,
                            connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -118,12 +139,107 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        # IMMEDIATE takes the write lock up front, so concurrent writers queue on the
-        # busy timeout instead of failing with SQLITE_BUSY when a read upgrades to a
-        # write (the conditional debit depends on this).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that may write takes the write lock up front (IMMEDIATE), so
+        # concurrent writers queue on the busy timeout instead of failing with SQLITE_BUSY
+        # when a read upgrades to a write (the conditional debit depends on this). A
+        # transaction that only reads starts deferred and never waits for a writer: in WAL
+        # mode readers and the writer don't block each other.
+        connection.exec_driver_sql("BEGIN" if _reading_only.get() else "BEGIN IMMEDIATE")
 
     return engine
+
+
+# --- transactions that only read ----------------------------------------------------------
+
+#: Set while the current context (a request, a block) promises not to write.
+_reading_only: ContextVar[bool] = ContextVar("runbase_reading_only", default=False)
+#: Set once the current context has sent a statement that writes.
+_wrote: ContextVar[bool] = ContextVar("runbase_wrote", default=False)
+_READ_STATEMENTS = ("SELECT", "WITH", "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT",
+                    "RELEASE", "SHOW", "SET")
+
+
+class WriteWhileReading(RuntimeError):
+    """A statement that writes ran in a context declared read-only: a bug, caught on every
+    database (on SQLite it would fail with SQLITE_BUSY only under concurrent writes)."""
+
+
+def _watch_statement(_conn, _cursor, statement, _params, _context, _executemany):
+    """Before each statement: refuse writes in a read-only context; note that this context
+    wrote (a call that wrote must never be retried)."""
+    if statement.lstrip()[:9].upper().startswith(_READ_STATEMENTS):
+        return
+    if _reading_only.get():
+        raise WriteWhileReading(f"a write in a read-only context: {statement[:80]}")
+    _wrote.set(True)
+
+
+def begin_reading_only() -> Token:
+    """Declare that this context's transactions only read, until end_reading_only(token).
+    On SQLite they start deferred (no write lock); anything that writes is refused."""
+    return _reading_only.set(True)
+
+
+def end_reading_only(token: Token) -> None:
+    """Undo begin_reading_only."""
+    _reading_only.reset(token)
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """A block whose transactions may write, inside a read-only context (e.g. recording a
+    key's last use during a GET). Commit or roll back inside the block: a transaction
+    begun here starts as a writer."""
+    token = _reading_only.set(False)
+    try:
+        yield
+    finally:
+        _reading_only.reset(token)
+
+
+def reading_only() -> bool:
+    """Whether the current context promised to only read."""
+    return _reading_only.get()
+
+
+def reads_only(view: Callable) -> Callable:
+    """Mark a view that only reads the database (what a poll or a GET of the API does):
+    its request runs in the read-only context, so on SQLite it never takes the write lock."""
+    view.reads_only = True
+    return view
+
+
+def _declare_reads() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    # Set on every request, True or False: a thread serves many requests in turn.
+    _reading_only.set(bool(getattr(view, "reads_only", False)))
+
+
+def _end_reads(_exc) -> None:
+    _reading_only.set(False)
+
+
+# --- one retry when a pooled connection turns out to be dead ------------------------------
+
+
+
+def retry_on_disconnect(call: Callable[[], T]) -> T:
+    """Run `call`; if it fails because a pooled connection had been dropped by the server
+    (a restart, a failover, an idle timeout) before it wrote anything, run it once more on
+    a fresh connection. SQLAlchemy invalidates the whole pool on the first such error, so
+    the second try gets a live connection; a call that did write is never repeated."""
+    token = _wrote.set(False)
+    try:
+        return call()
+    except DBAPIError as error:
+        if not error.connection_invalidated or _wrote.get():
+            raise
+        log.warning("a pooled database connection was dead; retrying once")
+        remove_session(db.state().session)
+        _wrote.set(False)
+        return call()
+    finally:
+        _wrote.reset(token)
 
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, send_file
 
 from . import state
-from .extensions import db
+from .extensions import db, reads_only
 from .services import files
 from .storage import SAFE_NAME
 
@@ -25,6 +25,7 @@ def stored_file_or_404(name: str):
 
 
 @bp.get("/files/generated/<name>")
+@reads_only
 def generated(name: str):
     """One output file, by its unguessable name (the name is the capability)."""
     row, path = stored_file_or_404(name)

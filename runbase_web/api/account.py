@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from flask import g, jsonify
 
-from ..extensions import db
+from ..extensions import db, reads_only
 from ..services import accounts
 from .auth import require_key
 from .blueprint import bp
 
 
 @bp.get("/account")
+@reads_only
 @require_key
 def get_account():
     """The caller's balance and key, all money in micro-USD."""

@@ -8,8 +8,7 @@ from functools import wraps
 from flask import current_app, g, request
 
 from ..errors import InvalidApiKey, IpNotAllowed, MissingApiKey, RateLimited
-from ..extensions import db
-from ..models import ApiKey
+from ..extensions import db, writing
 from ..ratelimit import key_rate_limiter
 from ..services import keys
 from .blueprint import bp
@@ -32,8 +31,8 @@ def _bearer_token() -> str:
     return token
 
 
-def _ip_allowed(key: ApiKey, address: str | None) -> bool:
-    if not key.ip_allowlist:
+def _ip_allowed(allowlist: tuple[str, ...], address: str | None) -> bool:
+    if not allowlist:
         return True
     try:
         client = ipaddress.ip_address(address or "")
@@ -42,22 +41,38 @@ def _ip_allowed(key: ApiKey, address: str | None) -> bool:
     # A dual-stack socket reports IPv4 callers as ::ffff:a.b.c.d; the allowlist holds a.b.c.d.
     if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped is not None:
         client = client.ipv4_mapped
-    return any(client == ipaddress.ip_address(allowed) for allowed in key.ip_allowlist)
+    return any(client == ipaddress.ip_address(allowed) for allowed in allowlist)
 
 
 def authenticate_request() -> Caller:
-    """The caller of this request, or a missing/invalid key or IP error."""
+    """The caller of this request, or a missing/invalid key or IP error.
+
+    Runs in the request's own transaction (no commit here): a GET is then one read
+    transaction, a create one write transaction. Look-ups are cached for
+    KEY_CACHE_SECONDS, so most requests send no query for the key at all.
+    """
     token = _bearer_token()
-    key = keys.find_active_key(db.session, token) if keys.looks_like_key(token) else None
+    key = keys.authenticate(db.session, token, max_age=current_app.config["KEY_CACHE_SECONDS"])
     if key is None:
         raise InvalidApiKey("This API key is not valid; it may have been disabled or deleted.")
-    if not _ip_allowed(key, request.remote_addr):
+    if not _ip_allowed(key.ip_allowlist, request.remote_addr):
         raise IpNotAllowed(f"This API key does not accept requests from {request.remote_addr}.")
-    keys.touch(key)
-    caller = Caller(key.id, key.user_id)
-    # End the look-up transaction now: on SQLite it holds the write lock.
-    db.session.commit()
-    return caller
+    if keys.touch_due(key):
+        _record_use(token, key)
+    return Caller(key.id, key.user_id)
+
+
+def _record_use(token: str, key: keys.KeyIdentity) -> None:
+    """Write the key's last use (once a minute at most) in a short transaction of its own.
+
+    Not in the request's transaction: a create locks the user's row before the key's
+    (ledger.charge_for_run), and locking the key's row first here would let two creates
+    deadlock; and a request that only reads must never hold SQLite's write lock.
+    """
+    db.session.rollback()  # end the look-up's read transaction before writing
+    with writing():
+        keys.record_use(db.session, token, key)
+        db.session.commit()
 
 
 class KeyRateLimited(RateLimited):

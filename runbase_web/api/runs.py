@@ -7,7 +7,7 @@ from flask import g, jsonify, request
 
 from .. import jsontext, state
 from ..errors import InvalidJson, InvalidQuery, MissingInput, MissingModel
-from ..extensions import db
+from ..extensions import db, reads_only
 from ..models import Run, RunStatus
 from ..services import idempotency, runs
 from ..services.run_object import run_object
@@ -18,7 +18,9 @@ from .blueprint import bp
 
 def _json_body() -> dict:
     try:
-        body = jsontext.loads_strict(request.get_data(cache=False) or b"")
+        # Cached (bounded by MAX_CONTENT_LENGTH): a view retried after a dead database
+        # connection reads the body a second time.
+        body = jsontext.loads_strict(request.get_data() or b"")
     except jsontext.UnsafeJson as error:
         raise InvalidJson(f"The request body is not acceptable JSON: {error}") from None
     except ValueError:  # UnicodeDecodeError included
@@ -38,10 +40,11 @@ def _model_and_input(body: dict) -> tuple[str, dict]:
 
 
 def _creator(body: dict, model: str, raw_input: dict) -> Callable[[], Run]:
-    """Creates the run the body asks for, when called."""
+    """Creates the run the body asks for, when called. No savepoint: the request's
+    transaction holds only this run, and any refusal rolls all of it back (api/errors)."""
     return lambda: state.run_creator().create(
         db.session, user_id=g.caller.user_id, api_key_id=g.caller.key_id, model_id=model,
-        raw_input=raw_input, source="api", webhook_url=body.get("webhook"))
+        raw_input=raw_input, source="api", webhook_url=body.get("webhook"), atomic=False)
 
 
 @bp.post("/runs")
@@ -64,10 +67,11 @@ def create_run():
 
 
 @bp.get("/runs/<run_id>")
+@reads_only
 @require_key
 def get_run(run_id: str):
     """One run of the caller's account."""
-    run = runs.get_run(db.session, g.caller.user_id, run_id)
+    run = runs.get_public_run(db.session, g.caller.user_id, run_id)
     return jsonify(run_object(run, public_base_url()))
 
 
@@ -98,6 +102,7 @@ def _list_arguments() -> dict:
 
 
 @bp.get("/runs")
+@reads_only
 @require_key
 def list_runs():
     """The account's runs, newest first; pass `nextCursor` as `after` for the next page."""

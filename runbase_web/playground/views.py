@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from .. import htmx, jsontext, state
 from ..catalog import ModelSpec
 from ..errors import RunbaseError
-from ..extensions import db
+from ..extensions import db, reads_only
 from ..models import Run
 from ..presenters.forms import coerce_form, form_fields
 from ..presenters.run_form import estimate, form_context
@@ -209,6 +209,7 @@ def run_page(run_id: str):
 
 
 @bp.get("/runs/<run_id>/card")
+@reads_only
 @login_required
 def run_card(run_id: str):
     """The status card fragment; it polls this URL while the run is active."""

@@ -133,9 +133,10 @@ class KeyAccount:
 
 
 def key_account(session: Session, user_id: int, key_id: int) -> KeyAccount:
-    """The account of the key that is calling (both were just authenticated)."""
-    user = session.get(User, user_id)
-    key = session.get(ApiKey, key_id)
+    """The account of the key that is calling (both were just authenticated), with the
+    balance and spend as the database has them now (see fresh_balance)."""
+    user = session.get(User, user_id, populate_existing=True)
+    key = session.get(ApiKey, key_id, populate_existing=True)
     return KeyAccount(user.email, user.balance_micros, key, keys.remaining_limit(key))
 
 

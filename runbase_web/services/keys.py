@@ -5,10 +5,12 @@ import hashlib
 import ipaddress
 import re
 import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
@@ -70,6 +72,133 @@ def find_active_key(session: Session, full_key: str) -> ApiKey | None:
     if key is None or key.disabled or key.deleted_at is not None:
         return None
     return key
+
+
+# --- authenticating API requests ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """What authenticating a request needs to know about an active key."""
+
+    id: int
+    user_id: int
+    ip_allowlist: tuple[str, ...]
+    last_used_at: datetime | None
+
+
+class KeyCache:
+    """Recent look-ups of key hashes (active keys and unknown ones), per database.
+
+    A key that is disabled, deleted or edited through this process is forgotten when that
+    change commits (see _forget_changed_keys); other processes notice within the
+    `max_age` each look-up allows (KEY_CACHE_SECONDS, 5 s by default). A generation
+    number keeps a look-up that raced such a change from caching what it read before.
+    """
+
+    #: Unknown hashes are cached too (a flood of made-up keys costs no queries); the
+    #: cache starts over when it holds this many, so it can't grow without bound.
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._entries: dict[str, tuple[float, KeyIdentity | None]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, digest: str, max_age: float) -> tuple[bool, KeyIdentity | None]:
+        """(found, identity): identity is None for a hash known not to be an active key."""
+        entry = self._entries.get(digest)
+        if entry is None or self._clock() - entry[0] >= max_age:
+            return False, None
+        return True, entry[1]
+
+    def put(self, digest: str, identity: KeyIdentity | None, generation: int) -> None:
+        """Remember a look-up made at `generation`, unless keys changed since."""
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[digest] = (self._clock(), identity)
+
+    def forget_all(self) -> None:
+        """Drop every entry (a key changed: which hash it had is not known here)."""
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+
+_caches: dict[str, KeyCache] = {}
+_caches_lock = threading.Lock()
+
+
+def key_cache(engine: Engine) -> KeyCache:
+    """The process's key cache for the database `engine` points at."""
+    name = engine.url.render_as_string(hide_password=True)
+    cache = _caches.get(name)
+    if cache is None:
+        with _caches_lock:
+            cache = _caches.setdefault(name, KeyCache())
+    return cache
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_keys(session: Session, _flush_context) -> None:
+    if any(isinstance(row, ApiKey) for row in (*session.dirty, *session.deleted)):
+        session.info["api_keys_changed"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_changed_keys(session: Session) -> None:
+    # After the commit, not the flush: until then other requests must still see the old
+    # key, and a rollback must not leave the cache emptied for nothing (harmless anyway).
+    if session.info.pop("api_keys_changed", False):
+        key_cache(session.get_bind()).forget_all()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_changed_mark(session: Session) -> None:
+    session.info.pop("api_keys_changed", None)
+
+
+def authenticate(session: Session, full_key: str, *, max_age: float) -> KeyIdentity | None:
+    """The active key with this value, from the cache when looked up less than `max_age`
+    seconds ago, else from the database (by its hash); None when there is no such key."""
+    if not looks_like_key(full_key):
+        return None
+    digest = hash_key(full_key)
+    cache = key_cache(session.get_bind())
+    found, identity = cache.get(digest, max_age)
+    if found:
+        return identity
+    generation = cache.generation
+    row = session.execute(
+        select(ApiKey.id, ApiKey.user_id, ApiKey.ip_allowlist, ApiKey.last_used_at)
+        .where(ApiKey.key_hash == digest, ApiKey.disabled.is_(False),
+               ApiKey.deleted_at.is_(None))).first()
+    identity = None if row is None else KeyIdentity(
+        row.id, row.user_id, tuple(row.ip_allowlist or ()), row.last_used_at)
+    cache.put(digest, identity, generation)
+    return identity
+
+
+def touch_due(identity: KeyIdentity) -> bool:
+    """Whether the key's `last_used_at` is old enough to be written again."""
+    last = identity.last_used_at
+    return last is None or utcnow() - last > LAST_USED_RESOLUTION
+
+
+def record_use(session: Session, full_key: str, identity: KeyIdentity) -> None:
+    """Write the key's `last_used_at` (in the caller's transaction), at most once per
+    LAST_USED_RESOLUTION even across processes, and let the cache know."""
+    now = utcnow()
+    session.execute(update(ApiKey).where(
+        ApiKey.id == identity.id,
+        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_RESOLUTION))
+        .values(last_used_at=now).execution_options(synchronize_session=False))
+    cache = key_cache(session.get_bind())
+    cache.put(hash_key(full_key), replace(identity, last_used_at=now), cache.generation)
 
 
 def touch(key: ApiKey) -> None:

@@ -6,7 +6,7 @@ transaction, so the check and the change can't be separated by another writer
 """
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,41 +15,61 @@ from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunSt
 from ..money import format_usd
 
 
+_users, _keys, _entries = User.__table__, ApiKey.__table__, LedgerEntry.__table__
+# The hot statements are built once, on the tables rather than the ORM classes: plain
+# Core statements with bound parameters skip the ORM's per-call compile and bookkeeping.
+_MOVE = (update(_users).where(_users.c.id == bindparam("user_id"))
+         .values(balance_micros=_users.c.balance_micros + bindparam("amount"))
+         .returning(_users.c.balance_micros))
+_MOVE_WITHIN_FUNDS = (update(_users).where(_users.c.id == bindparam("user_id"),
+                                           _users.c.balance_micros + bindparam("amount") >= 0)
+                      .values(balance_micros=_users.c.balance_micros + bindparam("amount"))
+                      .returning(_users.c.balance_micros))
+_ADD_KEY_SPEND = (update(_keys).where(
+    _keys.c.id == bindparam("key_id"),
+    _keys.c.spend_limit_micros.is_(None)
+    | (_keys.c.spent_micros + bindparam("cost") <= _keys.c.spend_limit_micros))
+    .values(spent_micros=_keys.c.spent_micros + bindparam("cost")))
+_TAKE_BACK_KEY_SPEND = (update(_keys).where(_keys.c.id == bindparam("key_id"))
+                        .values(spent_micros=_keys.c.spent_micros - bindparam("cost")))
+_ADD_ENTRY = insert(_entries)
+
+
 def _move(session: Session, user_id: int, amount: int, *, require_funds: bool) -> int | None:
     """Add `amount` to a balance; with `require_funds`, only if it stays >= 0. Returns the new balance."""
-    condition = [User.id == user_id]
-    if require_funds:
-        condition.append(User.balance_micros + amount >= 0)
-    statement = (update(User).where(*condition)
-                 .values(balance_micros=User.balance_micros + amount)
-                 .returning(User.balance_micros))
-    return session.execute(statement).scalar_one_or_none()
+    statement = _MOVE_WITHIN_FUNDS if require_funds else _MOVE
+    return session.execute(statement, {"user_id": user_id, "amount": amount}).scalar_one_or_none()
 
 
-def charge_for_run(session: Session, *, user_id: int, api_key_id: int | None,
-                   run_id: str, cost: int) -> None:
-    """Take a run's cost from the balance and the key's remaining limit, or refuse.
+def _add_entry(session: Session, *, user_id: int, run_id: str, api_key_id: int | None,
+               kind: EntryKind, amount: int, balance: int) -> None:
+    session.execute(_ADD_ENTRY, {"user_id": user_id, "run_id": run_id, "api_key_id": api_key_id,
+                                 "kind": kind.value, "amount_micros": amount,
+                                 "balance_after_micros": balance, "created_at": utcnow()})
 
-    The user row is updated before the key row, always, so two creates never
-    lock the same rows in opposite orders.
+
+def debit_for_run(session: Session, *, user_id: int, api_key_id: int | None, cost: int) -> int:
+    """Take a run's cost from the balance and the key's remaining limit, or refuse;
+    returns the balance after. Record the charge (record_charge) once the run exists.
+
+    The user row is updated before the key row, always, so two creates never lock the
+    same rows in opposite orders. A refusal by the key's limit comes after the balance
+    changed: the caller's savepoint or transaction must be rolled back (run_creation does).
     """
     balance = _move(session, user_id, -cost, require_funds=True)
     if balance is None:
         raise InsufficientBalance(f"Your balance is too low for this run, which costs {format_usd(cost)}.")
     if api_key_id is not None:
-        _add_key_spend(session, api_key_id, cost)
-    session.add(LedgerEntry(user_id=user_id, run_id=run_id, api_key_id=api_key_id,
-                            kind=EntryKind.CHARGE.value, amount_micros=-cost,
-                            balance_after_micros=balance))
+        if session.execute(_ADD_KEY_SPEND, {"key_id": api_key_id, "cost": cost}).rowcount != 1:
+            raise SpendLimitExceeded("This run would take the API key past its spend limit.")
+    return balance
 
 
-def _add_key_spend(session: Session, api_key_id: int, cost: int) -> None:
-    within_limit = (ApiKey.spend_limit_micros.is_(None)
-                    | (ApiKey.spent_micros + cost <= ApiKey.spend_limit_micros))
-    statement = (update(ApiKey).where(ApiKey.id == api_key_id, within_limit)
-                 .values(spent_micros=ApiKey.spent_micros + cost))
-    if session.execute(statement).rowcount != 1:
-        raise SpendLimitExceeded("This run would take the API key past its spend limit.")
+def record_charge(session: Session, *, user_id: int, api_key_id: int | None, run_id: str,
+                  cost: int, balance: int) -> None:
+    """The ledger row of a debit_for_run, for the run just inserted."""
+    _add_entry(session, user_id=user_id, run_id=run_id, api_key_id=api_key_id,
+               kind=EntryKind.CHARGE, amount=-cost, balance=balance)
 
 
 def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -> bool:
@@ -66,11 +86,9 @@ def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -
     user_id, api_key_id, cost = row
     balance = _move(session, user_id, cost, require_funds=False)
     if api_key_id is not None:
-        session.execute(update(ApiKey).where(ApiKey.id == api_key_id)
-                        .values(spent_micros=ApiKey.spent_micros - cost))
-    session.add(LedgerEntry(user_id=user_id, run_id=run_id, api_key_id=api_key_id,
-                            kind=EntryKind.REFUND.value, amount_micros=cost,
-                            balance_after_micros=balance))
+        session.execute(_TAKE_BACK_KEY_SPEND, {"key_id": api_key_id, "cost": cost})
+    _add_entry(session, user_id=user_id, run_id=run_id, api_key_id=api_key_id,
+               kind=EntryKind.REFUND, amount=cost, balance=balance)
     return True
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from .. import jsontext
 from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
@@ -96,13 +97,15 @@ def check_webhook_url(value: object) -> str:
 def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
                user_id: int, api_key_id: int | None, model_id: str, raw_input: dict,
                source: str = "api", webhook_url: str | None = None,
-               parent_id: str | None = None) -> Run:
+               parent_id: str | None = None, atomic: bool = True) -> Run:
     """Create a pending run and charge for it, in the caller's transaction.
 
     `webhook_url` is notified when the run ends; `parent_id` names the user's run this
     one was made from (lineage). Raises ModelNotFound, InvalidInput, RunNotFound (a
     parent that isn't theirs), InsufficientBalance or SpendLimitExceeded, having left
-    nothing behind: the run and its charge share a savepoint.
+    nothing behind: with `atomic` the run and its charge share a savepoint. A caller whose
+    transaction holds nothing else, and which rolls it back on any refusal (the API), passes
+    atomic=False and saves the savepoint's two statements.
     """
     spec = resolve_model(catalog, model_id, provider_env)
     valid = prepare_input(spec, raw_input)
@@ -112,19 +115,36 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
         parent_id = runs.get_run(session, user_id, parent_id).id
     cost = price(spec, valid)
     created = utcnow()
-    run = Run(id=new_run_id(), user_id=user_id, api_key_id=api_key_id, source=source,
-              model=spec.id, input=valid, status=RunStatus.PENDING.value, cost_micros=cost,
-              created_at=created, deadline_at=created + timedelta(seconds=spec.deadline_seconds),
-              webhook_url=webhook_url, parent_id=parent_id)
-    # The balance may be debited before the key's limit refuses: the savepoint takes
-    # both back, so no caller can commit half a charge.
-    with session.begin_nested():
-        session.add(run)
-        session.flush()
-        ledger.charge_for_run(session, user_id=user_id, api_key_id=api_key_id, run_id=run.id,
-                              cost=cost)
+    values = dict(id=new_run_id(), user_id=user_id, api_key_id=api_key_id, source=source,
+                  model=spec.id, input=valid, status=RunStatus.PENDING.value, cost_micros=cost,
+                  created_at=created, attempts=0, share_hide_prompt=False,
+                  deadline_at=created + timedelta(seconds=spec.deadline_seconds),
+                  webhook_url=webhook_url, parent_id=parent_id)
+    # Debit first: a refusal then comes before anything is inserted. The key's limit may
+    # refuse after the balance was debited: the savepoint (or the caller's rollback)
+    # takes both back, so no caller can commit half a charge.
+    with session.begin_nested() if atomic else nullcontext():
+        balance = ledger.debit_for_run(session, user_id=user_id, api_key_id=api_key_id,
+                                       cost=cost)
+        session.execute(_INSERT_RUN, values)
+        ledger.record_charge(session, user_id=user_id, api_key_id=api_key_id,
+                             run_id=values["id"], cost=cost, balance=balance)
     notify_workers(session)
+    return _as_loaded(session, values)
+
+
+def _as_loaded(session: Session, values: dict) -> Run:
+    """The run just INSERTed, as a Run in the session as if it had been loaded: callers may
+    read it, or change it and commit, without the ORM flush a create would otherwise pay
+    (and without a SELECT: every column is set, so nothing is left to load)."""
+    run = Run(**{column.key: values.get(column.key) for column in Run.__table__.columns})
+    make_transient_to_detached(run)
+    session.add(run)
     return run
+
+
+#: A plain INSERT, built once (see ledger: the hot statements skip the ORM).
+_INSERT_RUN = insert(Run.__table__)
 
 
 def notify_workers(session: Session) -> None:
@@ -235,14 +255,15 @@ class RunCreator:
 
     def create(self, session: Session, *, user_id: int, model_id: str, raw_input: dict,
                source: str, api_key_id: int | None = None, webhook_url: str | None = None,
-               parent_id: str | None = None, seed_mode: str | None = None) -> Run:
+               parent_id: str | None = None, seed_mode: str | None = None,
+               atomic: bool = True) -> Run:
         """One run (see create_run); `seed_mode` is the Playground's seed control."""
         raw_input = _SeedControl(session, user_id, seed_mode).apply(
             self.catalog.get(model_id), raw_input)
         return create_run(session, catalog=self.catalog, provider_env=self.provider_env,
                           user_id=user_id, api_key_id=api_key_id, model_id=model_id,
                           raw_input=raw_input, source=source, webhook_url=webhook_url,
-                          parent_id=parent_id)
+                          parent_id=parent_id, atomic=atomic)
 
     def create_many(self, session: Session, *, user_id: int, inputs: Sequence[tuple[str, dict]],
                     source: str = "playground", parent_id: str | None = None,

@@ -19,7 +19,7 @@ def iso_time(moment: datetime | None) -> str | None:
 
 def run_object(run: Run, public_url: str) -> dict[str, Any]:
     """The public run object; output URLs are absolute on `public_url` (site paths when
-    it is empty)."""
+    it is empty). `run` is a Run or a row of runs.PUBLIC_COLUMNS."""
     succeeded = run.status == RunStatus.SUCCEEDED.value
     urls = [absolute_url(public_url, path) for path in run.output_urls or []]
     return {

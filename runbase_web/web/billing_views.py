@@ -105,7 +105,7 @@ def stripe_webhook():
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
         abort(404)
-    payload = request.get_data(cache=False)
+    payload = request.get_data()  # cached: a retried dispatch reads it again
     try:
         stripe_checkout.verify_signature(payload, request.headers.get("Stripe-Signature"), secret)
         event = stripe_checkout.parse_event(payload)

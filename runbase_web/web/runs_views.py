@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 
 from .. import htmx, state
 from ..errors import RunbaseError, RunNotFound
-from ..extensions import db
+from ..extensions import db, reads_only
 from ..models import Run
 from ..money import format_usd
 from ..presenters.outputs import output_items
@@ -60,6 +60,7 @@ def runs_page():
 
 
 @bp.get("/runs/<run_id>/tile")
+@reads_only
 @login_required
 def run_tile(run_id: str):
     """One gallery tile's body; an active run's tile polls this until the run ends."""
@@ -96,6 +97,7 @@ def run_page(run_id: str):
 
 
 @bp.get("/runs/<run_id>/live")
+@reads_only
 @login_required
 def run_live(run_id: str):
     """The run page's status part; it polls this every second while the run is active."""

@@ -170,7 +170,7 @@ def test_unexpected_error_is_500_without_trace(client, auth, monkeypatch):
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(runs, "get_run", explode)
+    monkeypatch.setattr(runs, "get_public_run", explode)
     response = client.get("/api/v1/runs/run_x", headers=auth)
     assert error_of(response) == (500, "internal_error")
     message = response.get_json()["error"]["message"]
