@@ -6,7 +6,7 @@ transaction, so the check and the change can't be separated by another writer
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,24 +72,31 @@ def record_charge(session: Session, *, user_id: int, api_key_id: int | None, run
                kind=EntryKind.CHARGE, amount=-cost, balance=balance)
 
 
-def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -> bool:
-    """End an active run as failed and refund its cost. Exactly once: returns False if
-    the run had already ended, whoever got there first (worker, reaper, cancel)."""
-    statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
-                 .values(status=RunStatus.FAILED.value, error=message, error_code=code,
-                         completed_at=utcnow(), lease_owner=None, lease_until=None,
-                         next_check_at=None)
-                 .returning(Run.user_id, Run.api_key_id, Run.cost_micros))
-    row = session.execute(statement).first()
+_runs = Run.__table__
+_FAIL = (update(_runs).where(_runs.c.id == bindparam("run_id"),
+                             _runs.c.status.in_(ACTIVE_STATUSES))
+         .values(status=RunStatus.FAILED.value, error=bindparam("message"),
+                 error_code=bindparam("code"), completed_at=bindparam("at"), lease_owner=None,
+                 lease_until=None, next_check_at=None)
+         .returning(_runs.c.user_id, _runs.c.api_key_id, _runs.c.cost_micros,
+                    _runs.c.webhook_url))
+
+
+def fail_and_refund(session: Session, run_id: str, *, message: str, code: str) -> Row | None:
+    """End an active run as failed and refund its cost. Exactly once: returns None if the
+    run had already ended, whoever got there first (worker, reaper, cancel); else the
+    ended run's (user_id, api_key_id, cost_micros, webhook_url)."""
+    row = session.execute(_FAIL, {"run_id": run_id, "message": message, "code": code,
+                                  "at": utcnow()}).first()
     if row is None:
-        return False
-    user_id, api_key_id, cost = row
+        return None
+    user_id, api_key_id, cost, _webhook = row
     balance = _move(session, user_id, cost, require_funds=False)
     if api_key_id is not None:
         session.execute(_TAKE_BACK_KEY_SPEND, {"key_id": api_key_id, "cost": cost})
     _add_entry(session, user_id=user_id, run_id=run_id, api_key_id=api_key_id,
                kind=EntryKind.REFUND, amount=cost, balance=balance)
-    return True
+    return row
 
 
 def credit(session: Session, user_id: int, amount: int, *, kind: EntryKind,

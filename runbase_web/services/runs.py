@@ -52,25 +52,31 @@ def recent_runs(session: Session, user_id: int, limit: int = 20) -> list[Run]:
                                 .order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)))
 
 
+_runs = Run.__table__
+_SUCCEED = (update(_runs).where(_runs.c.id == bindparam("run_id"),
+                                _runs.c.status.in_(ACTIVE_STATUSES))
+            .values(status=RunStatus.SUCCEEDED.value, output_urls=bindparam("urls"),
+                    completed_at=bindparam("at"), lease_owner=None, lease_until=None,
+                    next_check_at=None)
+            .returning(_runs.c.webhook_url))
+
+
 def mark_succeeded(session: Session, run_id: str, urls: list[str], *, public_url: str) -> bool:
     """End an active run as succeeded with its stored files' site paths; False if it had
     already ended. `public_url` (RUNBASE_PUBLIC_URL) makes the webhook's URLs absolute."""
-    statement = (update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE_STATUSES))
-                 .values(status=RunStatus.SUCCEEDED.value, output_urls=urls, completed_at=utcnow(),
-                         lease_owner=None, lease_until=None, next_check_at=None))
-    ended = session.execute(statement).rowcount == 1
-    if ended:
+    ended = session.execute(_SUCCEED, {"run_id": run_id, "urls": urls, "at": utcnow()}).first()
+    if ended is not None and ended.webhook_url:
         webhooks.enqueue_for_run(session, run_id, public_url=public_url)
-    return ended
+    return ended is not None
 
 
 def mark_failed(session: Session, run_id: str, *, message: str, code: str) -> bool:
     """End an active run as failed with a refund, exactly once (see ledger.fail_and_refund)."""
     ended = ledger.fail_and_refund(session, run_id, message=message, code=code)
-    if ended:
+    if ended is not None and ended.webhook_url:
         # A failed run's object has no output URLs, so no base is needed for its webhook.
         webhooks.enqueue_for_run(session, run_id, public_url="")
-    return ended
+    return ended is not None
 
 
 def cancel_run(session: Session, user_id: int, run_id: str) -> tuple[Run, bool]:
