@@ -1,6 +1,7 @@
 """Operator commands (README, "Operator commands"): a stable interface that scripts and docs use."""
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.exc import DBAPIError
 
 from .config import ConfigError, usd_to_micros
 from .errors import RunbaseError
@@ -33,10 +35,44 @@ def alembic_config(app: Flask):
 
 def upgrade_database(app: Flask) -> None:
     """Bring the schema up to the newest migration (idempotent)."""
+    if _at_head(app):
+        return  # the usual restart: no need to load Alembic at all
     from alembic import command  # see alembic_config
 
     with app.app_context():
         command.upgrade(alembic_config(app), "head")
+
+
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*['\"]([^'\"]+)['\"]\s*$", re.M)
+
+
+def script_head() -> str | None:
+    """The newest migration's revision, read from the scripts' `revision` and
+    `down_revision` lines; None when they don't form one plain chain (then only Alembic
+    itself can tell)."""
+    revisions, parents = set(), set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((key, value) for key, value in _REVISION_LINE.findall(script.read_text()))
+        if "revision" not in found:
+            return None
+        revisions.add(found["revision"])
+        parents.add(found.get("down_revision"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(app: Flask) -> bool:
+    """Whether the database already records the newest migration (a cheap check that
+    saves ~150 ms of Alembic and Mako imports on every start)."""
+    head = script_head()
+    if head is None:
+        return False
+    try:
+        with db.state(app).engine.connect() as connection:
+            current = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:  # a new database: no alembic_version table yet
+        return False
+    return [row[0] for row in current] == [head]
 
 
 @db_group.command("upgrade")
