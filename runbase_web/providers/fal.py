@@ -129,13 +129,15 @@ class FalAdapter(ProviderAdapter):
     @classmethod
     def verify_callback(cls, env: Mapping[str, str], headers: Mapping[str, str], body: bytes,
                         now: float) -> Callback:
-        """fal's Ed25519 signature, by a key of its published key set; the message id is the
-        request id and timestamp (fal's retries are signed anew, a replay is not)."""
+        """fal's Ed25519 signature, by a key of its published key set. fal sends no message
+        id, so it is made of what the signature covers: request id, timestamp and body hash
+        (a replay repeats all three; fal's own retries are signed anew, later)."""
         request_id, user_id, stamp, signature = (headers.get(name, "") for name in SIGNATURE_HEADERS)
         if not (request_id and user_id and stamp and signature):
             raise unsigned("X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and -Signature")
         check_timestamp(stamp, now=now)
-        message = "\n".join([request_id, user_id, stamp, hashlib.sha256(body).hexdigest()]).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        message = "\n".join([request_id, user_id, stamp, digest]).encode()
         url = configured_base_url(env, JWKS_URL_ENV, DEFAULT_JWKS_URL)
         JWKS_CACHE.verified(url, lambda: _fetch_jwks(url),
                        lambda keys: verify_ed25519(keys, signature, message))
@@ -143,7 +145,7 @@ class FalAdapter(ProviderAdapter):
         if payload.get("request_id", request_id) != request_id:
             raise SignatureError("The callback's body is about another request than its headers.",
                                  code="bad_body", status=400)
-        return Callback(f"{request_id}:{stamp}", request_id, payload)
+        return Callback(f"{request_id}:{stamp}:{digest[:32]}", request_id, payload)
 
     def called_back(self, job: Job, body: dict) -> Done | None:
         """OK with the result in `payload`: Done; ERROR: the request's failure. A result left

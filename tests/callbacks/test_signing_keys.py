@@ -94,7 +94,8 @@ def test_fal_keys_are_fetched_once_and_checked_against_each_published_key(fake_f
         headers, body = fal_callback(state, request_id=request_id)
         callback = FalAdapter.verify_callback(env, headers, body, time.time())
         assert callback.upstream_id == request_id
-        assert callback.message_id == f"{request_id}:{headers['x-fal-webhook-timestamp']}"
+        assert callback.message_id.startswith(
+            f"{request_id}:{headers['x-fal-webhook-timestamp']}:")
     assert jwks_gets(state) == 1
     headers, body = fal_callback(state, key=Ed25519PrivateKey.generate())
     with pytest.raises(SignatureError) as refused:

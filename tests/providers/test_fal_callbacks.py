@@ -2,6 +2,7 @@
 to our /callbacks endpoint and publishes its key set (README, "Provider callbacks")."""
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -92,8 +93,17 @@ def test_stale_tampered_and_replayed_callbacks_are_refused(fake, app, public_url
     request_id = wait_for_upstream_id(app, run["id"])
     stale = fake_fal.call_back(fake.state, request_id, timestamp=int(time.time()) - 301)
     assert stale["status"] == 400 and stale["answer"]["error"]["code"] == "stale"
-    signed = fake_fal.call_back(fake.state, request_id)
+    # A genuine callback whose result fal could not include (payload_error): the worker
+    # takes it and asks the queue itself, which says the request still runs.
+    body = json.dumps({"request_id": request_id, "gateway_request_id": request_id,
+                       "status": "OK", "payload": None, "payload_error": "not valid JSON"})
+    headers = fake_fal.fal_headers(fake_fal.signing_key(fake.state), request_id, body.encode())
+    signed = fake_fal.post_callback(fake.state, sent(fake)[0]["url"], headers, body)
     assert signed["answer"]["outcome"] == "accepted"
+    deadline = time.monotonic() + 10
+    while polls(fake) < 1:
+        assert time.monotonic() < deadline, "the worker never looked after the callback"
+        time.sleep(0.02)
     tampered = fake_fal.post_callback(fake.state, signed["url"], signed["headers"],
                                       signed["body"].replace('"OK"', '"ERROR"'))
     assert tampered["status"] == 401
@@ -102,7 +112,10 @@ def test_stale_tampered_and_replayed_callbacks_are_refused(fake, app, public_url
     assert other_request["status"] == 401  # the request id is signed too
     replay = fake_fal.resend(fake.state, signed)
     assert replay["status"] == 200 and replay["answer"]["outcome"] == "duplicate"
-    # The accepted one was real (COMPLETED with the result): the run ends from it.
+    time.sleep(0.3)
+    assert polls(fake) == 1  # the replay woke nobody
+    # The request completes; its callback (with the result) ends the run.
+    assert fake_fal.finish(fake.state, request_id)["answer"]["outcome"] == "accepted"
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "succeeded", done.error
     with app.app_context():
