@@ -17,6 +17,7 @@ from tests.fakes.replicate import WEBHOOK_SECRET, standard_webhook_headers
 
 
 def lowered(headers: dict) -> dict:
+    """Headers with lower-case names, as the checks take them."""
     return {name.lower(): value for name, value in headers.items()}
 
 
@@ -63,6 +64,7 @@ def test_malformed_secrets_and_signature_entries():
 
 
 def jwk(key: Ed25519PrivateKey) -> dict:
+    """The public JSON Web Key of `key`."""
     raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return {"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
 

@@ -41,6 +41,7 @@ def in_flight(app, run_id: str, *, upstream_id: str | None = UPSTREAM_ID, adapte
 
 
 def path_for(app, run_id: str, adapter: str = "runbase") -> str:
+    """The callback path of the run for `adapter`, with its right token."""
     token = callbacks.callback_token(app.config["SECRET_KEY"], adapter, run_id)
     return f"/callbacks/{adapter}/{run_id}/{token}"
 
@@ -63,11 +64,13 @@ def post(client, path: str, run_object: dict, *, secret: str = WEBHOOK_SECRET,
 
 
 def the_run(app, run_id: str) -> Run:
+    """The run as the database has it now."""
     with app.app_context():
         return db.session.get(Run, run_id)
 
 
 def remembered(app) -> list[str]:
+    """The message ids acted on (provider_callbacks)."""
     with app.app_context():
         return list(db.session.scalars(select(ProviderCallback.id)))
 

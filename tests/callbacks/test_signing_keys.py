@@ -25,6 +25,7 @@ NEW_SECRET = "whsec_Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M="
 
 @pytest.fixture
 def fake_replicate_api():
+    """A fake Replicate API; yields its state and the variables pointing at it."""
     state, server = start_fake(fake_replicate.make_app)
     yield state, {"REPLICATE_API_TOKEN": "r8-test", "REPLICATE_BASE_URL": server.url}
     stop_soon(server)
@@ -32,18 +33,21 @@ def fake_replicate_api():
 
 @pytest.fixture
 def fake_fal_api():
+    """A fake fal with its key set; yields its state and the variables pointing at it."""
     state, server = start_fake(fake_fal.make_app)
     yield state, {"FAL_KEY": "fal-test", "FAL_WEBHOOK_JWKS_URL": f"{server.url}/.well-known/jwks.json"}
     stop_soon(server)
 
 
 def prediction_callback(secret: str, prediction_id: str = "p1") -> tuple[dict, bytes]:
+    """A signed Replicate callback: (lower-cased headers, body)."""
     body = json.dumps({"id": prediction_id, "status": "succeeded", "output": ["https://x/y.png"]})
     headers = standard_webhook_headers(secret, body)
     return {name.lower(): value for name, value in headers.items()}, body.encode()
 
 
 def secret_gets(state) -> int:
+    """How often the signing secret was fetched."""
     return len(state.calls_to("GET", "/v1/webhooks/default/secret"))
 
 
@@ -79,12 +83,14 @@ def test_replicate_secret_out_of_reach_is_a_503_so_replicate_retries(fake_replic
 
 
 def fal_callback(state, key=None, request_id: str = "req-1") -> tuple[dict, bytes]:
+    """A fal callback signed with `key` (default: the published one): (headers, body)."""
     body = json.dumps({"request_id": request_id, "status": "OK", "payload": {"images": []}}).encode()
     headers = fake_fal.fal_headers(key or fake_fal.signing_key(state), request_id, body)
     return {name.lower(): value for name, value in headers.items()}, body
 
 
 def jwks_gets(state) -> int:
+    """How often the key set was fetched."""
     return len(state.calls_to("GET", "/.well-known/jwks.json"))
 
 

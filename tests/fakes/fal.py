@@ -213,6 +213,7 @@ def make_app(state: FakeState) -> Flask:
 
     @app.get("/.well-known/jwks.json")
     def jwks():
+        """fal's published keys: its signing key among others."""
         state.record()
         # A second, unrelated key first: receivers must try every published key.
         return jsonify({"keys": [_jwk(Ed25519PrivateKey.generate(), "old"),

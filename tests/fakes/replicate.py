@@ -324,6 +324,7 @@ def make_app(state: FakeState) -> Flask:
 
     @app.get("/v1/webhooks/default/secret")
     def webhook_secret():
+        """The account's webhook signing secret, as `{"key": "whsec_..."}`."""
         state.record()
         if (answer := scripted(state, "secret")) is not None:
             return answer

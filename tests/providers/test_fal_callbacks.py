@@ -42,6 +42,7 @@ def polls(fake) -> int:
 
 
 def sent(fake) -> list[dict]:
+    """The callbacks the fake sent, with our answers."""
     return list(fake.state.data.get("callbacks", []))
 
 

@@ -54,6 +54,7 @@ def wait_for_callbacks(fake, count: int, timeout: float = 10.0) -> list[dict]:
 
 
 def stored_files(app, run_id: str) -> int:
+    """How many files we stored for the run."""
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(StoredFile)
                                  .where(StoredFile.run_id == run_id))

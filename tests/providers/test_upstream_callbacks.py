@@ -30,10 +30,12 @@ def fake(app_config):
 
 
 def polls(fake) -> int:
+    """GETs of upstream runs."""
     return len(fake.state.calls_to("GET", "/api/v1/runs/"))
 
 
 def sent(fake) -> list[dict]:
+    """The callbacks the fake sent, with our answers."""
     return list(fake.state.data.get("callbacks", []))
 
 
