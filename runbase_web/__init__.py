@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, catalog, blueprints. `config` overrides settings."""
-    from . import api, auth, cli, errors_web, files_web, playground, ratelimit, security, state, web
+    from . import (api, auth, callbacks, cli, errors_web, files_web, playground, ratelimit,
+                   security, state, web)
     from .config import load_settings
     from .extensions import csrf, db, login_manager
     from .responses import PrintableResponse
@@ -23,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # Bearer keys, never cookies: CSRF cannot apply
+    csrf.exempt(callbacks.bp)  # providers' signed POSTs, never a browser's form
     login_manager.init_app(app)
     state.init_app(app)
     ratelimit.init_app(app)
@@ -30,7 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     errors_web.init_app(app)
     cli.init_app(app)
-    for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp):
+    for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp, callbacks.bp):
         app.register_blueprint(blueprint)
     return app
 

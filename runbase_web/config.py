@@ -20,6 +20,8 @@ PROVIDER_VARIABLES = (
     "ARK_API_KEY", "ARK_BASE_URL", "KLING_ACCESS_KEY", "KLING_SECRET_KEY", "KLING_BASE_URL",
     "MINIMAX_API_KEY", "MINIMAX_BASE_URL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
     "FAL_KEY", "FAL_QUEUE_URL", "RUNBASE_UPSTREAM_URL", "RUNBASE_UPSTREAM_KEY",
+    # Checking providers' callbacks (README, "Provider callbacks").
+    "FAL_WEBHOOK_JWKS_URL", "RUNBASE_UPSTREAM_WEBHOOK_SECRET",
 )
 
 class ConfigError(ValueError):
@@ -45,6 +47,17 @@ def parse_int(name: str, value: str, minimum: int) -> int:
     if number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return number
+
+
+def parse_seconds(name: str, value: str) -> float:
+    """Read a positive number of seconds."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds")
+    return seconds
 
 
 def usd_to_micros(name: str, value: str) -> int:
@@ -89,6 +102,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "LEASE_SECONDS": parse_int("RUNBASE_LEASE_SECONDS", get("RUNBASE_LEASE_SECONDS", "30"), 2),
         "WORKER_THREADS": parse_int("RUNBASE_WORKER_THREADS", get("RUNBASE_WORKER_THREADS", "8"), 1),
         "WORKER_POLL_SECONDS": float(get("RUNBASE_WORKER_POLL_SECONDS", "0.5")),
+        "PROVIDER_CALLBACKS": parse_bool(
+            "RUNBASE_PROVIDER_CALLBACKS", get("RUNBASE_PROVIDER_CALLBACKS", "1")),
+        "CALLBACK_POLL_SECONDS": parse_seconds(
+            "RUNBASE_CALLBACK_POLL_SECONDS", get("RUNBASE_CALLBACK_POLL_SECONDS", "60")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
         # How long a process may trust an API key look-up. Changes made through this

@@ -1,6 +1,7 @@
 """SQLAlchemy tables. Import models from here."""
 from .api_key import ApiKey
 from .base import Base, utcnow
+from .callback import ProviderCallback
 from .checkout_session import CheckoutSession
 from .file import StoredFile
 from .idempotency import IdempotencyRecord
@@ -10,5 +11,5 @@ from .user import User
 from .webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "CheckoutSession", "EntryKind",
-           "IdempotencyRecord", "LedgerEntry", "Run", "RunStatus", "StoredFile", "User",
-           "WebhookAttempt", "WebhookDelivery", "utcnow"]
+           "IdempotencyRecord", "LedgerEntry", "ProviderCallback", "Run", "RunStatus",
+           "StoredFile", "User", "WebhookAttempt", "WebhookDelivery", "utcnow"]

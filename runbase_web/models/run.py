@@ -61,6 +61,10 @@ class Run(Base):
     #: The provider's job id, committed before polling so a restart resumes it.
     upstream_id: Mapped[str | None] = mapped_column(String(255))
     upstream_state: Mapped[dict | None] = mapped_column(JSON)
+    #: What the provider said of the job in a signed callback the worker has not read yet
+    #: (services/callbacks.py); the worker takes it instead of polling, then clears it.
+    #: SQL NULL when there is none (not JSON null), so "IS NOT NULL" finds the waiting ones.
+    callback_body: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     #: The adapter the worker started the provider call with (catalog.effective_adapter at
     #: the first attempt), so polls and the upstream cancel go back to it even if the
     #: variables change mid-run; None for runs not started yet or from before the column.

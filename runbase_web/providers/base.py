@@ -3,6 +3,8 @@
 An adapter either finishes in one call (`Done`), or submits a job and returns
 `Pending` with the provider's id; the worker commits that id before anything
 else and calls `poll` later, from any worker process, so no thread waits.
+A provider that can call back when a job ends is asked to (when this server has a public
+URL), and its signed callback is handed to `called_back` instead of the next poll.
 """
 from __future__ import annotations
 
@@ -55,6 +57,20 @@ class Pending:
     state: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Callback:
+    """A provider's callback whose signature checked out (see `ProviderAdapter.verify_callback`).
+
+    `message_id` names this message (the same on the sender's retries of it), `upstream_id`
+    the provider job it is about, and `body` is what the provider said of that job; the
+    worker reads it through the adapter's `called_back`, as if a poll had answered it.
+    """
+
+    message_id: str
+    upstream_id: str
+    body: dict
+
+
 class ProviderError(Exception):
     """A provider call that did not produce outputs.
 
@@ -85,6 +101,11 @@ class ProviderContext:
     env: Mapping[str, str]
     fetcher: object = None
     adapter: str | None = None
+    #: Where the provider should call back when the run's job ends (services/callbacks.py),
+    #: or None to poll only: no RUNBASE_PUBLIC_URL, or a provider that cannot call back.
+    callback_url: str | None = None
+    #: Seconds between looks at a job whose provider was asked to call back (a fallback).
+    callback_poll_seconds: float | None = None
 
 
 class Adapter(Protocol):
@@ -93,3 +114,4 @@ class Adapter(Protocol):
     def start(self, job: Job) -> Done | Pending: ...
     def poll(self, job: Job) -> Done | Pending: ...
     def cancel(self, job: Job) -> None: ...
+    def called_back(self, job: Job, body: dict) -> Done | None: ...

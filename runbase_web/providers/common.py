@@ -7,7 +7,11 @@ would otherwise copy from each other.
   operator, not a retry).
 - Polling: one function (`poll_delay`) decides the wait before the next look at an upstream
   job, from the adapter's `POLL_SCHEDULE` and the run's deadline; `ProviderAdapter.pending`
-  counts the looks in the job's state.
+  counts the looks in the job's state. A job whose provider was asked to call back is
+  looked at only every `callback_poll_seconds` (a fallback for callbacks that never come).
+- Callbacks: an adapter whose provider signs callbacks sets `CALLBACKS`, asks for one in
+  `start` when it has a `callback_url`, checks their signatures in `verify_callback` and
+  reads their bodies in `called_back`.
 - Inputs and outputs: the catalog's `input_map` renames (pass-through adapters), reference
   images fetched for the providers that take bytes, output URLs turned into `Output`s, and
   outputs on the provider's own API origin downloaded through its client.
@@ -21,15 +25,21 @@ import binascii
 from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from .. import net
+from .. import jsontext, net
 from ..catalog import ModelSpec
-from .base import Done, Job, Output, Pending, ProviderContext, ProviderError
+from ..webhook_signatures import SignatureError
+from .base import Callback, Done, Job, Output, Pending, ProviderContext, ProviderError
 from .http import ProviderClient
 from .media import WEB_IMAGE_TYPES, fetch_reference_images, sniff_output_type
 
 #: Seconds before each look at an upstream job: quick at first (images take seconds), then
 #: every few seconds; the last step repeats. Adapters whose jobs take longer set their own.
 POLL_SCHEDULE = (1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
+#: Seconds between looks at a job whose provider will call back: only a fallback, for a
+#: callback lost on the way (RUNBASE_CALLBACK_POLL_SECONDS sets it per server).
+CALLBACK_POLL_SECONDS = 60.0
+#: Key in a job's state: the provider was asked to call back when the job ends.
+CALLBACK_STATE_KEY = "callback"
 #: The shortest wait before a look, even when the deadline is (almost) reached.
 MIN_POLL_SECONDS = 0.05
 #: A cancel is a small call: at least this long, however close the deadline, ...
@@ -104,6 +114,19 @@ def unknown_status(provider: str, kind: str, status: object) -> ProviderError:
     (and the deadline bounds the asking)."""
     return ProviderError(f"{provider} sent an unknown {kind} status {status!r}.",
                          code="provider_bad_response", retryable=True)
+
+
+def callback_json(body: bytes) -> dict:
+    """A signed callback's body as a JSON object we can store (strict JSON: no NaN, no lone
+    surrogates, bounded nesting); anything else is refused with a 400."""
+    try:
+        value = jsontext.loads_strict(body)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise SignatureError("The callback's body is not an acceptable JSON object.",
+                             code="bad_body", status=400)
+    return value
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -235,10 +258,17 @@ class ProviderAdapter:
     #: converted to PNG; see media.py).
     REFERENCE_MAX_BYTES = 10 * 1024 * 1024
     REFERENCE_TYPES: frozenset[str] = WEB_IMAGE_TYPES
+    #: The provider can be asked to call back when a job ends, and signs its callbacks.
+    CALLBACKS = False
 
-    def __init__(self, client: ProviderClient | None = None, fetcher=None):
+    def __init__(self, client: ProviderClient | None = None, fetcher=None, *,
+                 callback_url: str | None = None,
+                 callback_poll_seconds: float = CALLBACK_POLL_SECONDS):
         self.client = client
         self.fetcher = fetcher
+        #: Where `start` asks the provider to call back (None: poll only).
+        self.callback_url = callback_url if self.CALLBACKS else None
+        self.callback_poll_seconds = callback_poll_seconds
 
     @classmethod
     def from_context(cls, spec: ModelSpec, context: ProviderContext) -> "ProviderAdapter":
@@ -246,7 +276,8 @@ class ProviderAdapter:
         credentials are `model_unavailable` (see credentials)."""
         arguments = credentials(spec, cls.required_env(spec), context.env, cls.CREDENTIALS)
         client = cls.CLIENT.configured(context.env, **arguments) if cls.CLIENT else None
-        return cls(client, context.fetcher)
+        return cls(client, context.fetcher, callback_url=context.callback_url,
+                   callback_poll_seconds=context.callback_poll_seconds or CALLBACK_POLL_SECONDS)
 
     @classmethod
     def required_env(cls, spec: ModelSpec) -> tuple[str, ...]:
@@ -268,12 +299,48 @@ class ProviderAdapter:
         (no job id, or no cancel endpoint), so the job runs to its end."""
 
     def pending(self, job: Job, upstream_id: str, state: dict | None = None) -> Pending:
-        """The job is still running: look again after the next step of POLL_SCHEDULE. The
-        looks so far are counted in the job's state (0 when `start` submitted it), next to
+        """The job is still running: look again after the next step of POLL_SCHEDULE, or,
+        when the provider was asked to call back, after `callback_poll_seconds`. The looks
+        so far are counted in the job's state (0 when `start` submitted it), next to
         whatever else the adapter keeps there."""
         polls = 0 if job.upstream_id is None else polls_so_far(job) + 1
-        return Pending(upstream_id, poll_delay(job, polls, self.POLL_SCHEDULE),
-                       {**(state or {}), "polls": polls})
+        state = {**(state or {}), "polls": polls}
+        if self.asked_for_callback(job):
+            # Kept in the job's state: whether this job's provider will call back was decided
+            # at submit, whatever this server's settings say by the time of a later look.
+            state[CALLBACK_STATE_KEY] = True
+            return Pending(upstream_id, poll_delay(job, 0, (self.callback_poll_seconds,)), state)
+        return Pending(upstream_id, poll_delay(job, polls, self.POLL_SCHEDULE), state)
+
+    def asked_for_callback(self, job: Job) -> bool:
+        """True if the provider will call back when this job ends: `start` (no upstream id
+        yet) asks whenever the adapter has a callback URL, and the job's state remembers."""
+        if job.upstream_id is None:
+            return self.callback_url is not None
+        return bool((job.upstream_state or {}).get(CALLBACK_STATE_KEY))
+
+    # --- callbacks ---------------------------------------------------------------------------
+
+    @classmethod
+    def callbacks_available(cls, env: Mapping[str, str]) -> bool:
+        """True if callbacks can be asked for and checked with these provider variables (an
+        upstream Runbase needs its webhook secret; the others need nothing more)."""
+        return cls.CALLBACKS
+
+    @classmethod
+    def verify_callback(cls, env: Mapping[str, str], headers: Mapping[str, str], body: bytes,
+                        now: float) -> Callback:
+        """Check a callback's signature as the provider documents it (`headers` with
+        lower-case names, `body` the raw bytes, `now` a Unix time); raises SignatureError
+        for anything unsigned, stale or forged."""
+        raise SignatureError(f"{cls.__name__} providers do not call back.", code="not_found",
+                             status=404)
+
+    def called_back(self, job: Job, body: dict) -> Done | None:
+        """What a verified callback says of the job, read like a poll's answer: Done, or a
+        final ProviderError; None when it says nothing usable (another job, still running, a
+        result left out), so the worker polls instead."""
+        return None
 
     def read(self, job: Job, path: str, **kwargs: Any) -> dict:
         """GET `path` (an upstream job) within the run's time, as a JSON object."""

@@ -1,17 +1,24 @@
-"""Replicate predictions (docs/providers.md, Replicate): create, poll, cancel.
+"""Replicate predictions (docs/providers.md, Replicate): create, poll, cancel, callbacks.
 
 Operators add `replicate/<owner>/<name>` models to the catalog with the model's own input
 schema; the run's input passes through as `{"input": {...}}`, with the catalog's optional
 `input_map` renaming fields (e.g. Runbase's `image_urls` → the model's `image`).
+
+Callbacks: with a callback URL, the create asks for a webhook on the `completed` event only
+(`webhook`, `webhook_events_filter`). Replicate POSTs the prediction object (the body of
+`GET /predictions/{id}`), signed per Standard Webhooks with the account's secret, which we
+fetch from `GET /webhooks/default/secret` and cache.
 """
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Any
+from typing import Any, Mapping
 
-from .base import Done, Job, Output, Pending, ProviderError
-from .common import (ProviderAdapter, apply_input_map, cancel_seconds, find_urls, job_failed,
-                     unknown_status, url_output)
+from ..webhook_signatures import KeyCache, SignatureError, keys_unavailable, verify_standard
+from .base import Callback, Done, Job, Output, Pending, ProviderError
+from .common import (ProviderAdapter, apply_input_map, callback_json, cancel_seconds, find_urls,
+                     job_failed, unknown_status, url_output)
 from .http import KeyedClient, json_body
 
 #: Canceled means stopped while running; aborted means Cancel-After passed before it started.
@@ -19,6 +26,12 @@ STOPPED = frozenset({"canceled", "aborted"})
 #: Words in a failure message that mean the provider's safety filter refused the request.
 SAFETY_WORDS = ("nsfw", "safety", "content policy", "sensitive", "moderation")
 THROTTLE_RE = re.compile(r"resets in ~?(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+#: The webhook events asked for: only the end of a prediction (succeeded, failed, canceled).
+WEBHOOK_EVENTS = ["completed"]
+#: Seconds for fetching the webhook signing secret (asked while a callback waits).
+SECRET_FETCH_SECONDS = 10.0
+#: The account's signing secret changes only when rotated; a failing check refetches it.
+SECRET_CACHE = KeyCache(max_age=3600.0)
 
 
 class ReplicateClient(KeyedClient):
@@ -72,6 +85,7 @@ class ReplicateAdapter(ProviderAdapter):
     CLIENT = ReplicateClient
     CREDENTIALS = {"api_key": "REPLICATE_API_TOKEN"}
     RUNNING = frozenset({"starting", "processing"})
+    CALLBACKS = True
 
     def start(self, job: Job) -> Done | Pending:
         """Create the prediction; its id is committed by the worker before any poll."""
@@ -81,6 +95,9 @@ class ReplicateAdapter(ProviderAdapter):
             path, body["version"] = "/predictions", version
         else:
             path = f"/models/{model}/predictions"
+        if self.callback_url:
+            body["webhook"] = self.callback_url
+            body["webhook_events_filter"] = WEBHOOK_EVENTS
         # Cancel-After makes Replicate stop (and not bill) a prediction we gave up on,
         # even if our own cancel at the deadline never arrives.
         headers = {"Cancel-After": f"{max(int(job.seconds_left()), 1)}s"}
@@ -97,6 +114,34 @@ class ReplicateAdapter(ProviderAdapter):
         self.client.request("POST", f"/predictions/{job.upstream_id}/cancel",
                             seconds_left=cancel_seconds(job))
 
+    @classmethod
+    def callbacks_available(cls, env: Mapping[str, str]) -> bool:
+        """The signing secret is fetched with the API token, so callbacks need it set."""
+        return bool(env.get("REPLICATE_API_TOKEN"))
+
+    @classmethod
+    def verify_callback(cls, env: Mapping[str, str], headers: Mapping[str, str], body: bytes,
+                        now: float) -> Callback:
+        """A Standard Webhooks signature with the account's secret; the body is a prediction."""
+        client = ReplicateClient.configured(env, api_key=env.get("REPLICATE_API_TOKEN", ""))
+        # Per API origin and token: a token of another account has another secret.
+        cache_key = (client.base_url, hashlib.sha256(client.api_key.encode()).hexdigest())
+        message_id = SECRET_CACHE.verified(
+            cache_key, lambda: _signing_secret(client),
+            lambda secret: verify_standard(secret, headers, body, now=now))
+        prediction = callback_json(body)
+        if not isinstance(prediction.get("id"), str) or not prediction["id"]:
+            raise SignatureError("The callback holds no prediction id.", code="bad_body",
+                                 status=400)
+        return Callback(message_id, prediction["id"], prediction)
+
+    def called_back(self, job: Job, body: dict) -> Done | None:
+        """The prediction in the callback, read like a poll's answer; one that is still
+        running (not asked for) or another prediction is left to a poll."""
+        if body.get("id") != job.upstream_id or body.get("status") in self.RUNNING:
+            return None
+        return self._interpret(job, body)
+
     def _interpret(self, job: Job, prediction: dict) -> Done | Pending:
         """Map a prediction's status onto Done, Pending or a final ProviderError; an answer
         without a prediction id is a broken one."""
@@ -106,6 +151,19 @@ class ReplicateAdapter(ProviderAdapter):
         return self.outcome(job, prediction["id"], prediction.get("status"),
                             outputs=lambda: _succeeded(prediction),
                             failure=lambda: _failure(prediction))
+
+
+def _signing_secret(client: ReplicateClient) -> str:
+    """The account's webhook signing secret (`{"key": "whsec_..."}`)."""
+    try:
+        response = client.request("GET", "/webhooks/default/secret",
+                                  seconds_left=SECRET_FETCH_SECONDS)
+        key = client.json_object(response).get("key")
+    except ProviderError as error:
+        raise keys_unavailable(error.message) from None
+    if not isinstance(key, str) or not key:
+        raise keys_unavailable("Replicate answered without a key.")
+    return key
 
 
 def _succeeded(prediction: dict) -> list[Output]:

@@ -5,20 +5,30 @@ RUNBASE_UPSTREAM_URL and RUNBASE_UPSTREAM_KEY are set (routing: catalog.
 effective_adapter). Every create carries `Idempotency-Key: <our run id>`, so when our create
 times out after the upstream accepted it, the retry gets the same upstream run back instead
 of a second one (and a second charge on the operator's upstream account).
+
+Callbacks: with a callback URL, the create carries `"webhook": <url>`; the upstream POSTs
+the run object when the run ends, signed per Standard Webhooks with the webhook secret of
+the upstream account (its Settings → Webhooks page), which the operator sets here as
+RUNBASE_UPSTREAM_WEBHOOK_SECRET. Without it no callback is asked for: polling only.
 """
 from __future__ import annotations
 
 import re
+from typing import Mapping
 from urllib.parse import urljoin
 
 from ..catalog import UPSTREAM_ADAPTER, UPSTREAM_ENV, ModelSpec
-from .base import Done, Job, Output, Pending, ProviderError
-from .common import ProviderAdapter, cancel_seconds, unknown_status, url_output
+from ..webhook_signatures import SignatureError, verify_standard
+from .base import Callback, Done, Job, Output, Pending, ProviderError
+from .common import ProviderAdapter, callback_json, cancel_seconds, unknown_status, url_output
 from .http import KeyedClient, parse_retry_after
 
 #: Creating a run upstream only validates, charges and queues it: a long wait means trouble,
 #: and the Idempotency-Key makes asking again safe.
 CREATE_TIMEOUT = 15.0
+#: The upstream account's webhook signing secret (`whsec_...`): callbacks are asked for only
+#: when it is set, as nothing else could check them.
+WEBHOOK_SECRET_ENV = "RUNBASE_UPSTREAM_WEBHOOK_SECRET"
 ERROR_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,48}$")
 #: Upstream error code → (message for our run, our code, retryable). Several are the
 #: operator's business (balance, limits, key), so the message says what they must fix.
@@ -77,6 +87,7 @@ class UpstreamRunbaseAdapter(ProviderAdapter):
     CLIENT = UpstreamClient
     CREDENTIALS = {"api_key": "RUNBASE_UPSTREAM_KEY"}
     RUNNING = frozenset({"pending", "processing"})
+    CALLBACKS = True
 
     @classmethod
     def required_env(cls, spec: ModelSpec) -> tuple[str, ...]:
@@ -84,11 +95,14 @@ class UpstreamRunbaseAdapter(ProviderAdapter):
         return UPSTREAM_ENV
 
     def start(self, job: Job) -> Done | Pending:
-        """Create the upstream run, idempotently keyed by our run id."""
+        """Create the upstream run, idempotently keyed by our run id (the callback URL is the
+        same on every try of one run, so a retried create has the same body)."""
+        body = {"model": upstream_model(job.spec), "input": job.input}
+        if self.callback_url:
+            body["webhook"] = self.callback_url
         response = self.client.request(
             "POST", "/runs", seconds_left=min(job.seconds_left(), CREATE_TIMEOUT),
-            json={"model": upstream_model(job.spec), "input": job.input},
-            headers={"Idempotency-Key": job.run_id})
+            json=body, headers={"Idempotency-Key": job.run_id})
         return self._interpret(job, self.client.json_object(response))
 
     def poll(self, job: Job) -> Done | Pending:
@@ -103,6 +117,29 @@ class UpstreamRunbaseAdapter(ProviderAdapter):
         except ProviderError as error:
             if error.retryable or error.code == "provider_auth":
                 raise  # nothing to do about a 404/405: the upstream has no cancel
+
+    @classmethod
+    def callbacks_available(cls, env: Mapping[str, str]) -> bool:
+        """Only with the upstream account's webhook secret, which checks its callbacks."""
+        return bool(env.get(WEBHOOK_SECRET_ENV))
+
+    @classmethod
+    def verify_callback(cls, env: Mapping[str, str], headers: Mapping[str, str], body: bytes,
+                        now: float) -> Callback:
+        """A Standard Webhooks signature with RUNBASE_UPSTREAM_WEBHOOK_SECRET; the body is
+        the upstream's run object."""
+        message_id = verify_standard(env.get(WEBHOOK_SECRET_ENV, ""), headers, body, now=now)
+        run = callback_json(body)
+        if not isinstance(run.get("id"), str) or not run["id"]:
+            raise SignatureError("The callback holds no run id.", code="bad_body", status=400)
+        return Callback(message_id, run["id"], run)
+
+    def called_back(self, job: Job, body: dict) -> Done | None:
+        """The upstream run in the callback, read like a poll's answer (another run, or one
+        still running, is left to a poll)."""
+        if body.get("id") != job.upstream_id or body.get("status") in self.RUNNING:
+            return None
+        return self._interpret(job, body)
 
     def _interpret(self, job: Job, run: dict) -> Done | Pending:
         """Map the upstream run's status onto Done, Pending or a final ProviderError; an

@@ -17,7 +17,7 @@ from ..models import Run, utcnow
 from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
-from ..services import files, runs
+from ..services import callbacks, files, runs
 from ..catalog import ModelSpec, effective_adapter
 from ..urls import public_base_url
 from .claim import release
@@ -67,13 +67,16 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         # variables route to later; it is committed before the provider is called.
         run.adapter = run.adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
     job = _job_for(run, spec)
-    context = provider_context(app, run.adapter)
+    context = provider_context(app, run.adapter, callback_url=_callback_url(app, run))
     retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
+    callback = callbacks.take_callback(run)
     session.commit()
     try:
         adapter = adapter_for(spec, context)
         faults.point("provider_call")
-        result = adapter.poll(job) if job.upstream_id else adapter.start(job)
+        result = _read_callback(adapter, job, callback)
+        if result is None:
+            result = adapter.poll(job) if job.upstream_id else adapter.start(job)
     except ProviderError as error:
         _on_provider_error(app, session, job, owner, error, retries)
         return
@@ -84,6 +87,9 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
             # Canceled while the provider was creating the job: stop the job it created.
             runs.request_upstream_cancel(session, job.run_id, upstream_id=result.upstream_id,
                                          upstream_state=result.state)
+        if kept:
+            # A callback that came in meanwhile must not wait for the fallback poll.
+            callbacks.due_if_called_back(session, job.run_id)
         session.commit()
         return
     _finish(app, session, run, result)
@@ -98,13 +104,36 @@ def _job_for(run: Run, spec: ModelSpec) -> Job:
     return Job(run.id, spec, dict(run.input), run.deadline_at, run.attempts, run.upstream_id, state)
 
 
-def provider_context(app: Flask, adapter: str | None = None) -> ProviderContext:
-    """What adapters are built from in this app: provider variables, the fetcher, and the
+def provider_context(app: Flask, adapter: str | None = None, *,
+                     callback_url: str | None = None) -> ProviderContext:
+    """What adapters are built from in this app: provider variables, the fetcher, the
     adapter a run started with (`Run.adapter`; None, for a row from before that column,
-    routes by the variables as catalog.effective_adapter says)."""
+    routes by the variables as catalog.effective_adapter says), and where its provider
+    should call back (None: poll only)."""
     fetcher = net.Fetcher(allow_loopback=app.config.get("FETCH_ALLOW_LOOPBACK", False),
                           max_bytes=app.config.get("FETCH_MAX_BYTES", net.DEFAULT_MAX_BYTES))
-    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher, adapter=adapter)
+    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher, adapter=adapter,
+                           callback_url=callback_url,
+                           callback_poll_seconds=app.config.get("CALLBACK_POLL_SECONDS"))
+
+
+def _callback_url(app: Flask, run: Run) -> str | None:
+    """Where the run's provider should call back (services/callbacks.py), or None."""
+    if not app.config.get("PROVIDER_CALLBACKS", True):
+        return None  # the operator's choice (a public URL providers cannot reach): poll
+    return callbacks.callback_url(public_url=app.config.get("PUBLIC_URL", ""),
+                                  secret_key=app.config["SECRET_KEY"],
+                                  env=app.config["PROVIDER_ENV"], adapter=run.adapter,
+                                  run_id=run.id)
+
+
+def _read_callback(adapter, job: Job, callback: dict | None) -> Done | None:
+    """What a verified callback taken from the run says of its job, through the adapter
+    (as a poll's answer would be read); None to call the provider as usual: no callback,
+    no job yet, or a callback about nothing usable."""
+    if callback is None or job.upstream_id is None:
+        return None
+    return adapter.called_back(job, callback)
 
 
 def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:

@@ -11,17 +11,34 @@ State knobs (`state.data`):
   outcome        "succeed" | "fail" (result 422 with a `detail` list) |
                  "error_status" (COMPLETED with `error`/`error_type`) | "never"
   kind           "image" (`images[]`) | "video" (`video`) (default "image")
+  finish_after   seconds: a request completes by itself that long after its submit (status
+                 GETs no longer move it along); with `?fal_webhook=`, it is called back
+  sign_with      an Ed25519 private key callbacks are signed with instead of the published
+                 one (forgeries)
+  callbacks      (read) every callback sent: {"url", "headers", "body", "status"}
+The published key set is at /.well-known/jwks.json (point FAL_WEBHOOK_JWKS_URL at it).
+Callbacks are signed as fal documents: hex Ed25519 over
+`{request id}\n{user id}\n{timestamp}\n{hex SHA-256 of the body}`.
 Routes for `state.script` ("submit", "status", "result", "cancel", "file"): see
 tests/fakes/replicate.py `scripted`.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import secrets
+import time
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Flask, Response, jsonify, request
 
-from tests.fakes.replicate import add_file, scripted, serve_file
+from tests.fakes.replicate import add_file, later, post_callback, resend, scripted, serve_file
 from tests.fakes.server import FakeState
+
+USER_ID = "fake-fal-user"
+__all__ = ["call_back", "finish", "make_app", "post_callback", "resend", "signing_key"]
 
 
 def _detail(status: int, detail) -> Response:
@@ -42,8 +59,9 @@ def _urls(owner: str, app_name: str, request_id: str) -> dict:
 
 
 def _advance(state: FakeState, job: dict) -> None:
-    """Each status GET moves the request along: IN_QUEUE → IN_PROGRESS → COMPLETED."""
-    if job["status"] == "COMPLETED" or job.get("canceled"):
+    """Each status GET moves the request along: IN_QUEUE → IN_PROGRESS → COMPLETED (unless
+    requests complete by themselves: `finish_after`)."""
+    if job["status"] == "COMPLETED" or job.get("canceled") or "finish_after" in state.data:
         return
     job["polls"] += 1
     if state.data.get("outcome") == "never" or job["polls"] < state.data.get("polls_needed", 2):
@@ -52,13 +70,21 @@ def _advance(state: FakeState, job: dict) -> None:
         job["status"] = "COMPLETED"
 
 
+FLAGGED = [{"loc": ["body", "prompt"], "msg": "The prompt was flagged.",
+            "type": "content_policy_violation"}]
+
+
 def _result(state: FakeState, job: dict) -> Response:
     """The model output, or the model's 422 validation error."""
     if state.data.get("outcome") == "fail":
-        return _detail(422, [{"loc": ["body", "prompt"], "msg": "The prompt was flagged.",
-                              "type": "content_policy_violation"}])
+        return _detail(422, FLAGGED)
+    return jsonify(_result_body(state, job))
+
+
+def _result_body(state: FakeState, job: dict) -> dict:
+    """The model output (made once per request)."""
     if "result" not in job:
-        url = add_file(state, state.data.get("kind", "image"))
+        url = add_file(state, state.data.get("kind", "image"), job["base"])
         if state.data.get("kind") == "video":
             job["result"] = {"video": {"url": url, "content_type": "video/mp4",
                                        "file_name": "out.mp4", "file_size": 1000}}
@@ -66,7 +92,65 @@ def _result(state: FakeState, job: dict) -> Response:
             job["result"] = {"images": [{"url": url, "content_type": "image/png",
                                          "width": 8, "height": 8}],
                              "seed": 42, "has_nsfw_concepts": [False]}
-    return jsonify(job["result"])
+    return job["result"]
+
+
+# --- callbacks -------------------------------------------------------------------------------
+
+
+def signing_key(state: FakeState) -> Ed25519PrivateKey:
+    """The fake's own Ed25519 key, the one its key set publishes (made once per fake)."""
+    with state.lock:
+        if "signing_key" not in state.data:
+            state.data["signing_key"] = Ed25519PrivateKey.generate()
+        return state.data["signing_key"]
+
+
+def _jwk(key: Ed25519PrivateKey, kid: str) -> dict:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig", "alg": "EdDSA",
+            "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+
+
+def fal_headers(key: Ed25519PrivateKey, request_id: str, body: bytes, *,
+                timestamp: int | None = None, user_id: str = USER_ID) -> dict[str, str]:
+    """The headers of a fal callback, signed as fal documents."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    message = "\n".join([request_id, user_id, stamp, hashlib.sha256(body).hexdigest()]).encode()
+    return {"X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": user_id,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": key.sign(message).hex(),
+            "Content-Type": "application/json"}
+
+
+def callback_body(state: FakeState, request_id: str) -> dict:
+    """What fal POSTs when a request ends: OK with the result, or ERROR with the details."""
+    job = state.data["requests"][request_id]
+    body = {"request_id": request_id, "gateway_request_id": request_id}
+    if state.data.get("outcome") == "fail":
+        return {**body, "status": "ERROR", "error": "Invalid status code: 422",
+                "payload": {"detail": FLAGGED}}
+    return {**body, "status": "OK", "payload": _result_body(state, job)}
+
+
+def finish(state: FakeState, request_id: str) -> dict | None:
+    """Complete a request now and, if it has a webhook, call back; returns the record."""
+    with state.lock:
+        job = state.data["requests"][request_id]
+        if job.get("canceled"):
+            return None
+        job["status"] = "COMPLETED"
+    return call_back(state, request_id) if job.get("webhook") else None
+
+
+def call_back(state: FakeState, request_id: str, *, timestamp: int | None = None,
+              key: Ed25519PrivateKey | None = None) -> dict:
+    """POST the request's outcome to its webhook, signed (with `sign_with`, or `key`)."""
+    job = state.data["requests"][request_id]
+    body = json.dumps(callback_body(state, request_id))
+    key = key or state.data.get("sign_with") or signing_key(state)
+    headers = fal_headers(key, request_id, body.encode(), timestamp=timestamp)
+    return post_callback(state, job["webhook"], headers, body)
 
 
 def make_app(state: FakeState) -> Flask:
@@ -127,6 +211,15 @@ def make_app(state: FakeState) -> Flask:
     def file(name):
         return scripted(state, "file") or serve_file(state, name)
 
+    @app.get("/.well-known/jwks.json")
+    def jwks():
+        """fal's published keys: its signing key among others."""
+        state.record()
+        # A second, unrelated key first: receivers must try every published key.
+        return jsonify({"keys": [_jwk(Ed25519PrivateKey.generate(), "old"),
+                                 {"kty": "RSA", "kid": "not-ed25519", "n": "AQAB", "e": "AQAB"},
+                                 _jwk(signing_key(state), "current")]})
+
     @app.post("/<path:endpoint_id>")
     def submit(endpoint_id):
         state.record()
@@ -146,8 +239,12 @@ def make_app(state: FakeState) -> Flask:
         with state.lock:
             state.data.setdefault("requests", {})[request_id] = {
                 "endpoint": endpoint_id, "owner_app": "/".join(parts[:2]), "input": body,
-                "status": "IN_QUEUE", "polls": 0}
+                "status": "IN_QUEUE", "polls": 0, "base": request.host_url.rstrip("/"),
+                "webhook": request.args.get("fal_webhook")}
             state.data["submits"] = state.data.get("submits", 0) + 1
-        return jsonify({**_urls(parts[0], parts[1], request_id), "queue_position": 0})
+        if state.data.get("finish_after") is not None:
+            later(state.data["finish_after"], finish, state, request_id)
+        return jsonify({**_urls(parts[0], parts[1], request_id), "queue_position": 0,
+                        "gateway_request_id": request_id})
 
     return app

@@ -9,20 +9,28 @@ State knobs (`state.data`):
   outcome        "succeed" | "fail" | "never" (default "succeed")
   kind           "image" | "video"
   times          (route, monotonic time) of every create and get, scripted or not
+  finish_after   seconds: a run ends by itself that long after its create (GETs no longer
+                 move it along); with a `webhook`, the end is called back, as this server's
+                 own webhooks are sent: the run object, signed per Standard Webhooks
+  webhook_secret the upstream account's signing secret (default replicate.WEBHOOK_SECRET)
+  callbacks      (read) every callback sent: {"url", "headers", "body", "status"}
 Routes for `state.script` ("create", "get", "cancel", "file"): see tests/fakes/replicate.py
 `scripted`; additionally a "create" entry {"sleep_after": s} creates the run, then waits
 before answering (an answer lost to the client's timeout after the upstream accepted it).
 """
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
 from flask import Flask, Response, jsonify, request
 
-from tests.fakes.replicate import add_file, answer, scripted, serve_file
+from tests.fakes.replicate import (WEBHOOK_SECRET, add_file, answer, later, post_callback,
+                                   resend, scripted, serve_file, standard_webhook_headers)
 from tests.fakes.server import FakeState
 
+__all__ = ["COST", "call_back", "finish", "make_app", "resend"]
 COST = 40_000
 
 
@@ -55,26 +63,60 @@ def _body_error(state: FakeState, body) -> Response | None:
         return _error(400, "model_not_found", f"Model '{body['model']}' not found")
     if not isinstance(body["input"].get("prompt"), str):
         return _error(400, "invalid_input", "input.prompt: is required")
+    webhook = body.get("webhook")
+    if webhook is not None and (not isinstance(webhook, str)
+                                or not webhook.startswith(("https://", "http://"))):
+        return _error(400, "invalid_input", "'webhook' must be an absolute https URL.")
     return None
 
 
 def _run_object(run: dict) -> dict:
-    return {key: value for key, value in run.items() if key not in ("polls", "body")}
+    return {key: value for key, value in run.items()
+            if key not in ("polls", "body") and not key.startswith("_")}
 
 
 def _advance(state: FakeState, run: dict) -> None:
-    """One GET moves a run along: pending → processing → succeeded or failed."""
-    if run["status"] in ("succeeded", "failed"):
+    """One GET moves a run along: pending → processing → succeeded or failed (unless runs
+    end by themselves: `finish_after`)."""
+    if run["status"] in ("succeeded", "failed") or "finish_after" in state.data:
         return
     run["polls"] += 1
     outcome = state.data.get("outcome", "succeed")
     if outcome == "never" or run["polls"] < state.data.get("polls_needed", 1):
         run["status"] = "processing"
-    elif outcome == "fail":
+    else:
+        _end(state, run)
+
+
+def _end(state: FakeState, run: dict) -> None:
+    """The run ends as `outcome` says."""
+    if state.data.get("outcome", "succeed") == "fail":
         run.update(status="failed", error="The prompt was blocked by the provider's safety system.",
                    errorCode="content_rejected")
     else:
-        run.update(status="succeeded", output={"urls": [add_file(state, state.data.get("kind", "image"))]})
+        run.update(status="succeeded",
+                   output={"urls": [add_file(state, state.data.get("kind", "image"), run["_base"])]})
+
+
+def finish(state: FakeState, run_id: str) -> dict | None:
+    """End a running run now and, if it has a webhook, call back; returns the record."""
+    with state.lock:
+        run = state.data["runs"][run_id]
+        if run["status"] in ("succeeded", "failed"):
+            return None
+        _end(state, run)
+    return call_back(state, run_id) if run.get("_webhook") else None
+
+
+def call_back(state: FakeState, run_id: str, *, message_id: str | None = None,
+              timestamp: int | None = None, secret: str | None = None) -> dict:
+    """POST the run object to its webhook, signed with the account's secret (or `secret`)."""
+    run = state.data["runs"][run_id]
+    body = json.dumps(_run_object(run), sort_keys=True, separators=(",", ":"))
+    secret = secret or state.data.get("webhook_secret", WEBHOOK_SECRET)
+    headers = standard_webhook_headers(secret, body, message_id=message_id, timestamp=timestamp)
+    headers["User-Agent"] = "Runbase-Webhooks/1"
+    return post_callback(state, run["_webhook"], headers, body)
 
 
 def _create_run(state: FakeState, body: dict, idempotency_key: str | None) -> tuple[dict, bool]:
@@ -85,12 +127,15 @@ def _create_run(state: FakeState, body: dict, idempotency_key: str | None) -> tu
         return runs[keys[idempotency_key]], False
     run = {"id": "run_" + secrets.token_hex(12), "model": body["model"], "status": "pending",
            "costUsd": COST, "input": body["input"], "output": None, "error": None,
-           "errorCode": None, "polls": 0, "body": body}
+           "errorCode": None, "polls": 0, "body": body, "_webhook": body.get("webhook"),
+           "_base": request.host_url.rstrip("/")}
     runs[run["id"]] = run
     if idempotency_key:
         keys[idempotency_key] = run["id"]
     state.data["balance"] = state.data.get("balance", 10_000_000) - COST
     state.data["creates"] = state.data.get("creates", 0) + 1
+    if state.data.get("finish_after") is not None:
+        later(state.data["finish_after"], finish, state, run["id"])
     return run, True
 
 

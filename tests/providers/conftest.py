@@ -8,7 +8,7 @@ import pytest
 from flask import Flask, Response
 from PIL import Image
 
-from runbase_web.providers import registry
+from runbase_web.providers import fal, registry, replicate
 from runbase_web.providers.common import ProviderAdapter
 from tests.fakes.server import FakeServer
 from tests.providers.support import stop_soon
@@ -25,6 +25,25 @@ def fast_polls(monkeypatch):
         adapter = getattr(importlib.import_module(f"runbase_web.providers.{module_name}"), class_name)
         if "POLL_SCHEDULE" in vars(adapter):
             monkeypatch.setattr(adapter, "POLL_SCHEDULE", (0.2,))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_signing_keys():
+    """Every fake has keys of its own and may get an earlier fake's port: no test checks a
+    callback with keys cached by another."""
+    replicate.SECRET_CACHE.clear()
+    fal.JWKS_CACHE.clear()
+    yield
+    replicate.SECRET_CACHE.clear()
+    fal.JWKS_CACHE.clear()
+
+
+@pytest.fixture
+def public_url(app, http_server):
+    """The app served over HTTP and reachable at RUNBASE_PUBLIC_URL, as a deployment that
+    providers can call back; returns that URL."""
+    app.config["PUBLIC_URL"] = http_server
+    return http_server
 
 
 def _animated_gif() -> bytes:

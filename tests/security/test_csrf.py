@@ -14,8 +14,9 @@ from runbase_web.extensions import db
 from runbase_web.models import ApiKey, Base
 from tests.web import HTMX, PASSWORD
 
-#: Authenticated by something other than the session cookie.
-NOT_COOKIE_AUTHENTICATED = {"/stripe/webhook"}  # Stripe-Signature
+#: Authenticated by something other than the session cookie: Stripe-Signature, and the
+#: providers' signatures on their callbacks.
+NOT_COOKIE_AUTHENTICATED = {"/stripe/webhook", "/callbacks/<adapter>/<run_id>/<token>"}
 #: Flask-WTF's refusal texts ("The CSRF token is missing.", "The CSRF tokens do not match.").
 CSRF_REFUSAL = re.compile(r"The CSRF (session )?tokens? ")
 
