@@ -60,6 +60,13 @@ def parse_seconds(name: str, value: str) -> float:
     return seconds
 
 
+def parse_grace_seconds(name: str, value: str) -> float:
+    """Read a number of seconds that may be zero (0: no waiting at all)."""
+    if value.strip() in ("0", "0.0"):
+        return 0.0
+    return parse_seconds(name, value)
+
+
 def usd_to_micros(name: str, value: str) -> int:
     """Read a dollar amount such as "1.00" into integer micro-USD, exactly."""
     try:
@@ -106,6 +113,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             "RUNBASE_PROVIDER_CALLBACKS", get("RUNBASE_PROVIDER_CALLBACKS", "1")),
         "CALLBACK_POLL_SECONDS": parse_seconds(
             "RUNBASE_CALLBACK_POLL_SECONDS", get("RUNBASE_CALLBACK_POLL_SECONDS", "60")),
+        # How long a stopping worker (SIGTERM) lets provider calls in progress finish
+        # before it gives their runs back to other workers (README, "Health, metrics
+        # and logs").
+        "SHUTDOWN_GRACE_SECONDS": parse_grace_seconds(
+            "RUNBASE_SHUTDOWN_GRACE_SECONDS", get("RUNBASE_SHUTDOWN_GRACE_SECONDS", "30")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
         # How long a process may trust an API key look-up. Changes made through this
