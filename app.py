@@ -10,6 +10,7 @@ app = create_app()
 def main() -> None:
     """Serve web + embedded worker, for a laptop or a small install."""
     from runbase_web.cli import upgrade_database
+    from runbase_web.metrics import track_worker
     from runbase_web.state import WORKER
     from runbase_web.worker import Worker
     from runbase_web.worker.shutdown import drain, exit_now, on_stop_signals
@@ -22,6 +23,7 @@ def main() -> None:
     worker = None
     if app.config["EMBEDDED_WORKER"]:
         worker = app.extensions[WORKER] = Worker(app).start()
+        track_worker(worker)  # its slots on this process's /metrics
     # SIGTERM as Ctrl+C: stop serving, then stop the worker gracefully (worker/shutdown.py).
     on_stop_signals(_stop_serving)
     print(f"Runbase is running on http://{args.host}:{args.port}/  (Ctrl+C to stop)")

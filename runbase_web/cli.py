@@ -164,6 +164,7 @@ def worker(threads: int | None):
     """Run a standalone worker until SIGTERM or Ctrl+C, then stop gracefully: calls in
     progress get RUNBASE_SHUTDOWN_GRACE_SECONDS to finish, unfinished runs are given back
     to other workers at once, and the process exits 0 (worker/shutdown.py)."""
+    from . import metrics
     from .worker import Worker
     from .worker.shutdown import drain, exit_now, on_stop_signals
 
@@ -171,6 +172,11 @@ def worker(threads: int | None):
     stopping = threading.Event()
     on_stop_signals(stopping.set)
     running = Worker(app, threads=threads).start()
+    metrics.track_worker(running)
+    address = app.config["WORKER_METRICS_ADDRESS"]
+    if address:  # this worker's own metrics (provider requests, slots): README
+        server = metrics.serve_worker_metrics(address, app.config["METRICS_TOKEN"])
+        click.echo(f"Metrics on http://{address[0]}:{server.server_port}/metrics")
     click.echo(f"Worker {running.owner} running; Ctrl+C to stop.")
     stopping.wait()
     grace = app.config["SHUTDOWN_GRACE_SECONDS"]
