@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, catalog, blueprints. `config` overrides settings."""
-    from . import (api, auth, callbacks, cli, errors_web, files_web, ops, playground,
+    from . import (api, auth, callbacks, cli, errors_web, files_web, logs, ops, playground,
                    ratelimit, security, state, web)
     from .config import load_settings
     from .extensions import csrf, db, login_manager
@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     _trust_proxies(app)
     security.init_app(app)
+    logs.init_app(app)
     errors_web.init_app(app)
     cli.init_app(app)
     for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp, callbacks.bp, ops.bp):

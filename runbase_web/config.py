@@ -67,6 +67,14 @@ def parse_grace_seconds(name: str, value: str) -> float:
     return parse_seconds(name, value)
 
 
+def parse_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """Read one of a few words, case-insensitively."""
+    lowered = value.strip().lower()
+    if lowered not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return lowered
+
+
 def parse_address(name: str, value: str) -> tuple[str, int] | None:
     """Read `host:port` (e.g. 127.0.0.1:9101, [::1]:9101); empty means none."""
     if not value.strip():
@@ -133,6 +141,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         # Where a standalone worker serves its own in-process metrics; unset: nowhere.
         "WORKER_METRICS_ADDRESS": parse_address(
             "RUNBASE_WORKER_METRICS_ADDRESS", get("RUNBASE_WORKER_METRICS_ADDRESS", "")),
+        # text (default; Werkzeug's plain access lines under python app.py) or json (one
+        # JSON object per log line, one per request with its request_id).
+        "LOG_FORMAT": parse_choice("RUNBASE_LOG_FORMAT", get("RUNBASE_LOG_FORMAT", "text"),
+                                   ("text", "json")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
         # How long a process may trust an API key look-up. Changes made through this
