@@ -39,8 +39,13 @@ def drain(worker: Worker, grace_seconds: float) -> list[str]:
     while worker.busy_slots() and time.monotonic() < deadline:
         time.sleep(_WAIT_STEP_SECONDS)
     worker.stop(wait=False)
-    with worker.app.app_context():
-        given_back = give_back_leases(db.session, worker.owner)
+    try:
+        with worker.app.app_context():
+            given_back = give_back_leases(db.session, worker.owner)
+    except Exception:  # noqa: BLE001 - e.g. the database is down: still stop
+        log.exception("worker %s: could not give back its leases; they expire within "
+                      "RUNBASE_LEASE_SECONDS and other workers take the runs then", worker.owner)
+        return []
     if given_back:
         log.warning("worker %s stopped; gave back %d unfinished run(s): %s",
                     worker.owner, len(given_back), ", ".join(given_back))
