@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-import redis
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
@@ -95,6 +94,8 @@ def check_storage(app: Flask) -> None:
 
 def check_redis(app: Flask) -> None:
     """Redis (rate limits shared across processes) answers PING."""
+    import redis  # ~60 ms, and only deployments with Redis need it (see cli.alembic_config)
+
     client = app.extensions.get(_REDIS_CLIENT)
     if client is None:
         client = app.extensions[_REDIS_CLIENT] = redis.Redis.from_url(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from flask import Response, abort, current_app, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError
 
-from .. import health, metrics, metrics_db
+from .. import health
 from ..extensions import db, is_outage
 from ..state import WORKER
 from .blueprint import bp
@@ -37,6 +36,10 @@ def metrics_exposition():
     """Prometheus metrics, with RUNBASE_METRICS_TOKEN as a bearer token; 404 when no token
     is configured (off). The database's numbers always; this process's own (provider
     requests, worker slots) when it runs the embedded worker (`python app.py`)."""
+    # Imported here: prometheus-client costs ~20 ms at start-up, and most processes
+    # (CLI commands, web processes nobody scrapes) never need it.
+    from .. import metrics, metrics_db
+
     app = current_app._get_current_object()
     token = app.config.get("METRICS_TOKEN")
     if not token:
@@ -52,4 +55,4 @@ def metrics_exposition():
         return Response("database unavailable\n", 503, _NO_STORE, mimetype="text/plain")
     if app.extensions.get(WORKER) is not None:
         body += metrics.in_process_exposition()
-    return Response(body, 200, _NO_STORE, content_type=CONTENT_TYPE_LATEST)
+    return Response(body, 200, _NO_STORE, content_type=metrics.CONTENT_TYPE_LATEST)
