@@ -78,7 +78,8 @@ def check_database(app: Flask) -> None:
     finally:
         end_reading_only(token)
     if [row[0] for row in rows] != [wanted]:
-        raise NotReady("not migrated to the newest schema (run `flask --app app db upgrade`)")
+        raise NotReady("the schema is not at this code's newest migration "
+                       "(run `flask --app app db upgrade`)")
 
 
 def check_storage(app: Flask) -> None:

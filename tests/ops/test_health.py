@@ -43,7 +43,7 @@ def test_readyz_is_503_when_the_schema_is_behind(app, client):
     body = response.get_json()
     assert response.status_code == 503 and body["status"] == "unavailable"
     assert body["checks"]["database"]["ok"] is False
-    assert "newest schema" in body["checks"]["database"]["detail"]
+    assert "newest migration" in body["checks"]["database"]["detail"]
     assert body["checks"]["storage"]["ok"] is True
     assert head not in response.get_data(as_text=True)  # no versions shown
 
