@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, catalog, blueprints. `config` overrides settings."""
-    from . import (api, auth, callbacks, cli, errors_web, files_web, playground, ratelimit,
-                   security, state, web)
+    from . import (api, auth, callbacks, cli, errors_web, files_web, logs, ops, playground,
+                   ratelimit, security, state, web)
     from .config import load_settings
     from .extensions import csrf, db, login_manager
     from .responses import PrintableResponse
@@ -30,9 +30,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     _trust_proxies(app)
     security.init_app(app)
+    logs.init_app(app)
     errors_web.init_app(app)
     cli.init_app(app)
-    for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp, callbacks.bp):
+    for blueprint in (api.bp, auth.bp, web.bp, playground.bp, files_web.bp, callbacks.bp, ops.bp):
         app.register_blueprint(blueprint)
     return app
 

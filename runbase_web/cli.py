@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import threading
 from pathlib import Path
 
@@ -162,17 +161,29 @@ def set_admin(email: str, revoke: bool):
 @with_appcontext
 @click.option("--threads", type=int, default=None, help="Parallel provider calls.")
 def worker(threads: int | None):
-    """Run a standalone worker until SIGTERM or Ctrl+C."""
+    """Run a standalone worker until SIGTERM or Ctrl+C, then stop gracefully: calls in
+    progress get RUNBASE_SHUTDOWN_GRACE_SECONDS to finish, unfinished runs are given back
+    to other workers at once, and the process exits 0 (worker/shutdown.py)."""
+    from . import metrics
     from .worker import Worker
+    from .worker.shutdown import drain, exit_now, on_stop_signals
 
     app = current_app._get_current_object()
     stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+    on_stop_signals(stopping.set)
     running = Worker(app, threads=threads).start()
+    metrics.track_worker(running)
+    address = app.config["WORKER_METRICS_ADDRESS"]
+    if address:  # this worker's own metrics (provider requests, slots): README
+        server = metrics.serve_worker_metrics(address, app.config["METRICS_TOKEN"])
+        click.echo(f"Metrics on http://{address[0]}:{server.server_port}/metrics")
     click.echo(f"Worker {running.owner} running; Ctrl+C to stop.")
     stopping.wait()
-    running.stop(wait=True)
+    grace = app.config["SHUTDOWN_GRACE_SECONDS"]
+    click.echo(f"Stopping: up to {grace:g} s for calls in progress (again to quit now).")
+    given_back = drain(running, grace)
+    click.echo(f"Worker {running.owner} stopped; {len(given_back)} run(s) given back.")
+    exit_now(0)
 
 
 def init_app(app: Flask) -> None:

@@ -60,6 +60,31 @@ def parse_seconds(name: str, value: str) -> float:
     return seconds
 
 
+def parse_grace_seconds(name: str, value: str) -> float:
+    """Read a number of seconds that may be zero (0: no waiting at all)."""
+    if value.strip() in ("0", "0.0"):
+        return 0.0
+    return parse_seconds(name, value)
+
+
+def parse_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """Read one of a few words, case-insensitively."""
+    lowered = value.strip().lower()
+    if lowered not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return lowered
+
+
+def parse_address(name: str, value: str) -> tuple[str, int] | None:
+    """Read `host:port` (e.g. 127.0.0.1:9101, [::1]:9101); empty means none."""
+    if not value.strip():
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must look like 127.0.0.1:9101 (host:port), not {value!r}")
+    return host.strip("[]"), int(port)
+
+
 def usd_to_micros(name: str, value: str) -> int:
     """Read a dollar amount such as "1.00" into integer micro-USD, exactly."""
     try:
@@ -106,6 +131,20 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             "RUNBASE_PROVIDER_CALLBACKS", get("RUNBASE_PROVIDER_CALLBACKS", "1")),
         "CALLBACK_POLL_SECONDS": parse_seconds(
             "RUNBASE_CALLBACK_POLL_SECONDS", get("RUNBASE_CALLBACK_POLL_SECONDS", "60")),
+        # How long a stopping worker (SIGTERM) lets provider calls in progress finish
+        # before it gives their runs back to other workers (README, "Health, metrics
+        # and logs").
+        "SHUTDOWN_GRACE_SECONDS": parse_grace_seconds(
+            "RUNBASE_SHUTDOWN_GRACE_SECONDS", get("RUNBASE_SHUTDOWN_GRACE_SECONDS", "30")),
+        # /metrics answers only with this bearer token; unset, it is off (404).
+        "METRICS_TOKEN": get("RUNBASE_METRICS_TOKEN", "") or None,
+        # Where a standalone worker serves its own in-process metrics; unset: nowhere.
+        "WORKER_METRICS_ADDRESS": parse_address(
+            "RUNBASE_WORKER_METRICS_ADDRESS", get("RUNBASE_WORKER_METRICS_ADDRESS", "")),
+        # text (default; Werkzeug's plain access lines under python app.py) or json (one
+        # JSON object per log line, one per request with its request_id).
+        "LOG_FORMAT": parse_choice("RUNBASE_LOG_FORMAT", get("RUNBASE_LOG_FORMAT", "text"),
+                                   ("text", "json")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
         # How long a process may trust an API key look-up. Changes made through this

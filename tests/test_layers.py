@@ -1,6 +1,6 @@
 """The package's shape, checked from its imports so it stays as designed:
 
-    api / web / playground / auth / presenters / callbacks  →  services  →  catalog / models / providers  →  infra
+    api / web / playground / auth / presenters / callbacks / ops  →  services  →  catalog / models / providers  →  infra
 
 Lower layers never import higher ones, nothing below the views reads the request context
 (`flask.request`, `current_app`, `g`, `session`), and no two modules import each other,
@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "runbase_web"
 NAME = "runbase_web"
 #: Packages of request handling and presentation: the top layer.
-VIEWS = ("api", "web", "playground", "auth", "presenters", "callbacks")
+VIEWS = ("api", "web", "playground", "auth", "presenters", "callbacks", "ops")
 #: What each lower package may not import.
 FORBIDDEN = {
     "services": VIEWS + ("worker",),

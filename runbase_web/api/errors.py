@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
@@ -10,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import (InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited,
                       RunbaseError, ServiceUnavailable)
 from ..extensions import OUTAGE_RETRY_AFTER, is_outage, rollback_quietly
+from ..logs import current_request_id
 from .blueprint import bp
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def http_error_response(error: HTTPException):
 def internal_error_response(error: Exception):
     """A bug, or the database out of reach: log it with a request id the client can quote;
     never show the trace. An outage is a 503 with Retry-After, so clients wait and retry."""
-    request_id = secrets.token_hex(8)
+    request_id = current_request_id()  # the one echoed in X-Request-Id and the logs
     rollback_quietly()
     if is_outage(error):
         log.warning("request %s: database unavailable: %s", request_id, error.__class__.__name__)

@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import net
+from .. import metrics, net
 from .base import ProviderError
 
 #: Seconds to wait for a TCP/TLS connection; the read timeout is per request.
@@ -242,18 +242,28 @@ class ProviderClient:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         read_timeout = self.timeout if seconds_left is None else max(min(self.timeout, seconds_left), 1.0)
         headers = {**self.auth_headers(), **kwargs.pop("headers", {})}
+        started = time.monotonic()
         try:
             response = self.session.request(method, url, headers=headers,
                                             timeout=(CONNECT_TIMEOUT, read_timeout), **kwargs)
         except requests.Timeout:
+            self._observe("timeout", started)
             raise ProviderError(f"{self.name} did not answer within {read_timeout:.0f} s.",
                                 code="provider_timeout", retryable=True) from None
         except requests.ConnectionError as error:
+            self._observe("unreachable", started)
             raise ProviderError(f"Could not reach {self.name}: {type(error).__name__}.",
                                 code="provider_unreachable", retryable=True) from None
+        self._observe(metrics.http_outcome(response.status_code), started)
         if response.status_code >= 400:
             raise self.error_for(response)
         return response
+
+    def _observe(self, outcome: str, started: float) -> None:
+        """Count the request in the provider metrics, labelled by this client's module
+        (openai, gemini, ark, ...): stable, unlike the display `name`."""
+        provider = type(self).__module__.rsplit(".", 1)[-1]
+        metrics.observe_provider_request(provider, outcome, time.monotonic() - started)
 
     def json(self, response: requests.Response) -> Any:
         """The response body as JSON; a broken body is retryable (a proxy hiccup, usually)."""

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery
 from ..models import utcnow
+from ..services.run_creation import notify_workers
 from ..services.runs import UPSTREAM_CANCEL_REQUESTED
 
 
@@ -95,3 +96,22 @@ def claim_due_deliveries(session: Session, limit: int, lease_seconds: float, *,
                         .values(lease_until=lease_until))
     session.commit()
     return [(delivery_id, lease_until) for delivery_id in ids]
+
+
+def give_back_leases(session: Session, owner: str) -> list[str]:
+    """Clear every lease `owner` holds on a run it has not finished and make the run due
+    now, then commit; returns their ids. A worker that stops (SIGTERM) calls this last,
+    so other workers take its runs at once instead of when the leases would have expired.
+
+    Conditional on the owner and an active status: a run that ended meanwhile, or one
+    that was never ours, is left alone. On PostgreSQL, listening workers are woken.
+    """
+    runs = Run.__table__
+    given_back = list(session.scalars(
+        update(runs).where(runs.c.lease_owner == owner, runs.c.status.in_(ACTIVE_STATUSES))
+        .values(lease_owner=None, lease_until=None, next_check_at=utcnow())
+        .returning(runs.c.id)))
+    if given_back:
+        notify_workers(session)
+    session.commit()
+    return given_back

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 class Worker:
     """Claims due runs and executes them on a thread pool until stopped."""
 
+    #: Set by stop_claiming() (a graceful stop, worker/shutdown.py): claim nothing new.
+    _draining = False
+
     def __init__(self, app: Flask, *, threads: int | None = None):
         self.app = app
         self.threads = threads or app.config["WORKER_THREADS"]
@@ -93,6 +96,8 @@ class Worker:
                 self._wake.wait(self.poll_seconds)
 
     def _free_slots(self) -> int:
+        if self._draining:
+            return 0
         with self._lock:
             return self.threads - len(self._active) - len(self._canceling)
 
@@ -153,3 +158,14 @@ class Worker:
                     renew_leases(db.session, self.owner, self.active_runs(), self.lease_seconds)
             except Exception:
                 log.exception("worker %s: lease renewal failed", self.owner)
+
+    # --- graceful stop (worker/shutdown.py) ---------------------------------------------
+
+    def stop_claiming(self) -> None:
+        """Take no new runs or upstream cancels; those in progress go on, leases renewed."""
+        self._draining = True
+
+    def busy_slots(self) -> int:
+        """Pool threads taken by runs and upstream cancels right now."""
+        with self._lock:
+            return len(self._active) + len(self._canceling)
