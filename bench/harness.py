@@ -168,7 +168,12 @@ def gunicorn(name: str, app: str, *, workers: int, chdir: Path, env: dict,
 # -- CPU accounting -----------------------------------------------------------------
 
 def busy_jiffies() -> int:
-    """CPU time all processes used so far, in clock ticks (first line of /proc/stat)."""
+    """CPU time all processes used so far, in clock ticks (first line of /proc/stat).
+
+    irq and softirq time belongs to no process, so it counts as foreign, including the
+    loopback traffic of our own requests; that errs towards calling a run noisy, and stayed
+    under 1 % of the machine even at 6,000 requests/s.
+    """
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
     return user + nice + system + irq + softirq + steal
