@@ -374,18 +374,25 @@ Measured = Callable[[], tuple[float, float | None, float | None, int]]
 
 def interleave(sides: list[tuple[str, Callable[[], Measured]]],
                *, rounds: int, meter: CpuMeter, noise: float, unit: str,
-               quiet_wait: float = 0) -> dict[str, list[Sample]]:
+               quiet_wait: float = 0, extra_rounds: int = 0) -> dict[str, list[Sample]]:
     """Run the sides alternately (A, B, A, B ...) for `rounds` rounds and print each run.
 
     Each side is a callable that warms up and returns the action to measure; that action
     returns (value, p50 ms or None, p99 ms or None, errors). Only the action is timed and
     CPU-accounted, so warm-ups never count. A run is noisy when other processes took
     `noise` or more of the machine's CPU during it. With `quiet_wait`, each run first waits
-    up to that many seconds for other processes to use less than half of `noise`.
+    up to that many seconds for other processes to use less than half of `noise`. While a
+    side has fewer than `rounds` quiet, error-free runs, up to `extra_rounds` more rounds run.
     """
     samples: dict[str, list[Sample]] = {name: [] for name, _ in sides}
     width = max(len(name) for name, _ in sides)
-    for round_number in range(1, rounds + 1):
+    def short() -> bool:
+        return any(sum(not s.noisy and not s.errors for s in runs) < rounds
+                   for runs in samples.values())
+
+    round_number = 0
+    while round_number < rounds or (round_number < rounds + extra_rounds and short()):
+        round_number += 1
         for name, prepare in sides:
             if quiet_wait > 0:
                 waited = meter.wait_for_others(noise / 2, quiet_wait)

@@ -55,6 +55,9 @@ def options() -> argparse.Namespace:
                         help="leave out runs where other processes used this share or more")
     parser.add_argument("--quiet-wait", type=float, default=20,
                         help="seconds each run may wait for other processes to quieten down")
+    parser.add_argument("--extra-rounds", type=int, default=0,
+                        help="more rounds, at most this many, while a side has fewer than "
+                             "--rounds quiet runs")
     args = parser.parse_args()
     unknown = set(args.only.split(",")) - set(ROWS)
     if unknown:
@@ -147,7 +150,8 @@ def run_rows(args, database: str, rows: list[str], bare, scratch: Path) -> None:
                          ("debit-insert", wrk_side(args, f"{debit.url}/runs", theirs))]
             samples = harness.interleave(sides, rounds=args.rounds, meter=meter,
                                          noise=args.noise, unit="req/s",
-                                         quiet_wait=args.quiet_wait)
+                                         quiet_wait=args.quiet_wait,
+                                         extra_rounds=args.extra_rounds)
             harness.summarize(samples, ours="runbase", baseline=sides[1][0], unit="req/s",
                               noise=args.noise)
 

@@ -66,6 +66,9 @@ def options() -> argparse.Namespace:
                         help="leave out runs where other processes used this share or more")
     parser.add_argument("--quiet-wait", type=float, default=20,
                         help="seconds each run may wait for other processes to quieten down")
+    parser.add_argument("--extra-rounds", type=int, default=0,
+                        help="more rounds, at most this many, while a side has fewer than "
+                             "--rounds quiet runs")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a round may take")
     return parser.parse_args()
 
@@ -238,7 +241,8 @@ def main() -> None:
               f"threads + worker x {args.worker_threads} threads on {args.db}; "
               f"noisy = others >= {args.noise:.0%} of {harness.CORES} cores", flush=True)
         samples = harness.interleave(sides, rounds=args.rounds, meter=meter, noise=args.noise,
-                                     unit="runs/s", quiet_wait=args.quiet_wait)
+                                     unit="runs/s", quiet_wait=args.quiet_wait,
+                                     extra_rounds=args.extra_rounds)
         harness.summarize(samples, ours="runbase", baseline="litellm", unit="runs/s",
                           noise=args.noise)
 
