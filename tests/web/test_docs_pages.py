@@ -9,7 +9,7 @@ import re
 import pytest
 
 from runbase_web import state
-from runbase_web.web.catalog_presenters import ERROR_CAUSES, api_error_classes
+from runbase_web.presenters.api_errors import ERROR_CAUSES, api_error_classes
 from runbase_web.web.catalog_views import DOC_PAGES
 from tests.web.test_models_pages import curl_parts, marked, snippet
 
