@@ -46,6 +46,8 @@ ERROR_CAUSES = {
                           "header lists the ones it takes.",
     "idempotency_key_in_use": "An earlier request with the same `Idempotency-Key` is still "
                               "being processed; retry shortly.",
+    "host_not_allowed": "The request's `Host` is not one this server answers to "
+                        "(`RUNBASE_ALLOWED_HOSTS`, or the host of `RUNBASE_PUBLIC_URL`).",
     "payload_too_large": "The request body is larger than the server accepts.",
     "idempotency_key_reused": "The `Idempotency-Key` was already used within 24 h with a "
                               "different request body.",
