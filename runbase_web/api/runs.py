@@ -94,7 +94,8 @@ def _list_arguments() -> dict:
         raise InvalidQuery("'limit' must be a whole number from 1 to 100.") from None
     if not 1 <= limit <= 100:
         raise InvalidQuery("'limit' must be a whole number from 1 to 100.")
-    status = args.get("status") or None
+    # An empty status is refused, not read as "any": the parameter is an enum.
+    status = args.get("status")
     if status is not None and status not in {s.value for s in RunStatus}:
         raise InvalidQuery("'status' must be one of pending, processing, succeeded, failed.")
     return {"limit": limit, "after": args.get("after") or None, "status": status,

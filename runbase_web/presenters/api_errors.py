@@ -24,8 +24,9 @@ ERROR_CAUSES = {
                     "double, or a string with a lone surrogate escape (e.g. `\\ud800`).",
     "missing_model": "`model` is missing or not a string.",
     "missing_input": "`input` is missing or not an object.",
-    "invalid_query": "A query parameter of `GET /api/v1/runs` (limit, after, status, model) "
-                     "has a value it cannot take.",
+    "invalid_query": "A query parameter has a value it cannot take (`limit`, `after`, "
+                     "`status` or `model` of `GET /api/v1/runs`; an empty `status` too), or "
+                     "any query value holds a NUL character.",
     "invalid_input": "`input` does not match the model's schema (the message names the field "
                      "and the rule it broke), holds a NUL character, or `webhook` is not an "
                      "absolute http(s) URL without spaces or control characters.",
