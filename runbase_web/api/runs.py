@@ -47,6 +47,22 @@ def _creator(body: dict, model: str, raw_input: dict) -> Callable[[], Run]:
         raw_input=raw_input, source="api", webhook_url=body.get("webhook"), atomic=False)
 
 
+def _idempotency_key() -> str | None:
+    """The Idempotency-Key header as the text the client sent.
+
+    WSGI hands header values over as Latin-1, one character per byte; a client's UTF-8
+    key ("é" * 200) would count 400 characters against the 255 allowed. Keys that are not
+    UTF-8 are kept as they came.
+    """
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return raw
+
+
 @bp.post("/runs")
 @require_key
 def create_run():
@@ -54,7 +70,7 @@ def create_run():
     body = _json_body()
     model, raw_input = _model_and_input(body)
     run, replayed = idempotency.create_once(
-        db.session, user_id=g.caller.user_id, key=request.headers.get("Idempotency-Key"),
+        db.session, user_id=g.caller.user_id, key=_idempotency_key(),
         body=body, create=_creator(body, model, raw_input))
     if not replayed:
         state.wake_worker()

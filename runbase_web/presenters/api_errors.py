@@ -32,8 +32,9 @@ ERROR_CAUSES = {
                      "absolute http(s) URL without spaces or control characters.",
     "model_not_found": "No model with this id on this server; the message says when it exists "
                        "but its provider is not configured here.",
-    "invalid_idempotency_key": "The `Idempotency-Key` header is empty or longer than 255 "
-                               "characters.",
+    "invalid_idempotency_key": "The `Idempotency-Key` header is empty, only spaces, or "
+                               "longer than 255 characters (counted as characters of its "
+                               "UTF-8 text, not bytes).",
     "missing_api_key": "No `Authorization` header, or not in the form `Bearer sk-...`.",
     "invalid_api_key": "The key is unknown, disabled or deleted.",
     "insufficient_balance": "The account's balance is below this run's cost.",
