@@ -1,6 +1,7 @@
 """The API's error reference: every code it answers with, its HTTP status and when it
-happens. Generated from the error classes, so the docs say exactly what the code can
-answer; here rather than under web/ so the API's own documents can share it."""
+happens. Generated from the error classes, so the docs page (/docs/errors) and the OpenAPI
+document (the `ErrorCode` enum, each status's list of codes) say exactly what the code can
+answer."""
 from __future__ import annotations
 
 import re
@@ -46,15 +47,14 @@ ERROR_CAUSES = {
                  "`GET /api/v1/models/:provider/:name`).",
     "method_not_allowed": "The endpoint exists but not with this HTTP method; the `Allow` "
                           "header lists the ones it takes.",
-    "idempotency_key_in_use": "An earlier request with the same `Idempotency-Key` is still "
-                              "being processed; retry shortly.",
     "host_not_allowed": "The request's `Host` is not one this server answers to "
                         "(`RUNBASE_ALLOWED_HOSTS`, or the host of `RUNBASE_PUBLIC_URL`).",
     "payload_too_large": "The request body is larger than the server accepts.",
     "idempotency_key_reused": "The `Idempotency-Key` was already used within 24 h with a "
                               "different request body.",
     "RATE_LIMITED": "More requests than the per-key limit allows (see Rate limits); wait for "
-                    "the `Retry-After` seconds.",
+                    "the `Retry-After` seconds. The only upper-case code: the hosted Runbase "
+                    "service spells it so, and clients match it exactly.",
     "internal_error": "Something unexpected failed on the server; the message carries a "
                       "request id to quote, never a stack trace.",
     "service_unavailable": "The server's database is out of reach for a moment (a restart or "
@@ -97,3 +97,11 @@ def error_rows() -> list[ErrorRow]:
     rows = [ErrorRow(cls.status, cls.code, ERROR_CAUSES.get(cls.code, cls.__doc__ or ""))
             for cls in api_error_classes()]
     return sorted(rows, key=lambda row: row.status)
+
+
+def codes_by_status() -> dict[int, list[str]]:
+    """{HTTP status: the codes answered with it}, in the reference's order."""
+    grouped: dict[int, list[str]] = {}
+    for row in error_rows():
+        grouped.setdefault(row.status, []).append(row.code)
+    return grouped

@@ -79,5 +79,6 @@ def _docs_context(page: str | None) -> dict:
         "errors": error_rows(), "rate_limit": current_app.config["RATE_LIMIT"],
         "auth_rate_limit": current_app.config.get("AUTH_RATE_LIMIT"),
         "signup_credit": current_app.config.get("SIGNUP_CREDIT_MICROS", 0),
+        "public_url": current_app.config.get("PUBLIC_URL", ""),
         "available": [spec for spec in catalog.all() if spec.is_available(env)],
     }

@@ -147,15 +147,26 @@ def test_rate_limit_page_states_the_configured_limit_and_it_holds(client, auth):
 
 def test_openapi_documents_the_moving_window_and_its_headers(client):
     document = client.get("/api/v1/openapi.json").get_json()
-    limited = document["components"]["responses"]["429"]
+    limited = document["components"]["responses"]["RateLimited"]
     assert "any span of M seconds" in limited["description"]
     assert {"Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} \
         <= set(limited["headers"])
     create = document["paths"]["/runs"]["post"]["responses"]
-    assert create["429"] == {"$ref": "#/components/responses/429"}
+    assert create["429"] == {"$ref": "#/components/responses/RateLimited"}
 
 
 def test_rate_limit_page_when_the_limit_is_off(client):
     # The test app runs with RATE_LIMIT None, i.e. RUNBASE_RATE_LIMIT=off.
     text = client.get("/docs/rate-limits").text
     assert 'data-rate-limit="off"' in text and "RUNBASE_RATE_LIMIT=off" in text
+
+
+def test_webhook_docs_say_whether_payload_urls_are_absolute(client):
+    text = client.get("/docs/concepts").text
+    assert 'data-webhook-urls="relative"' in text and "RUNBASE_PUBLIC_URL" in text
+
+
+@pytest.mark.parametrize("app_config", [{"PUBLIC_URL": "https://gen.example.com"}])
+def test_webhook_docs_with_a_public_url(client):
+    text = client.get("/docs/concepts").text
+    assert 'data-webhook-urls="absolute"' in text and 'data-webhook-urls="relative"' not in text
