@@ -34,7 +34,9 @@ _IDEMPOTENCY_KEY = {
                    "return the first run, charged once; the same key with another body is 422 "
                    "`idempotency_key_reused`. 1 to 255 characters, not only spaces; a non-ASCII "
                    "key is read as UTF-8 and counted in characters, not bytes.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S"},
+    # At least one character that is not a space, and no NUL (services.idempotency.check_key).
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+               "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"},
 }
 _LINK_DESCRIPTIONS = {"getRun": "Poll the run until it ends.",
                       "cancelRun": "Stop the run and get its cost back."}
