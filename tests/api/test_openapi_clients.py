@@ -33,7 +33,7 @@ from runbase_web.services import keys
 from runbase_web.worker import Worker
 from tests.fakes import openai as fake_openai
 from tests.fakes.server import FakeServer, FakeState
-from tests.support.node_tools import NODE_DIR, run_tool
+from tests.support.node_tools import NODE_DIR, node_tool, run_tool
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -468,6 +468,8 @@ def _record(recorder: Recorder, api_keys: Keys, hook_url: str) -> None:
 
 
 def test_typescript_types_accept_real_responses(live_server, api_keys, tmp_path):
+    for tool in ("openapi-typescript", "tsc"):
+        node_tool(tool)  # before recording: skip or fail at once when they are missing
     receiver, received = _webhook_receiver()
     try:
         document = requests.get(f"{live_server}/api/v1/openapi.json", timeout=30)
