@@ -9,6 +9,7 @@ app = create_app()
 
 def main() -> None:
     """Serve web + embedded worker, for a laptop or a small install."""
+    from runbase_web import hosts
     from runbase_web.cli import upgrade_database
     from runbase_web.metrics import track_worker
     from runbase_web.state import WORKER
@@ -21,6 +22,9 @@ def main() -> None:
     args = parser.parse_args()
     upgrade_database(app)
     worker = None
+    if hosts.guessing(app.config) and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("Note: this server answers only to the names localhost, 127.0.0.1 and [::1]; "
+              "set RUNBASE_ALLOWED_HOSTS (or RUNBASE_PUBLIC_URL) to reach it by another.")
     if app.config["EMBEDDED_WORKER"]:
         worker = app.extensions[WORKER] = Worker(app).start()
         track_worker(worker)  # its slots on this process's /metrics

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, catalog, blueprints. `config` overrides settings."""
-    from . import (api, auth, callbacks, cli, errors_web, files_web, logs, ops, playground,
+    from . import (api, auth, callbacks, cli, errors_web, files_web, hosts, logs, ops, playground,
                    ratelimit, security, state, web)
     from .config import load_settings
     from .extensions import csrf, db, login_manager
@@ -21,6 +21,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 static_folder=str(ROOT / "static"))
     app.response_class = PrintableResponse
     app.config.update(load_settings(config))
+    hosts.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # Bearer keys, never cookies: CSRF cannot apply

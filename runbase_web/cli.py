@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import wraps
 from pathlib import Path
 
 import click
@@ -74,6 +75,40 @@ def _at_head(app: Flask) -> bool:
     return [row[0] for row in current] == [head]
 
 
+UPGRADE_HINT = "run `flask --app app db upgrade` first"
+
+
+def schema_problem(app: Flask) -> str | None:
+    """Why the database cannot serve the commands yet (one line), or None when its schema
+    is the newest migration."""
+    if _at_head(app):
+        return None  # the usual case, answered without loading Alembic
+    from alembic.runtime.migration import MigrationContext  # see alembic_config
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config(app)).get_heads())
+    with db.state(app).engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == heads:
+        return None
+    if not current:
+        return f"The database has no tables yet: {UPGRADE_HINT}."
+    return f"The database schema is older or newer than this code's: {UPGRADE_HINT}."
+
+
+def needs_schema(command):
+    """Decorator for commands that use the tables: on a fresh or outdated database they
+    exit with one line saying what to run, not a traceback from the first query.
+    (They do not migrate by themselves: on a shared database that is the operator's call.)"""
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        problem = schema_problem(current_app._get_current_object())
+        if problem:
+            raise click.ClickException(problem)
+        return command(*args, **kwargs)
+    return wrapper
+
+
 @db_group.command("upgrade")
 def db_upgrade():
     """Apply all migrations."""
@@ -101,6 +136,7 @@ def _user_or_fail(email: str):
 @click.option("--password", required=True, help="Sign-in password (at least 8 characters).")
 @click.option("--credit", default=None, help="Starting credit in USD (default: the signup grant).")
 @click.option("--admin", is_flag=True, help="Make the account an administrator.")
+@needs_schema
 def create_user(email: str, password: str, credit: str | None, admin: bool):
     """Create an account."""
     micros = (current_app.config["SIGNUP_CREDIT_MICROS"] if credit is None
@@ -117,6 +153,7 @@ def create_user(email: str, password: str, credit: str | None, admin: bool):
 @with_appcontext
 @click.argument("email")
 @click.option("--name", default="CLI key", help="A name to recognise the key by.")
+@needs_schema
 def create_key(email: str, name: str):
     """Create an API key and print it (alone, so scripts can capture it)."""
     user = _user_or_fail(email)
@@ -130,6 +167,7 @@ def create_key(email: str, name: str):
 @click.argument("email")
 @click.argument("usd")
 @click.option("--note", default=None, help="Why, for the ledger.")
+@needs_schema
 def add_credit(email: str, usd: str, note: str | None):
     """Add (or, negative, remove) credit: a ledger grant or adjustment."""
     user = _user_or_fail(email)
@@ -148,6 +186,7 @@ def add_credit(email: str, usd: str, note: str | None):
 @with_appcontext
 @click.argument("email")
 @click.option("--revoke", is_flag=True, help="Take administrator rights away instead.")
+@needs_schema
 def set_admin(email: str, revoke: bool):
     """Make an existing account an administrator (admin pages such as /admin/credit)."""
     user = _user_or_fail(email)
@@ -160,6 +199,7 @@ def set_admin(email: str, revoke: bool):
 @with_appcontext
 @with_appcontext
 @click.option("--threads", type=int, default=None, help="Parallel provider calls.")
+@needs_schema
 def worker(threads: int | None):
     """Run a standalone worker until SIGTERM or Ctrl+C, then stop gracefully: calls in
     progress get RUNBASE_SHUTDOWN_GRACE_SECONDS to finish, unfinished runs are given back

@@ -104,6 +104,23 @@ def parse_rate_limit(name: str, value: str) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+_HOST_NAME = re.compile(r"^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*$|^\[[0-9a-f:.]+\]$")
+
+
+def parse_hosts(name: str, value: str) -> tuple[str, ...] | None:
+    """Read a comma-separated list of host names (`*` for any, `.example.com` for it and
+    every name under it); None when empty, i.e. unset."""
+    names = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    if not names:
+        return None
+    for host in names:
+        if host != "*" and not _HOST_NAME.match(host):
+            raise ConfigError(f"{name} lists {host!r}: give host names or IP addresses without "
+                              "scheme or port, [brackets] around IPv6, `.example.com` for a "
+                              "domain and its subdomains, or * for any")
+    return names
+
+
 def _secret_key(data_dir: Path) -> str:
     """The session signing key: generated once into the data dir, kept across restarts."""
     path = data_dir / "secret_key"
@@ -121,6 +138,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "DATA_DIR": get("RUNBASE_DATA_DIR", "./instance"),
         "DATABASE_URL": get("RUNBASE_DATABASE_URL", ""),
         "PUBLIC_URL": get("RUNBASE_PUBLIC_URL", "").rstrip("/"),
+        # None: unset, i.e. the loopback names and the host of PUBLIC_URL (hosts.py).
+        "ALLOWED_HOSTS": parse_hosts("RUNBASE_ALLOWED_HOSTS", get("RUNBASE_ALLOWED_HOSTS", "")),
         "SIGNUP_CREDIT_MICROS": usd_to_micros(
             "RUNBASE_SIGNUP_CREDIT_USD", get("RUNBASE_SIGNUP_CREDIT_USD", "1.00")),
         "EMBEDDED_WORKER": parse_bool("RUNBASE_EMBEDDED_WORKER", get("RUNBASE_EMBEDDED_WORKER", "1")),

@@ -8,8 +8,8 @@ from __future__ import annotations
 from flask import Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, ServiceUnavailable
 
-from .api.errors import http_error_response, internal_error_response
-from .errors import RunNotFound
+from .api.errors import handle_runbase_error, http_error_response, internal_error_response
+from .errors import RunbaseError, RunNotFound
 from .extensions import OUTAGE_RETRY_AFTER, is_outage, rollback_quietly
 
 
@@ -23,6 +23,7 @@ def init_app(app: Flask) -> None:
     # Pages call services.runs.get_run directly: another account's run is the same 404
     # page as a missing one. (The API blueprint's own handler answers with the envelope.)
     app.register_error_handler(RunNotFound, _run_not_found)
+    app.register_error_handler(RunbaseError, _refused)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -37,6 +38,15 @@ def _http_error(error: HTTPException):
 
 def _run_not_found(error: RunNotFound):
     return _http_error(NotFound(description="There is no run with this id in your account."))
+
+
+def _refused(error: RunbaseError):
+    """An API refusal raised before any blueprint matched (a check every request passes,
+    such as the Host or query checks) answers in the envelope like any other. Pages handle
+    their own refusals: one that gets here is a bug."""
+    if _is_api():
+        return handle_runbase_error(error)
+    return _unexpected(error)
 
 
 def _unexpected(error: Exception):

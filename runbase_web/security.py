@@ -5,6 +5,8 @@ import io
 
 from flask import Flask, Response, abort, request
 
+from .errors import InvalidQuery
+
 #: No inline script or style, no eval, nothing from other origins; media from our files.
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -47,6 +49,8 @@ def _refuse_nul_characters():
     if any("\x00" in value for value in (request.view_args or {}).values()
            if isinstance(value, str)):
         abort(404)
+    if _has_nul(request.args) and request.path.startswith("/api/"):
+        raise InvalidQuery("Query parameters may not contain a NUL character.")
     if _has_nul(request.args) or (request.mimetype in _FORM_TYPES and _has_nul(request.form)):
         abort(400)
 

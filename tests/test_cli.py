@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic import command
+
+from runbase_web.cli import alembic_config
 from runbase_web.extensions import db
 from runbase_web.services import accounts, keys
 
@@ -51,6 +54,27 @@ def test_db_upgrade_command_in_a_fresh_data_dir(tmp_path):
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "runbase.db").exists() and (tmp_path / "secret_key").exists()
+
+
+def test_commands_on_a_fresh_data_dir_say_to_migrate(tmp_path):
+    # Before `db upgrade` there are no tables: one line saying what to run, not a traceback.
+    env = {"RUNBASE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "create-user",
+                             "ops@example.com", "--password", "long enough"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: The database has no tables yet: run `flask --app app db upgrade` first."]
+
+
+def test_commands_refuse_a_database_behind_the_code(app):
+    with app.app_context():
+        command.downgrade(alembic_config(app), "-1")
+    result = app.test_cli_runner().invoke(args=["create-key", "nobody@example.com"])
+    assert result.exit_code == 1
+    assert "db upgrade" in result.output and "Traceback" not in result.output
+    with app.app_context():
+        command.upgrade(alembic_config(app), "head")
 
 
 def test_set_admin_grants_and_revokes(app, user):

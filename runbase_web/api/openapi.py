@@ -1,4 +1,11 @@
-"""GET /api/v1/openapi.json: OpenAPI 3.1, built from the catalog schemas the API validates with."""
+"""GET /api/v1/openapi.json: OpenAPI 3.1, built from the catalog schemas the API validates
+with and the error classes it answers with.
+
+The document is a product: clients are generated from it. So it describes every catalog
+model (not only those this server can run today), names its schemas, marks as required
+what the server always sends, and lists the headers, links and error codes the server
+really uses (tests generate Python and TypeScript clients from it and run them).
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -7,158 +14,219 @@ from flask import current_app, jsonify
 
 from .. import state
 from ..catalog import Catalog
+from ..presenters.examples import example_model, sample_input
 from ..urls import absolute_url, public_base_url
 from .blueprint import bp
+from .models import model_to_api
+from .openapi_requests import NO_NUL, request_schemas
+from .openapi_schemas import (ACCOUNT, API_KEY_USAGE, HEADERS, MODEL, MODEL_LIST, PRICE,
+                              RATE_HEADERS, RATE_LIMIT_RULE, RUN, RUN_LIST, RUN_STATUS,
+                              error_responses, error_schemas, json_content, ref, run_output,
+                              status_response, webhook_payload)
 
-_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["message", "code"],
-    "properties": {"message": {"type": "string"}, "code": {"type": "string"}}}}}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_RUN = {"type": "object",
-        "required": ["id", "model", "status", "costUsd", "input", "output", "error", "errorCode",
-                     "createdAt", "startedAt", "completedAt"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^run_"}, "model": {"type": "string"},
-            "status": {"enum": ["pending", "processing", "succeeded", "failed"]},
-            "costUsd": {"type": "integer", "minimum": 0, "description": "micro-USD"},
-            "input": {"type": "object"},
-            "output": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["urls"], "properties": {
-                "urls": {"type": "array", "items": {"type": "string", "format": "uri"}}}}]},
-            "error": {"type": ["string", "null"]}, "errorCode": {"type": ["string", "null"]},
-            "createdAt": {"type": "string", "format": "date-time"}, "startedAt": _TIME, "completedAt": _TIME}}
-_MODEL = {"type": "object", "required": ["id", "name", "provider", "kind", "available", "inputSchema", "price"],
-          "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                         "provider": {"type": "string"}, "kind": {"enum": ["image", "video"]},
-                         "description": {"type": "string"}, "available": {"type": "boolean"},
-                         "unavailableReason": {"type": ["string", "null"]},
-                         "inputSchema": {"type": "object"}, "price": {"type": "object"}}}
-_ACCOUNT = {"type": "object", "required": ["email", "balanceUsd", "apiKey"], "properties": {
-    "email": {"type": "string"}, "balanceUsd": {"type": "integer"},
-    "apiKey": {"type": "object", "properties": {
-        "name": {"type": "string"}, "prefix": {"type": "string"}, "spentUsd": {"type": "integer"},
-        "spendLimitUsd": {"type": ["integer", "null"]}, "remainingUsd": {"type": ["integer", "null"]}}}}}
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-RATE_LIMIT_RULE = (
-    "Each API key may make N requests per M seconds on the runs and account endpoints "
-    "(the operator's RUNBASE_RATE_LIMIT, default 20 per 10 s; create, get, list and cancel are "
-    "counted together). The window moves: any span of M seconds holds at most N accepted "
-    "requests. A refused request is not counted; waiting Retry-After seconds always lets the "
-    "next one in.")
-_SECONDS_HEADER = {"schema": {"type": "integer", "minimum": 1}}
-_RATE_HEADERS = {
-    "X-RateLimit-Limit": {"description": "N, the requests allowed per window",
-                          "schema": {"type": "integer"}},
-    "X-RateLimit-Remaining": {"description": "requests left in the current window",
-                              "schema": {"type": "integer"}},
-    "X-RateLimit-Reset": {"description": "Unix time at which the oldest counted request "
-                                         "leaves the window", "schema": {"type": "integer"}},
+#: The error statuses of every operation that takes an API key.
+_KEYED = (401, 403, 429, 503)
+_RUN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "The run's id (`run_...`)."}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Send one (e.g. a UUID) and retry with it: the same key and body within 24 h "
+                   "return the first run, charged once; the same key with another body is 422 "
+                   "`idempotency_key_reused`. 1 to 255 characters, not only spaces; a non-ASCII "
+                   "key is read as UTF-8 and counted in characters, not bytes.",
+    # At least one character that is not a space, and no NUL (services.idempotency.check_key).
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+               "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"},
 }
-_RESPONSES = {
-    "429": {"description": "Rate limited (code RATE_LIMITED). " + RATE_LIMIT_RULE,
-            "headers": {"Retry-After": {"description": "whole seconds to wait, rounded up",
-                                        **_SECONDS_HEADER}, **_RATE_HEADERS},
-            "content": {"application/json": {"schema": _ref("Error")}}},
-    "503": {"description": "The database is unreachable for a moment (code "
-                           "service_unavailable); nothing was charged. Retry after Retry-After.",
-            "headers": {"Retry-After": {"description": "seconds to wait", **_SECONDS_HEADER}},
-            "content": {"application/json": {"schema": _ref("Error")}}},
-}
+_LINK_DESCRIPTIONS = {"getRun": "Poll the run until it ends.",
+                      "cancelRun": "Stop the run and get its cost back."}
 
 
-def _errors(*statuses: int) -> dict:
-    return {str(status): {"$ref": f"#/components/responses/{status}"} if str(status) in _RESPONSES
-            else _json(_ref("Error"), "Error") for status in statuses}
+def _run_links(*operations: str) -> dict:
+    """Links from an answer holding a run to operations on that run (Schemathesis' stateful
+    phase follows them; so can client generators)."""
+    return {op[0].upper() + op[1:]: {"operationId": op, "parameters": {"id": "$response.body#/id"},
+                                     "description": _LINK_DESCRIPTIONS[op]}
+            for op in operations}
 
 
-#: What jsontext refuses in any input string, said in the schema so clients know it.
-NO_NUL = "^[^\\u0000]*$"
+def _answer(description: str, schema: dict, *, headers: dict | None = None,
+            links: dict | None = None, **media) -> dict:
+    """A success response with a JSON body."""
+    response = {"description": description, "content": json_content(schema, **media)}
+    if headers:
+        response["headers"] = headers
+    if links:
+        response["links"] = links
+    return response
 
 
-def _without_nul(schema: Any) -> Any:
-    """A copy of an input schema in which every free-text string also says it holds no NUL
-    character (the server refuses NUL anywhere in an input: PostgreSQL cannot store it)."""
-    if isinstance(schema, list):
-        return [_without_nul(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    copied = {key: _without_nul(value) for key, value in schema.items()}
-    if copied.get("type") == "string" and "enum" not in copied and "pattern" not in copied:
-        copied["pattern"] = NO_NUL
-    return copied
+def _responses(success: dict, *statuses: int) -> dict:
+    """The success answers, 400 and the listed error statuses, and `default` for the rest.
+
+    Every operation may answer 400: a Host this server does not answer to, or a NUL in a
+    query value, is refused before the operation runs."""
+    errors = {str(status): status_response(status) for status in sorted({400, *statuses})}
+    return {**success, **errors, "default": ref("UnexpectedError", "responses")}
 
 
-def _create_body(catalog: Catalog, env: Mapping[str, str]) -> dict:
-    """One alternative per model this server can run: its id as a constant and its input schema."""
-    variants = [{"type": "object", "required": ["model", "input"], "properties": {
-        "model": {"const": spec.id}, "input": _without_nul(spec.input_schema)}}
-        for spec in catalog.all() if spec.is_available(env)]
-    return {"required": True, "content": {"application/json": {"schema": {"oneOf": variants}}}}
-
-
-def _paths(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
-    run_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+def _create_run(catalog: Catalog, env: Mapping[str, str]) -> dict:
+    spec = example_model(catalog, env)
+    examples = {}
+    if "prompt" in spec.properties:
+        examples = {"examples": {"example": {"summary": f"A run of {spec.id}", "value": {
+            "model": spec.id, "input": sample_input(spec)}}}}
+    created_headers = {"Location": ref("Location", "headers"),
+                       "Idempotent-Replayed": ref("Idempotent-Replayed", "headers"), **RATE_HEADERS}
     return {
-        "/runs": {
-            "post": {"operationId": "createRun", "summary": "Create a run", "requestBody": _create_body(catalog, env),
-                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                     "schema": {"type": "string", "maxLength": 255}}],
-                     "responses": {"201": _json(_ref("Run"), "Created"),
-                                   **_errors(400, 401, 402, 403, 413, 422, 429, 503)}},
-            "get": {"operationId": "listRuns", "summary": "List runs, newest first", "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                {"name": "after", "in": "query", "schema": {"type": "string"}},
-                {"name": "status", "in": "query", "schema": {"enum": ["pending", "processing", "succeeded", "failed"]}},
-                {"name": "model", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": _json({"type": "object", "required": ["data", "hasMore", "nextCursor"],
-                                            "properties": {"data": {"type": "array", "items": _ref("Run")},
-                                                           "hasMore": {"type": "boolean"},
-                                                           "nextCursor": {"type": ["string", "null"]}}}, "A page"),
-                              **_errors(400, 401, 403, 404, 429, 503)}}},
-        "/runs/{id}": {"get": {"operationId": "getRun", "summary": "Get a run", "parameters": run_id,
-                               "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429, 503)}}},
-        "/runs/{id}/cancel": {"post": {"operationId": "cancelRun", "summary": "Cancel a run", "parameters": run_id,
-                                       "responses": {"200": _json(_ref("Run"), "The run"), **_errors(401, 403, 404, 429, 503)}}},
-        "/account": {"get": {"operationId": "getAccount", "summary": "Balance and this key's spend",
-                             "responses": {"200": _json(_ref("Account"), "The account"), **_errors(401, 403, 429, 503)}}},
-        "/models": {"get": {"operationId": "listModels", "security": [], "summary": "The model catalog",
-                            "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
-                                "data": {"type": "array", "items": _ref("Model")}}}, "Models")}}},
-        "/models/{provider}/{name}": {"get": {
-            "operationId": "getModel", "security": [], "summary": "One model",
-            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                           for n in ("provider", "name")],
-            "responses": {"200": _json(_ref("Model"), "The model"), **_errors(404)}}},
+        "operationId": "createRun", "tags": ["Runs"], "summary": "Create a run",
+        "description": "Validates the input, charges the run's cost and queues it. Poll "
+                       "`getRun` or pass `webhook` to learn when it ends.",
+        "parameters": [_IDEMPOTENCY_KEY],
+        "requestBody": {"required": True,
+                        "content": json_content(ref("CreateRunRequest"), **examples)},
+        "responses": _responses(
+            {"201": _answer("Created (or, with `Idempotent-Replayed`, the earlier run)",
+                            ref("Run"), headers=created_headers,
+                            links=_run_links("getRun", "cancelRun"))},
+            402, 413, 422, *_KEYED),
     }
 
 
-def build_document(catalog: Catalog, server_url: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document for this server's API and its configured providers."""
+def _list_runs() -> dict:
+    query = [
+        {"name": "limit", "in": "query", "description": "Page size (default 20).",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+        {"name": "after", "in": "query", "schema": {"type": "string", "pattern": NO_NUL},
+         "description": "The previous page's `nextCursor`; an unknown run id is 404."},
+        {"name": "status", "in": "query", "schema": ref("RunStatus"),
+         "description": "Only runs in this status (an empty value is 400 `invalid_query`)."},
+        {"name": "model", "in": "query", "schema": {"type": "string", "pattern": NO_NUL},
+         "description": "Only runs of this model id."},
+    ]
+    return {"operationId": "listRuns", "tags": ["Runs"], "summary": "List runs, newest first",
+            "parameters": query,
+            "responses": _responses({"200": _answer("A page of runs", ref("RunList"),
+                                                    headers=RATE_HEADERS)},
+                                    404, *_KEYED)}
+
+
+def _run_operation(operation_id: str, summary: str, follow: str) -> dict:
+    return {"operationId": operation_id, "tags": ["Runs"], "summary": summary,
+            "parameters": [_RUN_ID],
+            "responses": _responses({"200": _answer("The run", ref("Run"), headers=RATE_HEADERS,
+                                                    links=_run_links(follow))},
+                                    404, *_KEYED)}
+
+
+def _get_model(catalog: Catalog, env: Mapping[str, str]) -> dict:
+    spec = example_model(catalog, env)
+    provider, name = spec.id.split("/", 1)
+    parameters = [
+        {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"},
+         "example": provider, "description": "The part of the model id before the first `/`."},
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+         "example": name, "description": "The rest of the model id (e.g. `sketch` for "
+                                         "`local/sketch`; it may hold `/`), not its display name."},
+    ]
+    return {"operationId": "getModel", "tags": ["Models"], "security": [], "summary": "One model",
+            "parameters": parameters,
+            "responses": _responses({"200": _answer("The model", ref("Model"),
+                                                    example=model_to_api(spec, env))}, 404)}
+
+
+def _paths(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "/runs": {"post": _create_run(catalog, env), "get": _list_runs()},
+        "/runs/{id}": {"get": _run_operation("getRun", "Get a run", "cancelRun")},
+        "/runs/{id}/cancel": {"post": {
+            **_run_operation("cancelRun", "Cancel a run", "getRun"),
+            "description": "Ends a pending or processing run as failed (errorCode `canceled`) "
+                           "and refunds it; a run that has already ended is returned as it is."}},
+        "/account": {"get": {
+            "operationId": "getAccount", "tags": ["Account"],
+            "summary": "Balance and this key's spend",
+            "responses": _responses({"200": _answer("The account", ref("Account"),
+                                                    headers=RATE_HEADERS)}, *_KEYED)}},
+        "/models": {"get": {
+            "operationId": "listModels", "tags": ["Models"], "security": [],
+            "summary": "The model catalog, available or not",
+            "responses": _responses({"200": _answer("Models", ref("ModelList"))})}},
+        "/models/{provider}/{name}": {"get": _get_model(catalog, env)},
+    }
+
+
+def _webhooks(absolute_urls: bool) -> dict:
+    """The one webhook: `runEnded`, signed the Standard Webhooks way."""
+    headers = [
+        ("webhook-id", "The message id; the same on every retry, so handle each id once."),
+        ("webhook-timestamp", "Unix seconds when this attempt was signed."),
+        ("webhook-signature", "`v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, keyed with "
+                              "the account's webhook secret (Settings → Webhooks)."),
+    ]
+    return {"runEnded": {"post": {
+        "operationId": "runEnded", "summary": "A run with a `webhook` has ended",
+        "description": "POSTed to the run's `webhook` URL when it succeeds or fails. Any answer "
+                       "other than 2xx is retried with backoff for up to 24 hours.",
+        "security": [],
+        "parameters": [{"name": name, "in": "header", "required": True, "description": text,
+                        "schema": {"type": "string"}} for name, text in headers],
+        "requestBody": {"required": True, "content": json_content(webhook_payload(absolute_urls))},
+        "responses": {"2XX": {"description": "Received; not sent again."}},
+    }}}
+
+
+def _components(catalog: Catalog, env: Mapping[str, str]) -> dict:
+    schemas = {
+        "Run": RUN, "RunStatus": RUN_STATUS,
+        "RunOutput": run_output("uri", "Absolute URLs of the files the run made."),
+        "RunList": RUN_LIST, "Model": MODEL, "ModelList": MODEL_LIST, "Price": PRICE,
+        "Account": ACCOUNT, "ApiKeyUsage": API_KEY_USAGE, **error_schemas(),
+    }
+    schemas.update(request_schemas(catalog, env, reserved=schemas))
+    return {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                       "bearerFormat": "sk-...",
+                                       "description": "An API key: `Authorization: Bearer sk-...`."}},
+        "headers": HEADERS,
+        "responses": error_responses(),
+        "schemas": schemas,
+    }
+
+
+_TAGS = [
+    {"name": "Runs", "description": "Create, read, list and cancel runs."},
+    {"name": "Account", "description": "The balance and the calling key's spend."},
+    {"name": "Models", "description": "The catalog and each model's input schema; public."},
+]
+
+
+def build_document(catalog: Catalog, server_url: str, env: Mapping[str, str], *,
+                   absolute_webhook_urls: bool = True) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document for this server's API.
+
+    `server_url` is the base the API is reached at ("" leaves `servers` relative);
+    `absolute_webhook_urls` says whether webhook payloads carry absolute file URLs (only
+    with RUNBASE_PUBLIC_URL set).
+    """
     return {
         "openapi": "3.1.0",
         "info": {"title": "Runbase API", "version": "1.0.0",
                  "description": "Runbase-compatible runs API. Money is integer micro-USD. "
-                                "Rate limits: " + RATE_LIMIT_RULE},
+                                "Errors are `{\"error\": {\"message\", \"code\"}}` (see "
+                                "`ErrorCode`). Rate limits: " + RATE_LIMIT_RULE},
         "servers": [{"url": absolute_url(server_url, "/api/v1")}],
         "security": [{"bearer": []}],
+        "tags": _TAGS,
         "paths": _paths(catalog, env),
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "sk-..."}},
-            "responses": _RESPONSES,
-            "schemas": {"Run": _RUN, "Error": _ERROR, "Model": _MODEL, "Account": _ACCOUNT}},
+        "webhooks": _webhooks(absolute_webhook_urls),
+        "components": _components(catalog, env),
     }
 
 
 @bp.get("/openapi.json")
 def openapi_document():
     """The OpenAPI description of this API (public)."""
-    return jsonify(build_document(state.catalog(), public_base_url(),
-                                  current_app.config["PROVIDER_ENV"]))
+    config = current_app.config
+    return jsonify(build_document(state.catalog(), public_base_url(), config["PROVIDER_ENV"],
+                                  absolute_webhook_urls=bool(config.get("PUBLIC_URL"))))

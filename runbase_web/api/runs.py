@@ -47,6 +47,22 @@ def _creator(body: dict, model: str, raw_input: dict) -> Callable[[], Run]:
         raw_input=raw_input, source="api", webhook_url=body.get("webhook"), atomic=False)
 
 
+def _idempotency_key() -> str | None:
+    """The Idempotency-Key header as the text the client sent.
+
+    WSGI hands header values over as Latin-1, one character per byte; a client's UTF-8
+    key ("é" * 200) would count 400 characters against the 255 allowed. Keys that are not
+    UTF-8 are kept as they came.
+    """
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return raw
+
+
 @bp.post("/runs")
 @require_key
 def create_run():
@@ -54,7 +70,7 @@ def create_run():
     body = _json_body()
     model, raw_input = _model_and_input(body)
     run, replayed = idempotency.create_once(
-        db.session, user_id=g.caller.user_id, key=request.headers.get("Idempotency-Key"),
+        db.session, user_id=g.caller.user_id, key=_idempotency_key(),
         body=body, create=_creator(body, model, raw_input))
     if not replayed:
         state.wake_worker()
@@ -94,7 +110,8 @@ def _list_arguments() -> dict:
         raise InvalidQuery("'limit' must be a whole number from 1 to 100.") from None
     if not 1 <= limit <= 100:
         raise InvalidQuery("'limit' must be a whole number from 1 to 100.")
-    status = args.get("status") or None
+    # An empty status is refused, not read as "any": the parameter is an enum.
+    status = args.get("status")
     if status is not None and status not in {s.value for s in RunStatus}:
         raise InvalidQuery("'status' must be one of pending, processing, succeeded, failed.")
     return {"limit": limit, "after": args.get("after") or None, "status": status,

@@ -1,5 +1,5 @@
-"""What the models and docs pages show, computed from the catalog, the error classes and
-the settings. Presentation only: no database, no request; views pass in what they read.
+"""What the models and docs pages show, computed from the catalog and the settings (the
+error reference is presenters/api_errors.py). Presentation only: no database, no request; views pass in what they read.
 
 Prices are never recomputed here: every amount a page shows comes from
 ``catalog.price`` (or, for a per-unit rate, straight from the catalog entry),
@@ -8,26 +8,16 @@ so the page cannot disagree with what a run is charged.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from markupsafe import Markup, escape
-
-from .. import errors
-from ..errors import RunbaseError
 from ..money import format_usd
-from ..services import idempotency
 from ..catalog import UPSTREAM_ADAPTER, Catalog, ModelSpec, price, validate_input
+from ..presenters.examples import example_model, sample_input
 from ..presenters.forms import form_fields
 from ..presenters.run_form import PER_UNIT
 from ..services.snippets import curl_snippet, python_snippet
 
-#: The prompt the examples send, by model kind.
-SAMPLE_PROMPTS = {
-    "image": "A cozy bookshop interior with warm lighting, watercolor style",
-    "video": "Waves rolling onto a beach at sunset, slow camera pan",
-}
 #: Stands for the random seed the server records on runs that did not send one.
 EXAMPLE_SEED = 1316143832
 #: Words for the unit a price is multiplied by (singular, plural), keyed by input field.
@@ -239,17 +229,6 @@ def _count(unit: object, singular: str, plural: str) -> str:
 # --- examples --------------------------------------------------------------------------
 
 
-def sample_input(spec: ModelSpec) -> dict[str, Any]:
-    """The input the examples send: a sample prompt and every non-empty schema default."""
-    prompt = spec.properties["prompt"]
-    text = SAMPLE_PROMPTS[spec.kind][: prompt.get("maxLength", 4000)]
-    data: dict[str, Any] = {"prompt": text}
-    for name, prop in spec.properties.items():
-        if name != "prompt" and "default" in prop and prop["default"] not in ([], {}, ""):
-            data[name] = prop["default"]
-    return data
-
-
 def echoed_input(spec: ModelSpec, data: dict) -> dict[str, Any]:
     """The input a created run echoes for ``data``: defaults applied and, for models that
     take a seed, the one the server picked (an example value here)."""
@@ -257,16 +236,6 @@ def echoed_input(spec: ModelSpec, data: dict) -> dict[str, Any]:
     if "seed" in spec.properties and "seed" not in echoed:
         echoed["seed"] = EXAMPLE_SEED
     return echoed
-
-
-def example_model(catalog: Catalog, env: Mapping[str, str]) -> ModelSpec:
-    """The model the docs use in their examples: local/sketch, which every server can run
-    (else the first available model, else the first one)."""
-    specs = catalog.all()
-    preferred = catalog.get("local/sketch")
-    if preferred is not None and preferred.is_available(env):
-        return preferred
-    return next((spec for spec in specs if spec.is_available(env)), specs[0])
 
 
 def docs_example(catalog: Catalog, env: Mapping[str, str], base_url: str) -> dict[str, Any]:
@@ -279,89 +248,3 @@ def docs_example(catalog: Catalog, env: Mapping[str, str], base_url: str) -> dic
             "example_price": price_summary(spec),
             "curl": curl_snippet(base_url, spec.id, data),
             "python": python_snippet(base_url, spec.id, data)}
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-#: Where the API's error classes are defined; the error reference lists all of theirs.
-API_ERROR_MODULES = (errors, idempotency)
-
-#: When each API error happens, keyed by its code; the codes and statuses themselves come
-#: from the error classes, so the docs list exactly what the code can answer.
-ERROR_CAUSES = {
-    "bad_request": "Any other malformed request the more specific codes do not cover.",
-    "invalid_json": "The request body is not valid JSON or not a JSON object, or it is nested "
-                    "deeper than 32 levels, holds `NaN`/`Infinity` or a number beyond a "
-                    "double, or a string with a lone surrogate escape (e.g. `\\ud800`).",
-    "missing_model": "`model` is missing or not a string.",
-    "missing_input": "`input` is missing or not an object.",
-    "invalid_query": "A query parameter of `GET /api/v1/runs` (limit, after, status, model) "
-                     "has a value it cannot take.",
-    "invalid_input": "`input` does not match the model's schema (the message names the field "
-                     "and the rule it broke), holds a NUL character, or `webhook` is not an "
-                     "absolute http(s) URL without spaces or control characters.",
-    "model_not_found": "No model with this id on this server; the message says when it exists "
-                       "but its provider is not configured here.",
-    "invalid_idempotency_key": "The `Idempotency-Key` header is empty or longer than 255 "
-                               "characters.",
-    "missing_api_key": "No `Authorization` header, or not in the form `Bearer sk-...`.",
-    "invalid_api_key": "The key is unknown, disabled or deleted.",
-    "insufficient_balance": "The account's balance is below this run's cost.",
-    "api_key_spend_limit_exceeded": "This run would take the key past its lifetime spend "
-                                    "limit.",
-    "ip_not_allowed": "The key has an IP allowlist and the client's address is not on it.",
-    "run_not_found": "No run with this id belongs to this account.",
-    "not_found": "No such endpoint under `/api/v1` (or no such model on "
-                 "`GET /api/v1/models/:provider/:name`).",
-    "method_not_allowed": "The endpoint exists but not with this HTTP method; the `Allow` "
-                          "header lists the ones it takes.",
-    "idempotency_key_in_use": "An earlier request with the same `Idempotency-Key` is still "
-                              "being processed; retry shortly.",
-    "payload_too_large": "The request body is larger than the server accepts.",
-    "idempotency_key_reused": "The `Idempotency-Key` was already used within 24 h with a "
-                              "different request body.",
-    "RATE_LIMITED": "More requests than the per-key limit allows (see Rate limits); wait for "
-                    "the `Retry-After` seconds.",
-    "internal_error": "Something unexpected failed on the server; the message carries a "
-                      "request id to quote, never a stack trace.",
-    "service_unavailable": "The server's database is out of reach for a moment (a restart or "
-                           "failover). Nothing was charged unless the run was created: retry "
-                           "after `Retry-After` seconds, with the same `Idempotency-Key` to be "
-                           "safe.",
-}
-
-
-@dataclass(frozen=True)
-class ErrorRow:
-    """One API error: its HTTP status, code and when it happens."""
-
-    status: int
-    code: str
-    cause: str
-
-    @property
-    def cause_html(self) -> Markup:
-        """The cause with its `backticked` words as <code>, everything else escaped."""
-        return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(self.cause))))
-
-
-def api_error_classes() -> list[type[RunbaseError]]:
-    """The error classes the API answers with, in the order their modules define them:
-    every class with its own code in API_ERROR_MODULES (web-only errors, such as the
-    billing page's, live elsewhere and are not part of the API)."""
-    found: list[type[RunbaseError]] = []
-    for module in API_ERROR_MODULES:
-        for value in vars(module).values():
-            if (isinstance(value, type) and issubclass(value, RunbaseError)
-                    and "code" in vars(value) and value not in found):
-                found.append(value)
-    return found
-
-
-def error_rows() -> list[ErrorRow]:
-    """The error reference, by HTTP status; a code without a written cause falls back to
-    its class docstring (a test keeps ERROR_CAUSES complete)."""
-    rows = [ErrorRow(cls.status, cls.code, ERROR_CAUSES.get(cls.code, cls.__doc__ or ""))
-            for cls in api_error_classes()]
-    return sorted(rows, key=lambda row: row.status)

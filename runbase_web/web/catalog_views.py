@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import abort, current_app, render_template, request
 
 from .. import htmx, state
+from ..presenters.api_errors import error_rows
+from ..presenters.examples import sample_input
 from ..presenters.run_form import form_context
 from ..services.snippets import curl_snippet, python_snippet
 from ..urls import public_base_url
 from .blueprint import bp
-from .catalog_presenters import (docs_example, error_rows, filter_options, input_rows,
-                                 model_card, model_cards, price_table, sample_input)
+from .catalog_presenters import (docs_example, filter_options, input_rows, model_card,
+                                 model_cards, price_table)
 
 #: The docs pages, in reading order: slug -> title (each is templates/web/docs/<slug>.html).
 DOC_PAGES = {
@@ -77,5 +79,6 @@ def _docs_context(page: str | None) -> dict:
         "errors": error_rows(), "rate_limit": current_app.config["RATE_LIMIT"],
         "auth_rate_limit": current_app.config.get("AUTH_RATE_LIMIT"),
         "signup_credit": current_app.config.get("SIGNUP_CREDIT_MICROS", 0),
+        "public_url": current_app.config.get("PUBLIC_URL", ""),
         "available": [spec for spec in catalog.all() if spec.is_available(env)],
     }

@@ -76,6 +76,8 @@ def test_list_runs_pages_newest_first_with_filters(client, auth, make_user, make
     assert client.get("/api/v1/runs?status=pending", headers=auth).get_json()["data"]
     assert client.get("/api/v1/runs?limit=0", headers=auth).status_code == 400
     assert client.get("/api/v1/runs?status=done", headers=auth).get_json()["error"]["code"] == "invalid_query"
+    # The parameter is an enum: empty is not one of its values, so not "any status".
+    assert client.get("/api/v1/runs?status=", headers=auth).get_json()["error"]["code"] == "invalid_query"
 
 
 def test_models_catalog(client):

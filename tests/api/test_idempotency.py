@@ -62,3 +62,23 @@ def test_refused_create_leaves_the_key_unused(client, make_user, make_key):
     headers = {"Authorization": f"Bearer {make_key(poor)}", "Idempotency-Key": "retry-me"}
     assert client.post("/api/v1/runs", json=BODY, headers=headers).status_code == 402
     assert client.post("/api/v1/runs", json=BODY, headers=headers).status_code == 402
+
+
+def test_keys_are_counted_in_characters_not_bytes(client, auth):
+    # A WSGI server hands header bytes over as Latin-1 text: this is how 200 "é" sent as
+    # UTF-8 arrive. 200 characters are within the 255 the document allows; 256 are not.
+    def wire(text: str) -> str:
+        return text.encode("utf-8").decode("latin-1")
+
+    headers = dict(auth, **{"Idempotency-Key": wire("é" * 200)})
+    first = client.post("/api/v1/runs", json=BODY, headers=headers)
+    assert first.status_code == 201, first.text
+    again = client.post("/api/v1/runs", json=BODY, headers=headers)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    for key in (wire("é" * 256), "", "   "):
+        refused = client.post("/api/v1/runs", json=BODY, headers=dict(auth, **{"Idempotency-Key": key}))
+        assert refused.status_code == 400, repr(key)
+        assert refused.get_json()["error"]["code"] == "invalid_idempotency_key"
+    # Bytes that are not UTF-8 are kept as they came: one character each.
+    latin = client.post("/api/v1/runs", json=BODY, headers=dict(auth, **{"Idempotency-Key": "\xe9" * 255}))
+    assert latin.status_code == 201

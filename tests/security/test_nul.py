@@ -33,6 +33,16 @@ def test_nul_in_urls_forms_and_queries_is_never_a_500(client, user, auth):
     assert api.status_code == 404 and api.get_json()["error"]
 
 
+def test_nul_in_an_api_query_is_invalid_query(client, auth):
+    # In the API's envelope with its own code, not the framework's stock 400 text, on every
+    # path under /api/ (a matched route or not).
+    for url in ("/api/v1/runs?model=a%00b", "/api/v1/models?x=%00", "/api/v1/nothing?a%00=1"):
+        answer = client.get(url, headers=auth)
+        assert answer.status_code == 400, url
+        assert answer.get_json()["error"] == {
+            "code": "invalid_query", "message": "Query parameters may not contain a NUL character."}
+
+
 def test_ordinary_requests_are_untouched(client, user):
     sign_in(client, user.email)
     assert client.get("/runs?model=local/sketch").status_code == 200

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from runbase_web import state
-from runbase_web.web.catalog_presenters import ERROR_CAUSES, api_error_classes
+from runbase_web.presenters.api_errors import ERROR_CAUSES, api_error_classes
 from runbase_web.web.catalog_views import DOC_PAGES
 from tests.web.test_models_pages import curl_parts, marked, snippet
 
@@ -58,7 +58,9 @@ def test_examples_use_this_servers_base_url(client):
     assert curl_parts(snippet(quickstart, "quickstart-curl"))[0] == "https://gen.example.com/api/v1/runs"
 
 
+@pytest.mark.parametrize("app_config", [{"ALLOWED_HOSTS": ("runbase.lan",)}])
 def test_base_url_defaults_to_the_requests_host(client):
+    # Only for hosts the operator allows: any other Host is refused (tests/security/test_hosts.py).
     text = client.get("/docs/quickstart", base_url="http://runbase.lan:8080").text
     assert "http://runbase.lan:8080/api/v1/runs" in html.unescape(text)
 
@@ -145,15 +147,26 @@ def test_rate_limit_page_states_the_configured_limit_and_it_holds(client, auth):
 
 def test_openapi_documents_the_moving_window_and_its_headers(client):
     document = client.get("/api/v1/openapi.json").get_json()
-    limited = document["components"]["responses"]["429"]
+    limited = document["components"]["responses"]["RateLimited"]
     assert "any span of M seconds" in limited["description"]
     assert {"Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} \
         <= set(limited["headers"])
     create = document["paths"]["/runs"]["post"]["responses"]
-    assert create["429"] == {"$ref": "#/components/responses/429"}
+    assert create["429"] == {"$ref": "#/components/responses/RateLimited"}
 
 
 def test_rate_limit_page_when_the_limit_is_off(client):
     # The test app runs with RATE_LIMIT None, i.e. RUNBASE_RATE_LIMIT=off.
     text = client.get("/docs/rate-limits").text
     assert 'data-rate-limit="off"' in text and "RUNBASE_RATE_LIMIT=off" in text
+
+
+def test_webhook_docs_say_whether_payload_urls_are_absolute(client):
+    text = client.get("/docs/concepts").text
+    assert 'data-webhook-urls="relative"' in text and "RUNBASE_PUBLIC_URL" in text
+
+
+@pytest.mark.parametrize("app_config", [{"PUBLIC_URL": "https://gen.example.com"}])
+def test_webhook_docs_with_a_public_url(client):
+    text = client.get("/docs/concepts").text
+    assert 'data-webhook-urls="absolute"' in text and 'data-webhook-urls="relative"' not in text
