@@ -1,10 +1,16 @@
 """Claiming due runs (and due webhook deliveries) with a lease, renewing leases, and
-releasing runs to the pool."""
+releasing runs to the pool.
+
+The functions named lease_*, count_attempts and release_many write in the caller's
+transaction, so that one claim transaction can write back the polls that stayed pending,
+lease the next batch and count its attempts (execute.claim_work); the claim_* functions
+commit their own."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery
@@ -12,37 +18,100 @@ from ..models import utcnow
 from ..services.runs import UPSTREAM_CANCEL_REQUESTED
 
 
-def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> list[str]:
-    """Lease up to `limit` due runs to `owner` and commit; returns their ids.
+_RUNS = Run.__table__
+_C = _RUNS.c
+#: What a run's turn needs (see execute.ClaimedRun), read by the claim itself.
+TURN_COLUMNS = (_C.id, _C.user_id, _C.model, _C.input, _C.deadline_at, _C.attempts,
+                _C.upstream_id, _C.upstream_state, _C.adapter, _C.webhook_url)
+# The statements of the claim transaction are built once: it runs many times a second
+# on a busy worker, and building and caching a statement costs more than running it.
+_DUE_RUNS = (select(*TURN_COLUMNS)
+             .where(_C.status.in_(ACTIVE_STATUSES),
+                    or_(_C.lease_until.is_(None), _C.lease_until < bindparam("at")),
+                    or_(_C.next_check_at.is_(None), _C.next_check_at <= bindparam("at")))
+             # By due time, a new run being due since its creation: first come, first
+             # served, so a crowd of in-flight jobs whose polls fall due again and again
+             # can never keep a new run from reaching its provider.
+             .order_by(func.coalesce(_C.next_check_at, _C.created_at), _C.id)
+             .limit(bindparam("limit"))
+             .with_for_update(skip_locked=True))
+_LEASE = (update(_RUNS).where(_C.id.in_(bindparam("ids", expanding=True)))
+          .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
+                  status=RunStatus.PROCESSING.value,
+                  started_at=func.coalesce(_C.started_at, bindparam("now"))))
+_COUNT_ATTEMPT = (update(_RUNS).where(_C.id == bindparam("run_id"))
+                  .values(attempts=bindparam("counted"), adapter=bindparam("chosen")))
+_RELEASE = (update(_RUNS).where(_C.id == bindparam("run_id"), _C.lease_owner == bindparam("owner"),
+                                # Not IN (...): an expanding list can't be sent as executemany.
+                                or_(*(_C.status == status for status in ACTIVE_STATUSES)))
+            .values(lease_owner=None, lease_until=None, next_check_at=bindparam("check_at"),
+                    upstream_id=bindparam("job_id"), upstream_state=bindparam("job_state")))
+
+
+@dataclass(frozen=True)
+class Release:
+    """A poll that stays pending, to be written back: the run returns to the pool, due
+    again at `check_at`, with the job's id and state."""
+
+    run_id: str
+    check_at: datetime
+    upstream_id: str | None
+    upstream_state: dict | None
+
+
+def lease_due_runs(session: Session, owner: str, limit: int, lease_seconds: float, *,
+                   at: datetime | None = None) -> list[Row]:
+    """Lease up to `limit` due runs to `owner` in the session's transaction, without
+    committing; returns their TURN_COLUMNS as read (before the lease was written).
 
     Due means active, not leased by a live worker (an expired lease is how a crashed
     worker's runs come back), and not waiting for a later check. PostgreSQL skips
-    rows another worker is claiming; SQLite's write lock serialises claimers.
+    rows another worker is claiming; SQLite's write lock serialises claimers. Never
+    more than `limit` rows are read: the caller passes its free slots.
     """
-    at = utcnow()
-    due = (select(Run.id)
-           .where(Run.status.in_(ACTIVE_STATUSES),
-                  or_(Run.lease_until.is_(None), Run.lease_until < at),
-                  or_(Run.next_check_at.is_(None), Run.next_check_at <= at))
-           # By due time, a new run being due since its creation: first come, first
-           # served, so a crowd of in-flight jobs whose polls fall due again and again
-           # can never keep a new run from reaching its provider.
-           .order_by(func.coalesce(Run.next_check_at, Run.created_at), Run.id).limit(limit)
-           .with_for_update(skip_locked=True))
-    ids = list(session.scalars(due))
-    if ids:
-        session.execute(update(Run).where(Run.id.in_(ids)).values(
-            lease_owner=owner, lease_until=at + timedelta(seconds=lease_seconds),
-            status=RunStatus.PROCESSING.value, started_at=func.coalesce(Run.started_at, at)))
+    if limit <= 0:
+        return []
+    at = at or utcnow()
+    rows = list(session.execute(_DUE_RUNS, {"at": at, "limit": limit}))
+    if rows:
+        session.execute(_LEASE, {"ids": [row.id for row in rows], "owner": owner, "now": at,
+                                 "until": at + timedelta(seconds=lease_seconds)})
+    return rows
+
+
+def count_attempts(session: Session, counted: list[tuple[str, int, str | None]]) -> None:
+    """Record (run id, attempts, adapter) for runs about to call their provider, in the
+    session's transaction (one statement for the batch)."""
+    if counted:
+        session.execute(_COUNT_ATTEMPT, [{"run_id": run_id, "counted": attempts, "chosen": adapter}
+                                         for run_id, attempts, adapter in counted])
+
+
+def release_many(session: Session, owner: str, releases: list[Release]) -> None:
+    """Write back polls that stay pending, in the session's transaction (one statement
+    for the batch). A run `owner` no longer holds, or that has ended (canceled), is left
+    as it is."""
+    if releases:
+        session.execute(_RELEASE, [{"run_id": item.run_id, "owner": owner,
+                                    "check_at": item.check_at, "job_id": item.upstream_id,
+                                    "job_state": item.upstream_state} for item in releases])
+
+
+def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> list[str]:
+    """Lease up to `limit` due runs to `owner` and commit; returns their ids (the worker
+    claims through execute.claim_work, which reads what the runs' turns need)."""
+    ids = [run.id for run in lease_due_runs(session, owner, limit, lease_seconds)]
     session.commit()
     return ids
 
 
-def claim_due_cancels(session: Session, limit: int, lease_seconds: int) -> list[str]:
+def lease_due_cancels(session: Session, limit: int, lease_seconds: float, *,
+                      at: datetime | None = None) -> list[str]:
     """Take up to `limit` ended runs whose upstream job a worker must ask the provider to
-    stop, and commit; returns their ids. Pushing next_check_at out by the lease keeps
-    other workers off them; a worker that dies leaves them due again after that."""
-    at = utcnow()
+    stop, in the session's transaction; returns their ids. Pushing next_check_at out by
+    the lease keeps other workers off them; a worker that dies leaves them due again
+    after that."""
+    at = at or utcnow()
     due = (select(Run.id)
            .where(Run.upstream_cancel == UPSTREAM_CANCEL_REQUESTED, Run.next_check_at <= at)
            .order_by(Run.next_check_at).limit(limit)
@@ -51,8 +120,39 @@ def claim_due_cancels(session: Session, limit: int, lease_seconds: int) -> list[
     if ids:
         session.execute(update(Run).where(Run.id.in_(ids)).values(
             next_check_at=at + timedelta(seconds=lease_seconds)))
+    return ids
+
+
+def claim_due_cancels(session: Session, limit: int, lease_seconds: int) -> list[str]:
+    """Take up to `limit` runs whose upstream job must be stopped (see lease_due_cancels)
+    and commit; returns their ids."""
+    ids = lease_due_cancels(session, limit, lease_seconds)
     session.commit()
     return ids
+
+
+def next_due_at(session: Session, at: datetime) -> datetime | None:
+    """When the next run that is waiting for a later look falls due (a poll, a retry, an
+    upstream cancel), or None when none waits. Runs created from now on are not
+    counted: creation wakes the worker. Both look-ups walk an index from its low end."""
+    poll = session.scalar(select(Run.next_check_at)
+                          .where(Run.status == RunStatus.PROCESSING.value, Run.next_check_at > at)
+                          .order_by(Run.next_check_at).limit(1))
+    cancel = session.scalar(select(Run.next_check_at)
+                            .where(Run.upstream_cancel == UPSTREAM_CANCEL_REQUESTED,
+                                   Run.next_check_at > at)
+                            .order_by(Run.next_check_at).limit(1))
+    return min((value for value in (poll, cancel) if value is not None), default=None)
+
+
+def delivery_due(session: Session, at: datetime) -> bool:
+    """Whether some webhook delivery is due and unclaimed (one indexed look, no lease)."""
+    return session.scalar(select(WebhookDelivery.id).where(*_delivery_is_due(at)).limit(1)) is not None
+
+
+def _delivery_is_due(at: datetime) -> tuple:
+    return (WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= at,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < at))
 
 
 def renew_leases(session: Session, owner: str, run_ids: list[str], lease_seconds: int) -> int:
@@ -83,9 +183,7 @@ def claim_due_deliveries(session: Session, limit: int, lease_seconds: float, *,
     only the holder of that exact lease may record the outcome (see webhook_delivery).
     """
     at = at or utcnow()
-    due = (select(WebhookDelivery.id)
-           .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= at,
-                  or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < at))
+    due = (select(WebhookDelivery.id).where(*_delivery_is_due(at))
            .order_by(WebhookDelivery.next_attempt_at).limit(limit)
            .with_for_update(skip_locked=True))
     ids = list(session.scalars(due))

@@ -1,12 +1,19 @@
-"""Executing one claimed run: call its adapter, then release, retry, finish or fail it.
+"""Claiming due work and executing one claimed run: call its adapter, then release,
+retry, finish or fail it.
 
-No database transaction is open while a provider is working: the run is read and
-its attempt counted in one short transaction, and the outcome is written in another.
+A run is read (and, before a provider call that starts it, its attempt counted) in the
+claim's transaction, which leases a whole batch of runs. A poll that stays pending
+writes nothing itself: the worker hands its release to the next claim transaction, so a
+busy worker's polls cost a share of one transaction each. Any other outcome (a new job,
+a retry, the end of the run) is written in one transaction of its own. No database
+transaction is open while a provider is working.
 """
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -20,7 +27,8 @@ from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
 from ..catalog import ModelSpec, effective_adapter
 from ..urls import public_base_url
-from .claim import release
+from .claim import (Release, count_attempts, delivery_due, lease_due_cancels, lease_due_runs,
+                    next_due_at, release, release_many)
 
 log = logging.getLogger(__name__)
 #: Longest wait between retries of a failing provider call.
@@ -39,57 +47,167 @@ CANCEL_ATTEMPTS = 5
 RETRY_STATE_KEY = "_retries"
 
 
-def execute_run(app: Flask, run_id: str, owner: str) -> None:
-    """Run one leased run to its next resting point; never raises."""
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What executing a leased run needs, read in the claim's transaction (so its turn
+    reads nothing more). Lives only while a worker thread has the run."""
+
+    id: str
+    user_id: int
+    model: str
+    input: dict
+    deadline_at: datetime
+    attempts: int
+    upstream_id: str | None
+    upstream_state: dict | None
+    adapter: str | None
+    webhook_url: str | None
+    #: (message, error code) when the run must end without a provider call.
+    refusal: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one claim transaction found."""
+
+    runs: list[ClaimedRun]
+    #: Ended runs whose upstream job must be stopped (see cancel_upstream_job).
+    cancels: list[str]
+    #: Fewer than the free slots were due: everything due was taken.
+    short: bool
+    #: When a run waiting for a later look falls due next (known when `short`).
+    next_due: datetime | None
+    #: A webhook delivery is due (only looked at when asked).
+    delivery_due: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """How a run's turn on a worker thread ended."""
+
+    #: The run ended now (succeeded or failed); its webhook, if it has one, is queued.
+    ended: bool = False
+    #: The run went back to the pool, due again after this many seconds.
+    check_after: float | None = None
+    #: A poll that stayed pending, for the caller to write back (claim_work's `releases`).
+    release: Release | None = None
+
+
+def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
+               releases: list[Release] = (), peek_deliveries: bool = False) -> Claim:
+    """One transaction: write back `releases` (polls that stayed pending), lease up to
+    `slots` due runs, then due upstream cancels for the slots left. A run about to be
+    started has its attempt counted and its adapter fixed in it too. When less than
+    `slots` was due, it also reads when the next waiting run falls due, so the caller can
+    sleep until then instead of asking again."""
     with app.app_context():
         session = db.session
         try:
-            _execute(app, session, run_id, owner)
+            at = utcnow()
+            release_many(session, owner, list(releases))
+            turns = [_start_turn(app, row, at)
+                     for row in lease_due_runs(session, owner, slots, lease_seconds, at=at)]
+            count_attempts(session, [counted for _run, counted in turns if counted])
+            left = slots - len(turns)
+            cancels = lease_due_cancels(session, left, lease_seconds, at=at) if left > 0 else []
+            short = len(turns) + len(cancels) < slots
+            result = Claim([run for run, _counted in turns], cancels, short,
+                           next_due_at(session, at) if short else None,
+                           peek_deliveries and delivery_due(session, at))
+            session.commit()
+            return result
         except Exception:
-            # The lease runs out and another claim retries; attempts bound the loop.
             session.rollback()
-            log.exception("run %s: unexpected error in the worker", run_id)
+            raise
         finally:
             db.state(app).session.remove()
 
 
-def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
-    run = session.get(Run, run_id)
-    if run is None or run.is_finished or run.lease_owner != owner:
-        session.rollback()
-        return
+def _start_turn(app: Flask, row, at: datetime) -> tuple[ClaimedRun, tuple | None]:
+    """The run's snapshot for its turn, and for a run that is to be started, its counted
+    attempt and adapter (committed with the claim, before the provider is called; the
+    adapter it starts with stays its adapter for polls and cancel, whatever the
+    variables route to later)."""
+    spec = state.catalog(app).get(row.model)
+    refusal = _refusal(row, spec, at)
+    attempts, adapter, counted = row.attempts, row.adapter, None
+    if refusal is None and row.upstream_id is None:
+        attempts += 1
+        adapter = adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
+        counted = (row.id, attempts, adapter)
+    run = ClaimedRun(row.id, row.user_id, row.model, row.input, row.deadline_at, attempts,
+                     row.upstream_id, row.upstream_state, adapter, row.webhook_url, refusal)
+    return run, counted
+
+
+def _refusal(run, spec: ModelSpec | None, at: datetime) -> tuple[str, str] | None:
+    """Why a run must fail instead of calling its provider: past its deadline, out of
+    attempts or no longer in the catalog; None when it may go on."""
+    if spec is None:
+        return f"Model '{run.model}' is no longer offered by this server.", "model_unavailable"
+    if at >= run.deadline_at:
+        return f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout"
+    if run.upstream_id is None and run.attempts >= spec.max_attempts:
+        return f"The provider call was tried {run.attempts} times without an answer.", "provider_error"
+    return None
+
+
+def execute_run(app: Flask, run: ClaimedRun, owner: str) -> Step:
+    """Run one claimed run to its next resting point; never raises (an unexpected error
+    leaves the run to its lease's expiry, and another claim retries it)."""
+    with app.app_context():
+        session = db.session
+        try:
+            return _execute(app, session, run, owner)
+        except Exception:
+            # The lease runs out and another claim retries; attempts bound the loop.
+            session.rollback()
+            log.exception("run %s: unexpected error in the worker", run.id)
+            return Step()
+        finally:
+            db.state(app).session.remove()
+
+
+def _execute(app: Flask, session: Session, run: ClaimedRun, owner: str) -> Step:
+    if run.refusal is not None:
+        ended = runs.mark_failed(session, run.id, message=run.refusal[0], code=run.refusal[1])
+        runs.request_upstream_cancel(session, run.id)
+        session.commit()
+        return Step(ended=ended)
     spec = state.catalog(app).get(run.model)
-    if _fail_if_over(app, session, run, spec):
-        return
-    if run.upstream_id is None:
-        run.attempts += 1
-        # The adapter this run starts with stays its adapter (polls, cancel), whatever the
-        # variables route to later; it is committed before the provider is called.
-        run.adapter = run.adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
     job = _job_for(run, spec)
     context = provider_context(app, run.adapter)
     retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
-    session.commit()
     try:
         adapter = adapter_for(spec, context)
         faults.point("provider_call")
         result = adapter.poll(job) if job.upstream_id else adapter.start(job)
     except ProviderError as error:
-        _on_provider_error(app, session, job, owner, error, retries)
-        return
+        return _on_provider_error(app, session, job, owner, error, retries)
     if isinstance(result, Pending):
-        kept = release(session, job.run_id, owner, check_after=result.check_after,
-                       upstream_id=result.upstream_id, upstream_state=result.state)
-        if not kept and result.upstream_id and not job.upstream_id:
-            # Canceled while the provider was creating the job: stop the job it created.
-            runs.request_upstream_cancel(session, job.run_id, upstream_id=result.upstream_id,
-                                         upstream_state=result.state)
-        session.commit()
-        return
-    _finish(app, session, run, result)
+        return _release_pending(session, job, owner, result)
+    return _finish(app, session, run, result)
 
 
-def _job_for(run: Run, spec: ModelSpec) -> Job:
+def _release_pending(session: Session, job: Job, owner: str, result: Pending) -> Step:
+    """The provider is still working. A poll of a known job only hands its release back
+    (the worker writes it with its next claim); a new job's id is written at once, in one
+    transaction, as it must be before any poll and a cancel may have raced its create."""
+    if job.upstream_id is not None:
+        check_at = utcnow() + timedelta(seconds=max(result.check_after, 0))
+        return Step(check_after=result.check_after, release=Release(
+            job.run_id, check_at, result.upstream_id, result.state))
+    kept = release(session, job.run_id, owner, check_after=result.check_after,
+                   upstream_id=result.upstream_id, upstream_state=result.state)
+    if not kept and result.upstream_id:
+        # Canceled while the provider was creating the job: stop the job it created.
+        runs.request_upstream_cancel(session, job.run_id, upstream_id=result.upstream_id,
+                                     upstream_state=result.state)
+    session.commit()
+    return Step(check_after=result.check_after if kept else None)
+
+
+def _job_for(run: Run | ClaimedRun, spec: ModelSpec) -> Job:
     """The adapter's view of a run: its upstream state without the worker's retry counts
     (so an adapter that passes its state on never carries stale counts forward)."""
     state = run.upstream_state
@@ -105,23 +223,6 @@ def provider_context(app: Flask, adapter: str | None = None) -> ProviderContext:
     fetcher = net.Fetcher(allow_loopback=app.config.get("FETCH_ALLOW_LOOPBACK", False),
                           max_bytes=app.config.get("FETCH_MAX_BYTES", net.DEFAULT_MAX_BYTES))
     return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher, adapter=adapter)
-
-
-def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:
-    """Fail a run that is past its deadline, out of attempts or no longer in the catalog."""
-    if spec is None:
-        reason = (f"Model '{run.model}' is no longer offered by this server.", "model_unavailable")
-    elif utcnow() >= run.deadline_at:
-        reason = (f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout")
-    elif run.upstream_id is None and run.attempts >= spec.max_attempts:
-        reason = (f"The provider call was tried {run.attempts} times without an answer.",
-                  "provider_error")
-    else:
-        return False
-    runs.mark_failed(session, run.id, message=reason[0], code=reason[1])
-    runs.request_upstream_cancel(session, run.id)
-    session.commit()
-    return True
 
 
 def cancel_upstream_job(app: Flask, run_id: str) -> None:
@@ -193,7 +294,7 @@ def created_nothing(error: ProviderError) -> bool:
 
 
 def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
-                       error: ProviderError, retries: dict) -> None:
+                       error: ProviderError, retries: dict) -> Step:
     """Retry a retryable failure after a backoff while attempts and the deadline allow, or
     fail (and so refund) the run.
 
@@ -219,15 +320,18 @@ def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
         attempts_left = throttled or job.attempt < job.spec.max_attempts
     if error.retryable and attempts_left and wait < job.seconds_left():
         log.info("run %s: retrying in %.1fs after: %s", job.run_id, wait, error.message)
-        release(session, job.run_id, owner, check_after=wait, **changes)
-    else:
-        code = "timeout" if error.retryable and wait >= job.seconds_left() else error.code
-        runs.mark_failed(session, job.run_id, message=error.message, code=code)
+        kept = release(session, job.run_id, owner, check_after=wait, **changes)
+        session.commit()
+        return Step(check_after=wait if kept else None)
+    code = "timeout" if error.retryable and wait >= job.seconds_left() else error.code
+    ended = runs.mark_failed(session, job.run_id, message=error.message, code=code)
     session.commit()
+    return Step(ended=ended)
 
 
-def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
-    """Store every output, then mark the run succeeded; never succeeded without files."""
+def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step:
+    """Store every output, then mark the run succeeded, in one transaction; never
+    succeeded without files."""
     storage = state.storage(app)
     rows = []
     try:
@@ -240,18 +344,20 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
         session.rollback()
         for row in rows:
             storage.delete(row.name)
-        runs.mark_failed(session, run.id, message=f"The output could not be stored: {error}",
-                         code="output_unavailable")
+        ended = runs.mark_failed(session, run.id, code="output_unavailable",
+                                 message=f"The output could not be stored: {error}")
         session.commit()
-        return
+        return Step(ended=ended)
     faults.point("before_finish")
-    if not runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
-                               public_url=app.config["PUBLIC_URL"]):
+    ended = runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
+                                public_url=app.config["PUBLIC_URL"])
+    if not ended:
         files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
     session.commit()
+    return Step(ended=ended)
 
 
-def _with_recipe(run: Run, data: bytes, content_type: str) -> bytes:
+def _with_recipe(run: ClaimedRun, data: bytes, content_type: str) -> bytes:
     """PNG outputs carry their run's recipe (recipe.py), whichever provider made them."""
     if content_type != "image/png":
         return data
