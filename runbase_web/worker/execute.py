@@ -1,8 +1,7 @@
-"""Claiming due work and executing one claimed run: call its adapter, then release,
-retry, finish or fail it.
+"""Executing one claimed run: call its adapter, then release, retry, finish or fail it.
 
 A run is read (and, before a provider call that starts it, its attempt counted) in the
-claim's transaction, which leases a whole batch of runs. A poll that stays pending
+claim's transaction (claim.claim_work), which leases a whole batch of runs. A poll that stays pending
 writes nothing itself: the worker hands its release to the next claim transaction, so a
 busy worker's polls cost a share of one transaction each. Any other outcome (a new job,
 a retry, the end of the run) is written in one transaction of its own. No database
@@ -13,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -25,10 +24,9 @@ from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
 from ..services import files, runs
-from ..catalog import ModelSpec, effective_adapter
+from ..catalog import ModelSpec
 from ..urls import public_base_url
-from .claim import (Release, count_attempts, delivery_due, lease_due_cancels, lease_due_runs,
-                    next_due_at, release, release_many)
+from .claim import ClaimedRun, Release, release
 
 log = logging.getLogger(__name__)
 #: Longest wait between retries of a failing provider call.
@@ -48,40 +46,6 @@ RETRY_STATE_KEY = "_retries"
 
 
 @dataclass(frozen=True)
-class ClaimedRun:
-    """What executing a leased run needs, read in the claim's transaction (so its turn
-    reads nothing more). Lives only while a worker thread has the run."""
-
-    id: str
-    user_id: int
-    model: str
-    input: dict
-    deadline_at: datetime
-    attempts: int
-    upstream_id: str | None
-    upstream_state: dict | None
-    adapter: str | None
-    webhook_url: str | None
-    #: (message, error code) when the run must end without a provider call.
-    refusal: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What one claim transaction found."""
-
-    runs: list[ClaimedRun]
-    #: Ended runs whose upstream job must be stopped (see cancel_upstream_job).
-    cancels: list[str]
-    #: Fewer than the free slots were due: everything due was taken.
-    short: bool
-    #: When a run waiting for a later look falls due next (known when `short`).
-    next_due: datetime | None
-    #: A webhook delivery is due (only looked at when asked).
-    delivery_due: bool
-
-
-@dataclass(frozen=True)
 class Step:
     """How a run's turn on a worker thread ended."""
 
@@ -89,67 +53,8 @@ class Step:
     ended: bool = False
     #: The run went back to the pool, due again after this many seconds.
     check_after: float | None = None
-    #: A poll that stayed pending, for the caller to write back (claim_work's `releases`).
+    #: A poll that stayed pending, for the caller to write back (claim.claim_work).
     release: Release | None = None
-
-
-def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
-               releases: list[Release] = (), peek_deliveries: bool = False) -> Claim:
-    """One transaction: write back `releases` (polls that stayed pending), lease up to
-    `slots` due runs, then due upstream cancels for the slots left. A run about to be
-    started has its attempt counted and its adapter fixed in it too. When less than
-    `slots` was due, it also reads when the next waiting run falls due, so the caller can
-    sleep until then instead of asking again."""
-    with app.app_context():
-        session = db.session
-        try:
-            at = utcnow()
-            release_many(session, owner, list(releases))
-            turns = [_start_turn(app, row, at)
-                     for row in lease_due_runs(session, owner, slots, lease_seconds, at=at)]
-            count_attempts(session, [counted for _run, counted in turns if counted])
-            left = slots - len(turns)
-            cancels = lease_due_cancels(session, left, lease_seconds, at=at) if left > 0 else []
-            short = len(turns) + len(cancels) < slots
-            result = Claim([run for run, _counted in turns], cancels, short,
-                           next_due_at(session, at) if short else None,
-                           peek_deliveries and delivery_due(session, at))
-            session.commit()
-            return result
-        except Exception:
-            session.rollback()
-            raise
-        finally:
-            db.state(app).session.remove()
-
-
-def _start_turn(app: Flask, row, at: datetime) -> tuple[ClaimedRun, tuple | None]:
-    """The run's snapshot for its turn, and for a run that is to be started, its counted
-    attempt and adapter (committed with the claim, before the provider is called; the
-    adapter it starts with stays its adapter for polls and cancel, whatever the
-    variables route to later)."""
-    spec = state.catalog(app).get(row.model)
-    refusal = _refusal(row, spec, at)
-    attempts, adapter, counted = row.attempts, row.adapter, None
-    if refusal is None and row.upstream_id is None:
-        attempts += 1
-        adapter = adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
-        counted = (row.id, attempts, adapter)
-    run = ClaimedRun(row.id, row.user_id, row.model, row.input, row.deadline_at, attempts,
-                     row.upstream_id, row.upstream_state, adapter, row.webhook_url, refusal)
-    return run, counted
-
-
-def _refusal(run, spec: ModelSpec | None, at: datetime) -> tuple[str, str] | None:
-    """Why a run must fail instead of calling its provider: past its deadline, out of
-    attempts or no longer in the catalog; None when it may go on."""
-    if spec is None:
-        return f"Model '{run.model}' is no longer offered by this server.", "model_unavailable"
-    if at >= run.deadline_at:
-        return f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout"
-    if run.upstream_id is None and run.attempts >= spec.max_attempts:
-        return f"The provider call was tried {run.attempts} times without an answer.", "provider_error"
-    return None
 
 
 def execute_run(app: Flask, run: ClaimedRun, owner: str) -> Step:

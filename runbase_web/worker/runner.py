@@ -28,8 +28,8 @@ from flask import Flask
 
 from ..extensions import db
 from ..models import utcnow
-from .claim import Release, renew_leases
-from .execute import Claim, ClaimedRun, Step, cancel_upstream_job, claim_work, execute_run
+from .claim import Claim, ClaimedRun, Release, claim_work, renew_leases
+from .execute import Step, cancel_upstream_job, execute_run
 from .listener import RunListener
 from .webhook_delivery import DeliveryLoop
 

@@ -15,8 +15,7 @@ from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
 from runbase_web.worker import Worker, runner
 from runbase_web.worker import claim as claim_module
-from runbase_web.worker import execute as execute_module
-from runbase_web.worker.execute import claim_work
+from runbase_web.worker.claim import claim_work
 from tests.conftest import wait_for_run
 from tests.worker.test_transactions import PollingAdapter, TransactionCounter
 
@@ -54,10 +53,11 @@ def test_a_claim_reads_no_more_runs_than_free_slots(app, client, auth, monkeypat
     asked = []
 
     def lease(session, owner, limit, lease_seconds, **kwargs):
-        rows = claim_module.lease_due_runs(session, owner, limit, lease_seconds, **kwargs)
+        rows = real(session, owner, limit, lease_seconds, **kwargs)
         asked.append((limit, len(rows)))
         return rows
-    monkeypatch.setattr(execute_module, "lease_due_runs", lease)
+    real = claim_module.lease_due_runs
+    monkeypatch.setattr(claim_module, "lease_due_runs", lease)
     claim = claim_work(app, "owner-a", 2, 30)
     assert asked == [(2, 2)]  # LIMIT in the query: the other three rows are never read
     assert len(claim.runs) == 2 and not claim.short
