@@ -78,6 +78,7 @@ class Worker:
         self._released_due: float | None = None  # the earliest own release since the claim
         self._releases: list[Release] = []  # pending polls to write back with the next claim
         self._releases_since: float | None = None  # when the oldest of them was handed over
+        self._draining = False  # stopped: turns that end write their own releases
         self._last_claim = 0.0
         self._paused_until = 0.0  # no claim before this, after a failed one
         self.deliveries = DeliveryLoop(app, poll_seconds=self.poll_seconds)
@@ -218,15 +219,22 @@ class Worker:
 
     def _write_back(self) -> None:
         """On stop: write back the polls still pending, so their runs need not wait for
-        their leases to expire."""
+        their leases to expire; turns still running (stop without waiting) write their
+        own from now on."""
         with self._lock:
+            self._draining = True
             releases, self._releases = self._releases, []
-        if releases:
-            try:
-                claim_work(self.app, self.owner, 0, self.lease_seconds, releases=releases)
-            except Exception:
-                log.exception("worker %s: writing back %d polls failed; their leases expire",
-                              self.owner, len(releases))
+        self._write_releases(releases)
+
+    def _write_releases(self, releases: list[Release]) -> None:
+        """Write pending polls back in a transaction of their own."""
+        if not releases:
+            return
+        try:
+            claim_work(self.app, self.owner, 0, self.lease_seconds, releases=releases)
+        except Exception:
+            log.exception("worker %s: writing back %d polls failed; their leases expire",
+                          self.owner, len(releases))
 
     def _note_claim(self, claim: Claim, started: float) -> None:
         """Record what the claim took and what it learnt about the next due time."""
@@ -270,8 +278,11 @@ class Worker:
             if step is not None and step.check_after is not None:
                 self._due = _earliest(self._due, now + step.check_after)
                 self._released_due = _earliest(self._released_due, now + step.check_after)
-            if step is not None and step.release is not None:
+            direct = step is not None and step.release is not None and self._draining
+            if step is not None and step.release is not None and not direct:
                 self._hand_back([step.release], now)
+        if direct:  # stopped: no claim will come to write it back
+            self._write_releases([step.release])
         self._wake.set()
 
     def _heartbeat(self) -> None:

@@ -170,6 +170,24 @@ def test_stopping_writes_back_the_pending_polls(app, client, auth, quiet_worker,
     assert run.lease_owner is None and run.upstream_state["polls"] == 1
 
 
+def test_a_poll_ending_after_a_stop_without_waiting_is_written_back(
+        app, client, auth, quiet_worker, monkeypatch):
+    # A worker stopped mid-poll (stop(wait=False), as a restart does) must not leave the
+    # run leased until its lease expires: the turn writes its own release.
+    adapter = PollingAdapter(polls=5, wait=30, poll_seconds=0.5)
+    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
+    worker, _counter = quiet_worker(threads=2)
+    [run_id] = _create(client, auth, 1)
+    worker.wake()
+    assert adapter.polled.wait(10)
+    worker.stop(wait=False)
+    deadline = time.monotonic() + 5
+    while _run(app, run_id).lease_owner is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run = _run(app, run_id)
+    assert run.lease_owner is None and run.upstream_state["polls"] == 1
+
+
 def test_a_failing_claim_is_retried_without_spinning(app, quiet_worker, monkeypatch):
     calls = []
 

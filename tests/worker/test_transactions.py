@@ -63,8 +63,8 @@ class PollingAdapter:
     """An async provider whose job stays pending for `polls` polls, `wait` seconds apart,
     then gives one PNG."""
 
-    def __init__(self, polls: int, wait: float = 0.05):
-        self.polls, self.wait = polls, wait
+    def __init__(self, polls: int, wait: float = 0.05, poll_seconds: float = 0.0):
+        self.polls, self.wait, self.poll_seconds = polls, wait, poll_seconds
         self.calls: list[str] = []
         self.polled = threading.Event()
 
@@ -75,6 +75,7 @@ class PollingAdapter:
     def poll(self, job):
         self.calls.append("poll")
         self.polled.set()
+        time.sleep(self.poll_seconds)  # the provider taking its time to answer
         done = job.upstream_state["polls"] + 1
         if done <= self.polls:
             return Pending(job.upstream_id, self.wait, {"polls": done})
