@@ -149,8 +149,9 @@ def _hand_to_worker(session: Session, adapter: str, run_id: str, upstream_id: st
     changed) unless the run is active, on `adapter`, and its job is `upstream_id`.
 
     A run whose upstream id is not committed yet is the worker's, inside the provider's
-    create: the body waits for it (the worker makes the run due when it commits the id,
-    see due_if_called_back) and the due time stays, as the release will set it.
+    create: the body waits for it and the due time stays; the worker's release makes the
+    run due at once when a body is waiting (worker/claim.release), and its next lease
+    takes the body.
     """
     result = session.execute(
         update(Run)
@@ -178,25 +179,3 @@ def prune_seen(session: Session, at: datetime | None = None) -> int:
     cutoff = (at or utcnow()) - SEEN_RETENTION
     return session.execute(delete(ProviderCallback)
                            .where(ProviderCallback.received_at < cutoff)).rowcount
-
-
-# --- the worker's side -----------------------------------------------------------------------
-
-
-def take_callback(run: Run) -> dict | None:
-    """The run's unread callback body, cleared on the run (committed with the worker's next
-    commit), so each body is read once; a worker that dies after taking it leaves the run
-    to the fallback poll."""
-    body, run.callback_body = run.callback_body, None
-    return body
-
-
-def due_if_called_back(session: Session, run_id: str) -> bool:
-    """Make a just-released run due now if a callback came in while the worker held it
-    (the release set a fallback poll time over the callback's "due now")."""
-    result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.callback_body.is_not(None), Run.status.in_(ACTIVE_STATUSES),
-               Run.lease_owner.is_(None))
-        .values(next_check_at=utcnow()))
-    return result.rowcount == 1

@@ -1,12 +1,18 @@
 """Executing one claimed run: call its adapter, then release, retry, finish or fail it.
 
-No database transaction is open while a provider is working: the run is read and
-its attempt counted in one short transaction, and the outcome is written in another.
+A run is read (and, before a provider call that starts it, its attempt counted) in the
+claim's transaction (claim.claim_work), which leases a whole batch of runs. A poll that stays pending
+writes nothing itself: the worker hands its release to the next claim transaction, so a
+busy worker's polls cost a share of one transaction each. Any other outcome (a new job,
+a retry, the end of the run) is written in one transaction of its own. No database
+transaction is open while a provider is working.
 """
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -18,9 +24,9 @@ from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
 from ..services import callbacks, files, runs
-from ..catalog import ModelSpec, effective_adapter
+from ..catalog import ModelSpec
 from ..urls import public_base_url
-from .claim import release
+from .claim import ClaimedRun, Release, release
 
 log = logging.getLogger(__name__)
 #: Longest wait between retries of a failing provider call.
@@ -39,38 +45,45 @@ CANCEL_ATTEMPTS = 5
 RETRY_STATE_KEY = "_retries"
 
 
-def execute_run(app: Flask, run_id: str, owner: str) -> None:
-    """Run one leased run to its next resting point; never raises."""
+@dataclass(frozen=True)
+class Step:
+    """How a run's turn on a worker thread ended."""
+
+    #: The run ended now (succeeded or failed); its webhook, if it has one, is queued.
+    ended: bool = False
+    #: The run went back to the pool, due again after this many seconds.
+    check_after: float | None = None
+    #: A poll that stayed pending, for the caller to write back (claim.claim_work).
+    release: Release | None = None
+
+
+def execute_run(app: Flask, run: ClaimedRun, owner: str) -> Step:
+    """Run one claimed run to its next resting point; never raises (an unexpected error
+    leaves the run to its lease's expiry, and another claim retries it)."""
     with app.app_context():
         session = db.session
         try:
-            _execute(app, session, run_id, owner)
+            return _execute(app, session, run, owner)
         except Exception:
             # The lease runs out and another claim retries; attempts bound the loop.
             session.rollback()
-            log.exception("run %s: unexpected error in the worker", run_id)
+            log.exception("run %s: unexpected error in the worker", run.id)
+            return Step()
         finally:
             db.state(app).session.remove()
 
 
-def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
-    run = session.get(Run, run_id)
-    if run is None or run.is_finished or run.lease_owner != owner:
-        session.rollback()
-        return
+def _execute(app: Flask, session: Session, run: ClaimedRun, owner: str) -> Step:
+    if run.refusal is not None:
+        ended = runs.mark_failed(session, run.id, message=run.refusal[0], code=run.refusal[1])
+        runs.request_upstream_cancel(session, run.id)
+        session.commit()
+        return Step(ended=ended)
     spec = state.catalog(app).get(run.model)
-    if _fail_if_over(app, session, run, spec):
-        return
-    if run.upstream_id is None:
-        run.attempts += 1
-        # The adapter this run starts with stays its adapter (polls, cancel), whatever the
-        # variables route to later; it is committed before the provider is called.
-        run.adapter = run.adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
     job = _job_for(run, spec)
     context = provider_context(app, run.adapter, callback_url=_callback_url(app, run))
     retries = dict((run.upstream_state or {}).get(RETRY_STATE_KEY) or {})
-    callback = callbacks.take_callback(run)
-    session.commit()
+    callback = run.callback
     try:
         adapter = adapter_for(spec, context)
         faults.point("provider_call")
@@ -78,24 +91,31 @@ def _execute(app: Flask, session: Session, run_id: str, owner: str) -> None:
         if result is None:
             result = adapter.poll(job) if job.upstream_id else adapter.start(job)
     except ProviderError as error:
-        _on_provider_error(app, session, job, owner, error, retries)
-        return
+        return _on_provider_error(app, session, job, owner, error, retries)
     if isinstance(result, Pending):
-        kept = release(session, job.run_id, owner, check_after=result.check_after,
-                       upstream_id=result.upstream_id, upstream_state=result.state)
-        if not kept and result.upstream_id and not job.upstream_id:
-            # Canceled while the provider was creating the job: stop the job it created.
-            runs.request_upstream_cancel(session, job.run_id, upstream_id=result.upstream_id,
-                                         upstream_state=result.state)
-        if kept:
-            # A callback that came in meanwhile must not wait for the fallback poll.
-            callbacks.due_if_called_back(session, job.run_id)
-        session.commit()
-        return
-    _finish(app, session, run, result)
+        return _release_pending(session, job, owner, result)
+    return _finish(app, session, run, result)
 
 
-def _job_for(run: Run, spec: ModelSpec) -> Job:
+def _release_pending(session: Session, job: Job, owner: str, result: Pending) -> Step:
+    """The provider is still working. A poll of a known job only hands its release back
+    (the worker writes it with its next claim); a new job's id is written at once, in one
+    transaction, as it must be before any poll and a cancel may have raced its create."""
+    if job.upstream_id is not None:
+        check_at = utcnow() + timedelta(seconds=max(result.check_after, 0))
+        return Step(check_after=result.check_after, release=Release(
+            job.run_id, check_at, result.upstream_id, result.state))
+    kept = release(session, job.run_id, owner, check_after=result.check_after,
+                   upstream_id=result.upstream_id, upstream_state=result.state)
+    if not kept and result.upstream_id:
+        # Canceled while the provider was creating the job: stop the job it created.
+        runs.request_upstream_cancel(session, job.run_id, upstream_id=result.upstream_id,
+                                     upstream_state=result.state)
+    session.commit()
+    return Step(check_after=result.check_after if kept else None)
+
+
+def _job_for(run: Run | ClaimedRun, spec: ModelSpec) -> Job:
     """The adapter's view of a run: its upstream state without the worker's retry counts
     (so an adapter that passes its state on never carries stale counts forward)."""
     state = run.upstream_state
@@ -134,23 +154,6 @@ def _read_callback(adapter, job: Job, callback: dict | None) -> Done | None:
     if callback is None or job.upstream_id is None:
         return None
     return adapter.called_back(job, callback)
-
-
-def _fail_if_over(app: Flask, session: Session, run: Run, spec: ModelSpec | None) -> bool:
-    """Fail a run that is past its deadline, out of attempts or no longer in the catalog."""
-    if spec is None:
-        reason = (f"Model '{run.model}' is no longer offered by this server.", "model_unavailable")
-    elif utcnow() >= run.deadline_at:
-        reason = (f"The run did not finish within its {spec.deadline_seconds} s deadline.", "timeout")
-    elif run.upstream_id is None and run.attempts >= spec.max_attempts:
-        reason = (f"The provider call was tried {run.attempts} times without an answer.",
-                  "provider_error")
-    else:
-        return False
-    runs.mark_failed(session, run.id, message=reason[0], code=reason[1])
-    runs.request_upstream_cancel(session, run.id)
-    session.commit()
-    return True
 
 
 def cancel_upstream_job(app: Flask, run_id: str) -> None:
@@ -222,7 +225,7 @@ def created_nothing(error: ProviderError) -> bool:
 
 
 def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
-                       error: ProviderError, retries: dict) -> None:
+                       error: ProviderError, retries: dict) -> Step:
     """Retry a retryable failure after a backoff while attempts and the deadline allow, or
     fail (and so refund) the run.
 
@@ -248,15 +251,18 @@ def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
         attempts_left = throttled or job.attempt < job.spec.max_attempts
     if error.retryable and attempts_left and wait < job.seconds_left():
         log.info("run %s: retrying in %.1fs after: %s", job.run_id, wait, error.message)
-        release(session, job.run_id, owner, check_after=wait, **changes)
-    else:
-        code = "timeout" if error.retryable and wait >= job.seconds_left() else error.code
-        runs.mark_failed(session, job.run_id, message=error.message, code=code)
+        kept = release(session, job.run_id, owner, check_after=wait, **changes)
+        session.commit()
+        return Step(check_after=wait if kept else None)
+    code = "timeout" if error.retryable and wait >= job.seconds_left() else error.code
+    ended = runs.mark_failed(session, job.run_id, message=error.message, code=code)
     session.commit()
+    return Step(ended=ended)
 
 
-def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
-    """Store every output, then mark the run succeeded; never succeeded without files."""
+def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step:
+    """Store every output, then mark the run succeeded, in one transaction; never
+    succeeded without files."""
     storage = state.storage(app)
     rows = []
     try:
@@ -269,18 +275,20 @@ def _finish(app: Flask, session: Session, run: Run, result: Done) -> None:
         session.rollback()
         for row in rows:
             storage.delete(row.name)
-        runs.mark_failed(session, run.id, message=f"The output could not be stored: {error}",
-                         code="output_unavailable")
+        ended = runs.mark_failed(session, run.id, code="output_unavailable",
+                                 message=f"The output could not be stored: {error}")
         session.commit()
-        return
+        return Step(ended=ended)
     faults.point("before_finish")
-    if not runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
-                               public_url=app.config["PUBLIC_URL"]):
+    ended = runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
+                                public_url=app.config["PUBLIC_URL"])
+    if not ended:
         files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
     session.commit()
+    return Step(ended=ended)
 
 
-def _with_recipe(run: Run, data: bytes, content_type: str) -> bytes:
+def _with_recipe(run: ClaimedRun, data: bytes, content_type: str) -> bytes:
     """PNG outputs carry their run's recipe (recipe.py), whichever provider made them."""
     if content_type != "image/png":
         return data

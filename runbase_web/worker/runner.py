@@ -2,9 +2,17 @@
 
 The same class runs embedded in `python app.py` and standalone in
 `flask --app app worker`. Sync provider calls occupy a pool thread; async runs
-go back to the database between polls, so a few threads serve many runs.
-Webhook deliveries have their own loop and pool (webhook_delivery.DeliveryLoop),
-woken whenever a run this worker executed comes to rest.
+go back to the database between polls, so a few threads serve many runs, and the
+worker keeps nothing about them between polls.
+
+The claim loop asks the database only when it has free threads and something can be
+due: a wake-up from outside (a run was created, canceled, or a webhook resent), the
+known time the next waiting run falls due (read in each claim that took everything
+due, and moved earlier by this worker's own releases), a backlog (the last claim
+filled every free thread), or, as the fallback for everything else, WORKER_POLL_SECONDS
+since the last claim. One claim transaction leases a whole batch. Webhook deliveries
+have their own loop and pool (webhook_delivery.DeliveryLoop), told when a run this
+worker ended has a webhook.
 """
 from __future__ import annotations
 
@@ -13,24 +21,37 @@ import os
 import secrets
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
 
 from ..extensions import db
-from .claim import claim_due, claim_due_cancels, renew_leases
-from .execute import cancel_upstream_job, execute_run
+from ..models import utcnow
+from .claim import Claim, ClaimedRun, Release, claim_work, renew_leases
+from .execute import Step, cancel_upstream_job, execute_run
 from .listener import RunListener
 from .webhook_delivery import DeliveryLoop
 
 log = logging.getLogger(__name__)
+#: With a backlog, a freed thread waits this long for others to free up before claiming,
+#: so one claim transaction leases several runs instead of one per finished turn.
+CLAIM_LINGER_SECONDS = 0.01
+#: A waiting run is claimed this long after it falls due, with every other run due by
+#: then: polls seconds apart fall due at scattered moments, and a few milliseconds late
+#: costs nothing, while one claim per poll would cost a transaction each. New runs do
+#: not wait (their wake-up claims at once).
+CLAIM_GATHER_SECONDS = 0.02
+#: A poll that stays pending is written back by the next claim transaction, which comes
+#: at the latest this long after it (the run stays leased meanwhile, to this worker).
+RELEASE_DELAY_SECONDS = 0.5
+#: After a failed claim (the database is down or restarting), the loop waits this long,
+#: or the poll interval if shorter, before the next try.
+CLAIM_RETRY_SECONDS = 1.0
 
 
 class Worker:
     """Claims due runs and executes them on a thread pool until stopped."""
-
-    #: Set by stop_claiming() (a graceful stop, worker/shutdown.py): claim nothing new.
-    _draining = False
 
     def __init__(self, app: Flask, *, threads: int | None = None):
         self.app = app
@@ -38,6 +59,8 @@ class Worker:
         self.lease_seconds = app.config["LEASE_SECONDS"]
         self.poll_seconds = app.config["WORKER_POLL_SECONDS"]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        #: With a backlog, claim once this many threads are free (or the linger is over).
+        self.claim_batch = max(1, self.threads // 2)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
         self._active: set[str] = set()
         #: Ended runs whose upstream job this worker is asking the provider to stop.
@@ -46,6 +69,18 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # What the claim loop knows (under _lock); times are time.monotonic().
+        self._look = True  # claim at the next turn: started, or woken from outside
+        self._peek_deliveries = True  # ... and see whether a webhook delivery is due
+        self._backlog = False  # the last claim filled every free thread
+        self._due: float | None = None  # when the next known waiting run falls due
+        self._freed_at: float | None = None  # when a thread first came free since the claim
+        self._released_due: float | None = None  # the earliest own release since the claim
+        self._releases: list[Release] = []  # pending polls to write back with the next claim
+        self._releases_since: float | None = None  # when the oldest of them was handed over
+        self._draining = False  # stopped: turns that end write their own releases
+        self._last_claim = 0.0
+        self._paused_until = 0.0  # no claim before this, after a failed one
         self.deliveries = DeliveryLoop(app, poll_seconds=self.poll_seconds)
         self._listener: RunListener | None = None
 
@@ -58,14 +93,26 @@ class Worker:
         self.deliveries.start()
         engine = db.state(self.app).engine
         if engine.dialect.name == "postgresql":  # woken by NOTIFY on create; polling stays
-            self._listener = RunListener(engine, self.wake).start()
+            self._listener = RunListener(engine, self.run_created).start()
         log.info("worker %s started with %d threads", self.owner, self.threads)
         return self
 
     def wake(self) -> None:
-        """Look for due runs and webhook deliveries now instead of at the next poll."""
+        """Look for due runs now instead of at the next poll, and see whether a webhook
+        delivery is due (a run was created, canceled, or a delivery resent in this
+        process). The delivery check rides on the next run claim's transaction, so a
+        create costs the delivery loop nothing; with every thread busy, that claim waits
+        for a free thread, and the delivery loop's sweep bounds the wait."""
+        with self._lock:
+            self._look = True
+            self._peek_deliveries = True
         self._wake.set()
-        self.deliveries.wake()
+
+    def run_created(self) -> None:
+        """A run was created somewhere (PostgreSQL's NOTIFY): look for due runs now."""
+        with self._lock:
+            self._look = True
+        self._wake.set()
 
     def stop(self, wait: bool = True) -> None:
         """Stop claiming; with `wait`, let runs in progress reach their next resting point."""
@@ -76,6 +123,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=10)
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._write_back()
         self.deliveries.stop(wait=wait)
 
     def active_runs(self) -> list[str]:
@@ -85,72 +133,164 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            # Clear before claiming: a wake that lands during the claim is not lost.
+            # Clear before deciding: a wake that lands during the claim is not lost.
             self._wake.clear()
-            claimed = self._claim()
-            for run_id in claimed:
-                self._pool.submit(self._execute, run_id)
-            for run_id in self._claim_cancels():
-                self._pool.submit(self._cancel_upstream, run_id)
-            if not claimed or self._free_slots() == 0:
-                self._wake.wait(self.poll_seconds)
+            slots, peek, releases = self._slots_to_claim()
+            if slots:
+                self._claim(slots, peek, releases)
+            self._wake.wait(self._seconds_to_wait())
 
     def _free_slots(self) -> int:
+        """Threads neither executing a run nor canceling an upstream job (under _lock);
+        none while the worker drains for a graceful stop."""
         if self._draining:
             return 0
-        with self._lock:
-            return self.threads - len(self._active) - len(self._canceling)
+        return self.threads - len(self._active) - len(self._canceling)
 
-    def _claim(self) -> list[str]:
-        free = self._free_slots()
-        if free <= 0:
-            return []
+    def _slots_to_claim(self) -> tuple[int, bool, list[Release]]:
+        """How many runs to claim now (0: none can be due, or no thread is free), whether
+        to look for a due webhook delivery in the same transaction, and the pending
+        polls that transaction writes back."""
+        now = time.monotonic()
+        with self._lock:
+            free = self._free_slots()
+            if free <= 0 or now < self._paused_until:
+                return 0, False, []
+            if not self._claim_wanted(now, free):
+                return 0, False, []
+            peek, self._look, self._peek_deliveries = self._peek_deliveries, False, False
+            self._freed_at = self._released_due = self._releases_since = None
+            releases, self._releases = self._releases, []
+            return free, peek, releases
+
+    def _claim_wanted(self, now: float, free: int) -> bool:
+        """Whether something can be due (under _lock): a wake-up from outside, a waiting
+        run's due time (plus the gathering delay), the fallback poll, a backlog with
+        enough threads free (or freed long enough ago), or pending polls to write back."""
+        if self._look or now - self._last_claim >= self.poll_seconds:
+            return True
+        if self._due is not None and self._due + CLAIM_GATHER_SECONDS <= now:
+            return True
+        if self._backlog and (free >= self.claim_batch
+                              or now - (self._freed_at or now) >= CLAIM_LINGER_SECONDS):
+            return True
+        return (self._releases_since is not None
+                and now - self._releases_since >= RELEASE_DELAY_SECONDS)
+
+    def _seconds_to_wait(self) -> float:
+        """Until the loop must look again, if nothing wakes it first."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._paused_until:
+                return self._paused_until - now
+            until = [self._last_claim + self.poll_seconds]
+            if self._due is not None:
+                until.append(self._due + CLAIM_GATHER_SECONDS)
+            if self._backlog and self._freed_at is not None:
+                until.append(self._freed_at + CLAIM_LINGER_SECONDS)
+            if self._releases_since is not None:
+                until.append(self._releases_since + RELEASE_DELAY_SECONDS)
+        return max(min(until) - now, 0.0)
+
+    def _claim(self, slots: int, peek: bool, releases: list[Release]) -> None:
+        started = time.monotonic()
         try:
-            with self.app.app_context():
-                ids = claim_due(db.session, self.owner, free, self.lease_seconds)
+            claim = claim_work(self.app, self.owner, slots, self.lease_seconds,
+                               releases=releases, peek_deliveries=peek)
         except Exception:
             log.exception("worker %s: claiming failed; trying again shortly", self.owner)
-            return []
-        with self._lock:
-            self._active.update(ids)
-        return ids
+            with self._lock:
+                self._last_claim, self._backlog = started, False
+                self._paused_until = started + min(CLAIM_RETRY_SECONDS, self.poll_seconds)
+                self._look = True  # what this claim was for is still owed
+                self._peek_deliveries = self._peek_deliveries or peek
+                self._hand_back(releases, started)
+            return
+        self._note_claim(claim, started)
+        for run in claim.runs:
+            self._pool.submit(self._execute, run)
+        for run_id in claim.cancels:
+            self._pool.submit(self._cancel_upstream, run_id)
+        if claim.delivery_due:
+            self.deliveries.wake()
 
-    def _claim_cancels(self) -> list[str]:
-        """Ended runs whose upstream job must be stopped, as many as there are free slots
-        (each takes a slot while the provider answers)."""
-        free = self._free_slots()
-        if free <= 0:
-            return []
-        try:
-            with self.app.app_context():
-                ids = claim_due_cancels(db.session, free, self.lease_seconds)
-        except Exception:
-            log.exception("worker %s: claiming upstream cancels failed", self.owner)
-            return []
+    def _hand_back(self, releases: list[Release], since: float) -> None:
+        """Keep pending polls for the next claim (under _lock)."""
+        if releases:
+            self._releases[:0] = releases
+            self._releases_since = min(self._releases_since or since, since)
+
+    def _write_back(self) -> None:
+        """On stop: write back the polls still pending, so their runs need not wait for
+        their leases to expire; turns still running (stop without waiting) write their
+        own from now on."""
         with self._lock:
-            self._canceling.update(ids)
-        return ids
+            self._draining = True
+            releases, self._releases = self._releases, []
+        self._write_releases(releases)
+
+    def _write_releases(self, releases: list[Release]) -> None:
+        """Write pending polls back in a transaction of their own."""
+        if not releases:
+            return
+        try:
+            claim_work(self.app, self.owner, 0, self.lease_seconds, releases=releases)
+        except Exception:
+            log.exception("worker %s: writing back %d polls failed; their leases expire",
+                          self.owner, len(releases))
+
+    def _note_claim(self, claim: Claim, started: float) -> None:
+        """Record what the claim took and what it learnt about the next due time."""
+        due = None
+        if claim.next_due is not None:
+            due = started + max((claim.next_due - utcnow()).total_seconds(), 0.0)
+        with self._lock:
+            self._active.update(run.id for run in claim.runs)
+            self._canceling.update(claim.cancels)
+            self._last_claim, self._backlog = started, not claim.short
+            # A claim that took everything due knows the next due time, but perhaps not
+            # of runs this worker released while it ran; with a backlog, freed threads
+            # claim again anyway.
+            self._due = _earliest(due, self._released_due)
 
     def _cancel_upstream(self, run_id: str) -> None:
         try:
             cancel_upstream_job(self.app, run_id)
         finally:
-            with self._lock:
-                self._canceling.discard(run_id)
-            self._wake.set()
+            self._turn_over(canceled=run_id)
 
-    def _execute(self, run_id: str) -> None:
+    def _execute(self, run: ClaimedRun) -> None:
+        step = Step()
         try:
-            execute_run(self.app, run_id, self.owner)
+            step = execute_run(self.app, run, self.owner)
         finally:
-            with self._lock:
-                self._active.discard(run_id)
-            self._wake.set()
-            # The run may have just ended and queued its webhook: send it without waiting.
+            self._turn_over(run=run.id, step=step)
+        if step.ended and run.webhook_url:
+            # Its webhook was queued with the outcome: send it without waiting.
             self.deliveries.wake()
 
+    def _turn_over(self, *, run: str | None = None, canceled: str | None = None,
+                   step: Step | None = None) -> None:
+        """A thread came free: note when the run it held falls due again."""
+        now = time.monotonic()
+        with self._lock:
+            self._active.discard(run)
+            self._canceling.discard(canceled)
+            if self._freed_at is None:
+                self._freed_at = now
+            if step is not None and step.check_after is not None:
+                self._due = _earliest(self._due, now + step.check_after)
+                self._released_due = _earliest(self._released_due, now + step.check_after)
+            direct = step is not None and step.release is not None and self._draining
+            if step is not None and step.release is not None and not direct:
+                self._hand_back([step.release], now)
+        if direct:  # stopped: no claim will come to write it back
+            self._write_releases([step.release])
+        self._wake.set()
+
     def _heartbeat(self) -> None:
-        # Renew well inside the lease so one slow renewal never loses a live run.
+        # Renew well inside the lease so one slow renewal never loses a live run. One
+        # UPDATE for every run this worker holds, none when it holds none.
         interval = self.lease_seconds / 3
         while not self._stop.wait(interval):
             try:
@@ -162,10 +302,17 @@ class Worker:
     # --- graceful stop (worker/shutdown.py) ---------------------------------------------
 
     def stop_claiming(self) -> None:
-        """Take no new runs or upstream cancels; those in progress go on, leases renewed."""
-        self._draining = True
+        """Take no new runs or upstream cancels; those in progress go on, leases renewed.
+        Polls still waiting to be written back are written now (no claim will come to
+        write them), and turns that end from now on write their own."""
+        self._write_back()
 
     def busy_slots(self) -> int:
         """Pool threads taken by runs and upstream cancels right now."""
         with self._lock:
             return len(self._active) + len(self._canceling)
+
+
+def _earliest(*times: float | None) -> float | None:
+    """The earliest of the times given, None if none is."""
+    return min((value for value in times if value is not None), default=None)

@@ -53,6 +53,9 @@ ATTEMPT_TIMEOUT = 15.0
 LEASE_SECONDS = 60.0
 #: Parallel POSTs per worker: a slow receiver must not hold up the others.
 DELIVERY_THREADS = 4
+#: Deliveries this process did not queue (another process's cancel or resend, or queued
+#: before a restart) are looked for this often; those it queued are claimed at once.
+SWEEP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -89,21 +92,24 @@ def retry_delay(failed_attempts: int) -> float:
 
 
 def attempt(app: Flask, delivery_id: str, lease_until: datetime, *,
-            now: datetime | None = None) -> None:
-    """POST one claimed delivery once and record the outcome; never raises."""
+            now: datetime | None = None) -> datetime | None:
+    """POST one claimed delivery once and record the outcome; never raises. Returns when
+    the delivery is to be tried again, or None (delivered, given up, or not ours)."""
     with app.app_context():
         session = db.session
         try:
             message = _prepare(session, delivery_id, lease_until)
             if message is None:
-                return
+                return None
             at = now or utcnow()
             outcome = _post(app, message)
-            _record(session, message, outcome, lease_until, at)
+            retry_at = _record(session, message, outcome, lease_until, at)
             session.commit()
+            return retry_at
         except Exception:
             session.rollback()
             log.exception("webhook %s: unexpected error; the lease expiry retries it", delivery_id)
+            return None
         finally:
             db.state(app).session.remove()
 
@@ -145,22 +151,26 @@ def _elapsed_ms(started: float) -> int:
 
 
 def _record(session: Session, message: Message, outcome: Outcome, lease_until: datetime,
-            at: datetime) -> None:
-    """Log the attempt, then move the delivery on: delivered, failed, or due again."""
+            at: datetime) -> datetime | None:
+    """Log the attempt, then move the delivery on: delivered, failed, or due again (then
+    returns when)."""
     session.add(WebhookAttempt(delivery_id=message.id, attempted_at=at,
                                status_code=outcome.status_code, error=outcome.error,
                                duration_ms=outcome.duration_ms))
     session.execute(update(WebhookDelivery).where(WebhookDelivery.id == message.id)
                     .values(attempts=WebhookDelivery.attempts + 1))
     session.flush()
+    next_state = _next_state(session, message.id, outcome, at)
     changed = session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == message.id, WebhookDelivery.lease_until == lease_until,
                WebhookDelivery.status == DeliveryStatus.PENDING)
-        .values(lease_until=None, **_next_state(session, message.id, outcome, at)))
+        .values(lease_until=None, **next_state))
     if changed.rowcount != 1:
         log.warning("webhook %s: the claim expired during the attempt; outcome only logged",
                     message.id)
+        return None
+    return None if "status" in next_state else next_state["next_attempt_at"]
 
 
 def _next_state(session: Session, delivery_id: str, outcome: Outcome, at: datetime) -> dict:
@@ -179,11 +189,20 @@ def _next_state(session: Session, delivery_id: str, outcome: Outcome, at: dateti
 
 class DeliveryLoop:
     """Claims due deliveries and POSTs them on a small pool of its own, so receivers,
-    slow or not, never take a thread a run needs."""
+    slow or not, never take a thread a run needs.
 
-    def __init__(self, app: Flask, *, poll_seconds: float, threads: int = DELIVERY_THREADS):
+    It runs a claim transaction only when a delivery can be due: one this process
+    queued (a run it ended, told through `wake`), a retry whose time has come (each
+    attempt says when), a claim that filled every free thread (more may wait), and, for
+    deliveries queued by other processes or before a restart, a sweep every
+    `sweep_seconds`.
+    """
+
+    def __init__(self, app: Flask, *, poll_seconds: float, threads: int = DELIVERY_THREADS,
+                 sweep_seconds: float | None = None):
         self.app = app
         self.poll_seconds = poll_seconds
+        self.sweep_seconds = sweep_seconds or max(SWEEP_SECONDS, poll_seconds)
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="runbase-webhook")
         self._in_flight = 0
@@ -191,6 +210,9 @@ class DeliveryLoop:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Under _lock; times are time.monotonic(). The first turn sweeps (a restart).
+        self._due: float | None = None
+        self._next_sweep = 0.0
 
     def start(self) -> "DeliveryLoop":
         """Start claiming in a background thread."""
@@ -199,7 +221,14 @@ class DeliveryLoop:
         return self
 
     def wake(self) -> None:
-        """Look for due deliveries now (a run has just ended)."""
+        """A delivery may be due now (a run with a webhook has just ended, or one was
+        queued or resent): claim at once."""
+        self.expect(time.monotonic())
+
+    def expect(self, at: float) -> None:
+        """A delivery falls due at `at` (time.monotonic()): claim then."""
+        with self._lock:
+            self._due = at if self._due is None else min(self._due, at)
         self._wake.set()
 
     def stop(self, wait: bool = True) -> None:
@@ -213,34 +242,52 @@ class DeliveryLoop:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
-            claimed = self._claim()
-            for delivery_id, lease_until in claimed:
-                self._pool.submit(self._attempt, delivery_id, lease_until)
-            if not claimed or self._free() == 0:
-                self._wake.wait(self.poll_seconds)
+            free = self._slots_to_claim()
+            if free:
+                for delivery_id, lease_until in self._claim(free):
+                    self._pool.submit(self._attempt, delivery_id, lease_until)
+            self._wake.wait(self._seconds_to_wait())
 
-    def _free(self) -> int:
+    def _slots_to_claim(self) -> int:
+        """Free threads, if a delivery can be due now; else 0 (and no transaction)."""
+        now = time.monotonic()
         with self._lock:
-            return self.threads - self._in_flight
+            free = self.threads - self._in_flight
+            due = (self._due is not None and self._due <= now) or now >= self._next_sweep
+            if free <= 0 or not due:
+                return 0
+            self._due, self._next_sweep = None, now + self.sweep_seconds
+            return free
 
-    def _claim(self) -> list[tuple[str, datetime]]:
-        free = self._free()
-        if free <= 0:
-            return []
+    def _seconds_to_wait(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            until = self._next_sweep
+            if self._due is not None and self._in_flight < self.threads:
+                until = min(until, self._due)  # with every thread busy, a finish wakes us
+        return max(until - now, 0.0)
+
+    def _claim(self, free: int) -> list[tuple[str, datetime]]:
         try:
             with self.app.app_context():
                 claimed = claim_due_deliveries(db.session, free, LEASE_SECONDS)
         except Exception:
             log.exception("webhook claiming failed; trying again shortly")
+            self.expect(time.monotonic() + self.poll_seconds)
             return []
         with self._lock:
             self._in_flight += len(claimed)
+        if len(claimed) == free:
+            self.expect(time.monotonic())  # more may be due: claim when a thread frees up
         return claimed
 
     def _attempt(self, delivery_id: str, lease_until: datetime) -> None:
+        retry_at = None
         try:
-            attempt(self.app, delivery_id, lease_until)
+            retry_at = attempt(self.app, delivery_id, lease_until)
         finally:
             with self._lock:
                 self._in_flight -= 1
+            if retry_at is not None:
+                self.expect(time.monotonic() + max((retry_at - utcnow()).total_seconds(), 0.0))
             self._wake.set()

@@ -1,6 +1,7 @@
 """Claims go by due time, a new run being due since it was created: in-flight jobs whose
 polls keep falling due cannot keep a newer run from its provider, and an overdue poll
-is not pushed back by newer runs either."""
+is not pushed back by newer runs either; but a worker that is behind on its polls keeps
+half of each claim for new runs, so they never wait behind the backlog."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -49,3 +50,18 @@ def test_an_overdue_poll_goes_before_a_newer_run(app, client, auth):
     new = _create(client, auth)
     _set(app, new, created_at=now - timedelta(seconds=1))
     assert _claim_one(app) == polled
+
+
+def test_a_claim_of_several_keeps_half_its_slots_for_new_runs(app, client, auth):
+    # A worker behind on its polls (every in-flight job overdue) still starts new runs at
+    # once: up to half of each claim goes to runs never claimed, oldest first.
+    now = utcnow()
+    overdue = [_create(client, auth) for _ in range(6)]
+    for run_id in overdue:
+        _set(app, run_id, status="processing", created_at=now - timedelta(minutes=5),
+             upstream_id="job", next_check_at=now - timedelta(seconds=30))
+    new = [_create(client, auth) for _ in range(3)]
+    with app.app_context():
+        claimed = claim_due(db.session, "test-owner", 4, 30)
+    assert set(claimed) & set(new) == set(new[:2])  # the two oldest new runs
+    assert len(set(claimed) & set(overdue)) == 2  # and the polls keep their half
