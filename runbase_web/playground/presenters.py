@@ -73,11 +73,18 @@ def field_errors(error: RunbaseError, fields: list[FormField]) -> dict[str, str]
     return {name: message}
 
 
-def card_context(run: Run, catalog: Catalog, base_url: str) -> dict[str, Any]:
-    """Everything the status card shows about one run."""
+def card_context(run: Run, catalog: Catalog, base_url: str,
+                 typical: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Everything the status card shows about one run.
+
+    `typical` maps model ids to how long their runs usually take here (seconds); an
+    active card shows its model's, a finished one needs none.
+    """
     outputs = output_items(run, base_url)
     return {"run": run, "spec": catalog.get(run.model),
             "prompt": (run.input or {}).get("prompt", ""),
             "outputs": outputs, "seed": run_seed(run),
             "can_reference": bool(outputs) and not outputs[0]["is_video"],
-            "elapsed": run_summary(run)["elapsed_seconds"]}
+            "elapsed": run_summary(run)["elapsed_seconds"],
+            "canceled": run.status == "failed" and run.error_code == "canceled",
+            "typical": (typical or {}).get(run.model) if not run.is_finished else None}

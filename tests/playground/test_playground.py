@@ -135,12 +135,18 @@ def test_price_of_tiers_and_duration(client):
     assert "$2.25" in client.get("/playground/price", query_string=query).text
 
 
-def test_price_root_refreshes_itself(client):
-    fragment = client.get("/playground/price", query_string={"model": "local/sketch"}).text
-    root = re.search(r'<div id="price"[^>]*>', fragment, re.S).group(0)
+def test_price_wrapper_is_never_swapped_only_its_content(client):
+    """The trigger sits on a wrapper the answers never replace (a change made while an
+    answer is being swapped in is still heard), and the wrapper doesn't inherit the
+    form's hx-disabled-elt (htmx warned on every price refresh)."""
+    page = client.get("/playground", query_string={"model": "local/sketch"}).text
+    root = re.search(r'<div id="price"[^>]*>', page, re.S).group(0)
     assert 'hx-get="/playground/price"' in root and 'hx-include="closest form"' in root
-    assert 'hx-target="this"' in root and 'hx-swap="outerHTML"' in root
+    assert 'hx-target="this"' in root and 'hx-swap="innerHTML"' in root
+    assert 'hx-disabled-elt="unset"' in root
     assert "change from:closest form" in root and 'hx-params="not prompt,csrf_token"' in root
+    fragment = client.get("/playground/price", query_string={"model": "local/sketch"}).text
+    assert 'id="price"' not in fragment and 'data-price="1000"' in fragment
 
 
 # --- creating runs -------------------------------------------------------------------------
