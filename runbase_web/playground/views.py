@@ -21,7 +21,8 @@ from ..services.run_creation import ManyRunsRefused
 from ..urls import public_base_url
 from . import multi
 from .blueprint import bp
-from .presenters import card_context, field_errors, input_values, model_groups, posted_values
+from .presenters import (can_reference, card_context, field_errors, input_values, picker,
+                         posted_values)
 
 #: A recipe is a model id and one form's input; larger bodies are refused unread.
 MAX_RECIPE_BODY = 256 * 1024
@@ -84,7 +85,7 @@ def page():
     as the reference image, ?share=<token> starts from a shared run.
     """
     context = _restored_form(_requested_restore(request.args), _spec(request.args.get("model")))
-    return render_template("playground/page.html", groups=model_groups(state.catalog(), _env()),
+    return render_template("playground/page.html", **picker(state.catalog(), _env()),
                            **_workspace(), **context)
 
 
@@ -105,7 +106,8 @@ def _card_contexts(shown: list[Run]) -> list[dict]:
     active = {run.model for run in shown if not run.is_finished}
     typical = workspace.typical_seconds(db.session, active) if active else {}
     base_url, catalog = public_base_url(), state.catalog()
-    return [card_context(run, catalog, base_url, typical) for run in shown]
+    reference_ok = can_reference(catalog, _env(), restore.REFERENCE_FIELD)
+    return [card_context(run, catalog, base_url, typical, reference_ok) for run in shown]
 
 
 @bp.get("/runs/older")
@@ -238,8 +240,8 @@ def _invalid_form(spec: ModelSpec, error: RunbaseError, multi_errors: dict | Non
                "errors": multi_errors})
     if htmx.is_htmx():
         return render_template("playground/_form.html", **context), 422
-    groups = model_groups(state.catalog(), _env())
-    return render_template("playground/page.html", groups=groups, **_workspace(), **context), 422
+    return render_template("playground/page.html", **picker(state.catalog(), _env()),
+                           **_workspace(), **context), 422
 
 
 @bp.get("/runs/<run_id>")

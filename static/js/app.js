@@ -30,7 +30,7 @@
   }
 
   // Shared with the page scripts (playground.js, ...), which load after this one.
-  window.Runbase = { notice: notice };
+  window.Runbase = { notice: notice, markModel: function (option) { markCurrent(option); } };
 
   // Flash messages rendered with the page go away by themselves too.
   document.addEventListener("DOMContentLoaded", function () {
@@ -91,13 +91,45 @@
     });
     var empty = document.querySelector("[data-picker-empty]");
     if (empty) empty.hidden = shown !== 0;
+    // A search that matches models not enabled here shows them, with what they need.
+    var more = document.querySelector("[data-picker-more]");
+    if (more && terms.length && more.querySelector("[data-picker-group]:not([hidden])")) more.open = true;
   }
 
+  // The chosen model: aria-current/aria-selected, and the tab stop of its list (each
+  // list is one tab stop; the arrow keys move inside it).
   function markCurrent(option) {
-    document.querySelectorAll("[data-model-option][aria-current]").forEach(function (other) {
+    document.querySelectorAll("[data-model-option]").forEach(function (other) {
       other.removeAttribute("aria-current");
+      other.setAttribute("aria-selected", "false");
     });
     option.setAttribute("aria-current", "true");
+    option.setAttribute("aria-selected", "true");
+    setStop(option);
+  }
+
+  function setStop(option) {
+    var list = option.closest("[data-picker-listbox]");
+    if (!list) return;
+    list.querySelectorAll("[data-model-option]").forEach(function (other) {
+      other.setAttribute("tabindex", other === option ? "0" : "-1");
+    });
+  }
+
+  function visibleOptions(list) {
+    return Array.prototype.filter.call(list.querySelectorAll("[data-model-option]"),
+      function (option) { return option.offsetParent !== null; });
+  }
+
+  function moveInList(option, key) {
+    var options = visibleOptions(option.closest("[data-picker-listbox]"));
+    var index = options.indexOf(option);
+    var next = key === "Home" ? 0 : key === "End" ? options.length - 1
+      : key === "ArrowDown" ? Math.min(index + 1, options.length - 1) : Math.max(index - 1, 0);
+    if (options[next]) {
+      setStop(options[next]);
+      options[next].focus();
+    }
   }
 
   function firstVisibleOption() {
@@ -125,6 +157,17 @@
   });
 
   document.addEventListener("keydown", function (event) {
+    var option = event.target.closest && event.target.closest("[data-model-option]");
+    if (option && ["ArrowDown", "ArrowUp", "Home", "End"].indexOf(event.key) !== -1) {
+      event.preventDefault();
+      moveInList(option, event.key);
+      return;
+    }
+    if (option && event.key === " ") {  // a listbox option is chosen with Space too
+      event.preventDefault();
+      option.click();
+      return;
+    }
     if (event.key !== "Enter") return;
     if (event.target.matches("[data-picker-search]")) {
       event.preventDefault();

@@ -113,8 +113,7 @@
       var href = option.getAttribute("href") || "";
       var matches = href.slice(href.indexOf("model=") + 6) === encodeURIComponent(model.value) ||
         href.slice(href.indexOf("model=") + 6) === model.value;
-      if (matches) option.setAttribute("aria-current", "true");
-      else option.removeAttribute("aria-current");
+      if (matches) window.Runbase.markModel(option);  // app.js
     });
   }
 

@@ -56,11 +56,24 @@ def test_configured_provider_is_not_marked(app, client):
     assert "needs OPENAI_API_KEY" not in text and "needs GEMINI_API_KEY" in text
 
 
-def test_picker_groups_by_provider(client):
+def test_picker_groups_by_provider_available_models_first(client):
     text = client.get("/playground").text
-    groups = re.findall(r"<section class=\"picker-group\" data-picker-group>\s*<h3>([^<]+)</h3>", text)
-    assert groups[0] == "local" and len(groups) == len(set(groups))
-    assert {"openai", "google", "bytedance", "kling", "hailuo"} <= set(groups)
+    groups = re.findall(r'<h3 id="pg-(\w)-\d+">([^<]+)</h3>', text)
+    assert groups[0] == ("a", "local") and {g for _, g in groups if _ == "a"} == {"local"}
+    unavailable = [g for kind, g in groups if kind == "u"]
+    assert len(unavailable) == len(set(unavailable))
+    assert {"openai", "google", "bytedance", "kling", "hailuo"} <= set(unavailable)
+    # The models a fresh server can't run are collapsed under one summary.
+    assert "Not enabled on this server (16)" in text
+    assert re.search(r'<details class="picker-more" data-picker-more>', text)  # closed
+    # One tab stop per list: the chosen model.
+    assert len(re.findall(r'role="option"[^>]*tabindex="0"', text, re.S)) == 2
+
+
+def test_picker_opens_the_unavailable_list_when_its_model_is_chosen(client):
+    text = client.get("/playground?model=openai/gpt-image-1").text
+    assert re.search(r'<details class="picker-more" data-picker-more open>', text)
+    assert re.search(r'tabindex="0"\s+aria-selected="true"', text)
 
 
 def test_sketch_form_is_built_from_its_schema(client):

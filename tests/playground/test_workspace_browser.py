@@ -212,3 +212,41 @@ def test_one_live_region_announces_each_outcome_once(app, page: Page, problems):
     assert len(heard) == 2
     # The region itself was never replaced.
     assert page.locator("[data-announcer]").count() == 1
+
+
+def test_picker_is_one_tab_stop_with_arrow_keys_and_focuses_the_prompt(page: Page, problems):
+    page.goto("/playground?model=local/sketch")
+    more = page.locator("details[data-picker-more]")
+    expect(more).not_to_have_attribute("open", "")
+    expect(page.locator('[data-model-option][href$="model=openai/gpt-image-1"]')).to_be_hidden()
+    page.get_by_placeholder("Search provider/model…").focus()
+    page.keyboard.press("Tab")  # into the list of models this server can run: one stop
+    current = page.locator('[data-model-option][href$="model=local/sketch"]')
+    expect(current).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator('[data-model-option][href$="model=local/test"]')).to_be_focused()
+    page.keyboard.press("Tab")  # out of the list, to the collapsed rest
+    expect(page.locator("details[data-picker-more] > summary")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator('[data-model-option][href$="model=local/test"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator('#run-form input[name="model"]')).to_have_value("local/test")
+    expect(page.locator("#f-prompt")).to_be_focused()
+    expect(page.locator('[data-model-option][href$="model=local/test"]')).to_have_attribute(
+        "aria-selected", "true")
+    # Searching for a model that isn't enabled opens the rest, saying what it needs.
+    page.get_by_placeholder("Search provider/model…").fill("gpt-image-1.5")
+    expect(more).to_have_attribute("open", "")
+    expect(page.locator('[data-model-option][href$="model=openai/gpt-image-1.5"]')).to_contain_text(
+        "needs OPENAI_API_KEY")
+
+
+def test_use_as_reference_is_offered_only_where_a_model_takes_it(app, page: Page, problems):
+    sign_up(page)
+    pick(page, "local/sketch")
+    page.locator("#f-prompt").fill("an image")
+    page.locator("#run-form button[type=submit]").click()
+    expect(cards(page).first).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
+    # A fresh server has no available model that takes a reference image.
+    expect(cards(page).first.get_by_role("link", name="Use as reference")).to_have_count(0)
