@@ -58,7 +58,7 @@ def test_configured_provider_is_not_marked(app, client):
 
 def test_picker_groups_by_provider_available_models_first(client):
     text = client.get("/playground").text
-    groups = re.findall(r'<h3 id="pg-(\w)-\d+">([^<]+)</h3>', text)
+    groups = re.findall(r'<div class="picker-group-label" id="pg-(\w)-\d+">([^<]+)</div>', text)
     assert groups[0] == ("a", "local") and {g for _, g in groups if _ == "a"} == {"local"}
     unavailable = [g for kind, g in groups if kind == "u"]
     assert len(unavailable) == len(set(unavailable))
