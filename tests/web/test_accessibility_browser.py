@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import User
-from runbase_web.services import run_creation, sharing
+from runbase_web.services import keys, run_creation, sharing
 from tests.conftest import wait_for_run
 from tests.support.pages import sign_up
 
@@ -74,3 +74,43 @@ def test_main_pages_have_no_wcag_violations_or_console_noise(app, page: Page, sc
             found[path] = problems
     assert found == {}, "\n".join(f"{path}:\n  " + "\n  ".join(lines) for path, lines in found.items())
     assert noise == []
+
+
+PHONE_PAGES = ("/playground?model=local/sketch", "/runs", "/settings/keys", "/settings/credits",
+               "/settings/webhooks", "/models", "/models/local/sketch", "/docs", "/dashboard")
+
+
+def test_phone_layout_one_row_header_no_sideways_scrolling(app, chromium, live_server):
+    """At 390×844 on a touch screen: a one-row header, the prompt on the first screen, no
+    page scrolls sideways, and no Ctrl+Enter hint (there is no Ctrl key)."""
+    context = chromium.new_context(base_url=live_server, viewport={"width": 390, "height": 844},
+                                   is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        email = sign_up(page)
+        with app.app_context():
+            user_id = db.session.query(User).filter_by(email=email).one().id
+        run_id, _token = make_runs(app, user_id)
+        with app.app_context():
+            keys.create_key(db.session, user_id, "phone key")
+            db.session.commit()
+        wide = {}
+        for path in PHONE_PAGES + (f"/runs/{run_id}",):
+            page.goto(path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                wide[path] = width
+            assert page.locator(".topbar").bounding_box()["height"] <= 64, path
+        assert wide == {}
+        page.goto("/settings/keys")  # the key's actions are on screen, not off to the side
+        disable = page.get_by_role("button", name="Disable")
+        box = disable.bounding_box()
+        assert box["x"] + box["width"] <= 390 and disable.is_visible()
+        page.goto("/dashboard")  # thumbnails, not a second table of runs
+        expect(page.locator("[data-run-link] .thumb").first).to_be_visible()
+        page.goto("/playground?model=local/sketch")
+        prompt = page.locator("#f-prompt").bounding_box()
+        assert prompt["y"] < 844, prompt
+        assert page.locator("kbd.shortcut").is_hidden()
+    finally:
+        context.close()
