@@ -116,3 +116,21 @@ def test_not_enough_credit_with_top_ups_links_to_them(app, signed_in, user):
     price = signed_in.get("/playground/price", query_string={"model": "local/sketch"}).text
     assert "Not enough credit" in price and 'href="/settings/credits"' in price
     assert "administrator" not in price
+
+
+def test_not_found_page_keeps_the_signed_in_navigation(signed_in):
+    page = signed_in.get("/runs/run_doesnotexist")
+    assert page.status_code == 404
+    assert 'href="/runs"' in page.text and 'id="nav-balance"' in page.text
+
+
+def test_run_page_is_titled_by_its_prompt_with_share_next_to_rerun(app, signed_in, user):
+    run_id = make_run(app, user.id, "A <quiet> harbour at dawn")
+    with app.app_context():
+        runs.mark_succeeded(db.session, run_id, [], public_url="")
+        db.session.commit()
+    page = signed_in.get(f"/runs/{run_id}").text
+    assert "<title>A &lt;quiet&gt; harbour at dawn · Runbase</title>" in page
+    assert '<h1 class="run-title-prompt" data-run-title>A &lt;quiet&gt; harbour at dawn</h1>' in page
+    head = page[page.index('class="run-actions"'):page.index("</div>", page.index('class="run-actions"'))]
+    assert "Rerun" in head and 'href="#share-panel"' in head
