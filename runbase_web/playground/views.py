@@ -6,17 +6,19 @@ POST /api/v1/runs; there is no Playground shortcut.
 """
 from __future__ import annotations
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
+from werkzeug.datastructures import MultiDict
 
 from .. import htmx, jsontext, state
 from ..catalog import ModelSpec
 from ..errors import RunbaseError, RunNotFound
+from ..auth.session import KEPT_DRAFT_KEY
 from ..extensions import db, reads_only
 from ..models import Run
 from ..presenters.forms import coerce_form, form_fields
 from ..presenters.run_form import estimate, form_context
-from ..services import accounts, restore, runs, stripe_checkout, workspace
+from ..services import accounts, drafts, restore, runs, stripe_checkout, workspace
 from ..services.run_creation import ManyRunsRefused
 from ..urls import public_base_url
 from . import multi
@@ -84,9 +86,45 @@ def page():
     ?from=<run id> restores one of your runs, ?reference=<run id> uses its first output
     as the reference image, ?share=<token> starts from a shared run.
     """
-    context = _restored_form(_requested_restore(request.args), _spec(request.args.get("model")))
+    context = _draft_form() if request.args.get("draft") else None
+    if context is None:
+        context = _restored_form(_requested_restore(request.args), _spec(request.args.get("model")))
     return render_template("playground/page.html", **picker(state.catalog(), _env()),
                            **_workspace(), **context)
+
+
+#: The browser session's key for the token of a form kept through sign-up (sign-in
+#: starts a fresh session and carries this one key over).
+DRAFT_KEY = KEPT_DRAFT_KEY
+
+
+def _keep_for_later():
+    """A visitor pressed Run: keep the form on the server, then offer sign-up (sign-in is
+    one link away there) and come back to the filled form (?draft=1)."""
+    spec = _spec(request.form.get("model"))
+    form = {key: request.form.getlist(key) for key in request.form if key != "csrf_token"}
+    token = drafts.save(current_app.config["DATA_DIR"], {"model": spec.id, "form": form})
+    if token:
+        session[DRAFT_KEY] = token
+    target = url_for("auth.signup", next=url_for(".page", model=spec.id, draft=1))
+    return htmx.hx_redirect(target) if htmx.is_htmx() else redirect(target, 303)
+
+
+def _draft_form() -> dict | None:
+    """The form kept by _keep_for_later, once, for the signed-in person who made it."""
+    if not current_user.is_authenticated:
+        return None
+    draft = drafts.take(current_app.config["DATA_DIR"], session.pop(DRAFT_KEY, None))
+    spec = state.catalog().get(draft.get("model")) if draft else None
+    if spec is None or not isinstance(draft.get("form"), dict):
+        return None
+    form = MultiDict([(key, value) for key, values in draft["form"].items()
+                      if isinstance(values, list) for value in values if isinstance(value, str)])
+    return form_context(spec, _env(), values=posted_values(spec, form), form=form,
+                        parent_id=form.get("parent_id") or None,
+                        seed_mode=form.get("seed_mode") or "new", catalog=state.catalog(),
+                        multi={"on": bool(form.get("multi")), "models": form.getlist("models")},
+                        notice="Your form is as you left it: press Run when you're ready.")
 
 
 def _workspace(after: str | None = None) -> dict:
@@ -178,12 +216,14 @@ def _parent_id() -> str | None:
 
 
 @bp.post("/runs")
-@login_required
 def create_run():
     """Run the form: a new status card, or the form again with its errors (422).
 
-    With "Multiple models" ticked, the form runs on every picked model instead.
+    With "Multiple models" ticked, the form runs on every picked model instead. A
+    visitor who isn't signed in is sent to sign up, and the form is kept for them.
     """
+    if not current_user.is_authenticated:
+        return _keep_for_later()
     if request.form.get("multi"):
         return create_runs()
     spec = _spec(request.form.get("model"))
@@ -200,9 +240,10 @@ def create_run():
 
 
 @bp.post("/runs/multi")
-@login_required
 def create_runs():
     """Run the shared form on 2–4 models: one card per run, or nothing at all (422)."""
+    if not current_user.is_authenticated:
+        return _keep_for_later()
     spec = _spec(request.form.get("model"))
     try:
         specs = multi.chosen_models(state.catalog(), request.form.getlist("models"))

@@ -250,31 +250,35 @@ def test_plain_post_with_errors_renders_the_whole_page(signed_in):
 # --- anonymous visitors ----------------------------------------------------------------------
 
 
-def test_anonymous_submit_is_sent_to_sign_in_and_back(app, client, user):
-    current = "http://localhost/playground?model=local%2Fsketch"
-    response = create(client, SKETCH, **{"HX-Current-URL": current})
-    assert response.status_code == 401
-    login_url = response.headers["HX-Redirect"]
-    assert login_url == "/auth/login?next=/playground?model%3Dlocal%252Fsketch"
+def test_anonymous_submit_keeps_the_form_through_sign_up(app, client):
+    """Run without an account: the form is kept on the server (not in the URL), the
+    visitor is offered sign-up, and comes back to the form as filled in, once."""
+    prompt = "a long and private prompt " * 20
+    response = create(client, {**SKETCH, "prompt": prompt, "aspect_ratio": "16:9"})
+    assert response.status_code == 200
+    signup_url = response.headers["HX-Redirect"]
+    assert signup_url.startswith("/auth/signup?next=") and "prompt" not in signup_url
     assert run_count(app) == 0
-    form = client.get(login_url).text
-    assert 'name="next" value="/playground?model=local%2Fsketch"' in form
-    back = client.post("/auth/login", data={"email": user.email, "password": "password123",
-                                            "next": "/playground?model=local%2Fsketch"})
-    assert back.headers["Location"] == "/playground?model=local%2Fsketch"
-    assert 'value="local/sketch"' in client.get(back.headers["Location"]).text
+    form = client.get(signup_url).text
+    back_to = html.unescape(re.search(r'name="next" value="([^"]+)"', form).group(1))
+    back = client.post("/auth/signup", data={"email": "new@example.com",
+                                             "password": "password123", "next": back_to})
+    page = client.get(back.headers["Location"]).text
+    assert html.escape(prompt.strip(), quote=False) in page
+    assert '<option value="16:9" selected>' in page and "as you left it" in page
+    again = client.get(back.headers["Location"]).text  # taken once: the form starts empty
+    assert "as you left it" not in again and "private prompt" not in again
 
 
-def test_anonymous_plain_submit_returns_to_the_referring_page(client):
-    response = client.post("/playground/runs", data=SKETCH,
-                           headers={"Referer": "http://localhost/playground?model=local/sketch"})
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/auth/login?next=/playground?model%3Dlocal/sketch"
+def test_anonymous_plain_submit_is_sent_to_sign_up(client):
+    response = client.post("/playground/runs", data=SKETCH)
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/auth/signup?next=/playground")
 
 
 def test_anonymous_visitors_can_browse(client):
     page = client.get("/playground?model=local/sketch").text
-    assert "You'll be asked to sign in" in html.unescape(page)
+    assert "Run asks you to create a free account" in html.unescape(page)
     assert client.get("/playground/form?model=local/test", headers=HTMX).status_code == 200
     assert client.get("/playground/price?model=local/test", headers=HTMX).status_code == 200
 
