@@ -250,3 +250,21 @@ def test_use_as_reference_is_offered_only_where_a_model_takes_it(app, page: Page
     expect(cards(page).first).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
     # A fresh server has no available model that takes a reference image.
     expect(cards(page).first.get_by_role("link", name="Use as reference")).to_have_count(0)
+
+
+def test_outputs_download_and_gallery_tiles_count_images(app, page: Page, problems):
+    sign_up(page)
+    pick(page, "local/sketch")
+    page.locator("#f-num_images").fill("2")
+    page.locator("#f-prompt").fill("two of them")
+    page.locator("#run-form button[type=submit]").click()
+    card = cards(page).first
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
+    download = card.get_by_role("link", name="Download output 1")
+    expect(download).to_have_attribute("download", "")
+    with page.expect_download() as started:
+        download.click()
+    assert started.value.suggested_filename.endswith(".png")
+    expect(card.locator("img").first).to_have_attribute("alt", re.compile("two of them"))
+    page.goto("/runs")
+    expect(page.locator(".thumb-count").first).to_have_text("2 images")
