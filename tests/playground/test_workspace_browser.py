@@ -266,5 +266,20 @@ def test_outputs_download_and_gallery_tiles_count_images(app, page: Page, proble
         download.click()
     assert started.value.suggested_filename.endswith(".png")
     expect(card.locator("img").first).to_have_attribute("alt", re.compile("two of them"))
+    # Full size in a lightbox; the arrow keys step through the run's outputs, Escape closes.
+    hrefs = [card.locator("a[data-lightbox]").nth(i).get_attribute("href") for i in range(2)]
+    card.locator("a[data-lightbox]").first.click()
+    box = page.locator("dialog.lightbox")
+    expect(box).to_be_visible()
+    expect(box.locator("img")).to_have_attribute("src", hrefs[0])
+    expect(box.locator(".lightbox-count")).to_have_text("1 of 2")
+    page.keyboard.press("ArrowRight")
+    expect(box.locator("img")).to_have_attribute("src", hrefs[1])
+    page.keyboard.press("ArrowRight")  # wraps around
+    expect(box.locator("img")).to_have_attribute("src", hrefs[0])
+    page.keyboard.press("ArrowLeft")
+    expect(box.locator(".lightbox-count")).to_have_text("2 of 2")
+    page.keyboard.press("Escape")
+    expect(box).to_be_hidden()
     page.goto("/runs")
     expect(page.locator(".thumb-count").first).to_have_text("2 images")
