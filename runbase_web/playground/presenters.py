@@ -24,8 +24,29 @@ def model_groups(catalog: Catalog, env: Mapping[str, str]) -> list[tuple[str, li
     """The picker: models grouped by provider, in catalog order (local first)."""
     options = [ModelOption(spec, tuple(spec.missing_env(env)), price_label(spec))
                for spec in catalog.all()]
+    return _by_provider(options)
+
+
+def picker(catalog: Catalog, env: Mapping[str, str]) -> dict[str, list]:
+    """The picker in two lists: the models this server can run, first, and the ones it
+    can't, each with what enables it (shown collapsed, so they don't bury the others)."""
+    groups = model_groups(catalog, env)
+    options = [option for _provider, group in groups for option in group]
+    return {"groups": groups,
+            "available": _by_provider([o for o in options if o.available]),
+            "unavailable": _by_provider([o for o in options if not o.available])}
+
+
+def _by_provider(options: list[ModelOption]) -> list[tuple[str, list[ModelOption]]]:
     return [(provider, list(group))
             for provider, group in groupby(options, key=lambda o: o.spec.provider)]
+
+
+def can_reference(catalog: Catalog, env: Mapping[str, str], reference_field: str) -> bool:
+    """Whether "Use as reference" leads anywhere: some image model available here takes
+    reference images."""
+    return any(spec.kind == "image" and reference_field in spec.properties
+               and spec.is_available(env) for spec in catalog.all())
 
 
 def input_values(spec: ModelSpec, run_input: Mapping) -> dict[str, Any]:
@@ -73,11 +94,20 @@ def field_errors(error: RunbaseError, fields: list[FormField]) -> dict[str, str]
     return {name: message}
 
 
-def card_context(run: Run, catalog: Catalog, base_url: str) -> dict[str, Any]:
-    """Everything the status card shows about one run."""
+def card_context(run: Run, catalog: Catalog, base_url: str,
+                 typical: Mapping[str, int] | None = None,
+                 reference_ok: bool = True) -> dict[str, Any]:
+    """Everything the status card shows about one run.
+
+    `typical` maps model ids to how long their runs usually take here (seconds); an
+    active card shows its model's, a finished one needs none. `reference_ok` is
+    can_reference's answer: without a model to take it, no "Use as reference".
+    """
     outputs = output_items(run, base_url)
     return {"run": run, "spec": catalog.get(run.model),
             "prompt": (run.input or {}).get("prompt", ""),
             "outputs": outputs, "seed": run_seed(run),
-            "can_reference": bool(outputs) and not outputs[0]["is_video"],
-            "elapsed": run_summary(run)["elapsed_seconds"]}
+            "can_reference": reference_ok and bool(outputs) and not outputs[0]["is_video"],
+            "elapsed": run_summary(run)["elapsed_seconds"],
+            "canceled": run.status == "failed" and run.error_code == "canceled",
+            "typical": (typical or {}).get(run.model) if not run.is_finished else None}

@@ -6,22 +6,25 @@ POST /api/v1/runs; there is no Playground shortcut.
 """
 from __future__ import annotations
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
+from werkzeug.datastructures import MultiDict
 
 from .. import htmx, jsontext, state
 from ..catalog import ModelSpec
-from ..errors import RunbaseError
+from ..errors import RunbaseError, RunNotFound
+from ..auth.session import KEPT_DRAFT_KEY
 from ..extensions import db, reads_only
 from ..models import Run
 from ..presenters.forms import coerce_form, form_fields
 from ..presenters.run_form import estimate, form_context
-from ..services import accounts, restore, runs
+from ..services import accounts, drafts, restore, runs, stripe_checkout, workspace
 from ..services.run_creation import ManyRunsRefused
 from ..urls import public_base_url
 from . import multi
 from .blueprint import bp
-from .presenters import card_context, field_errors, input_values, model_groups, posted_values
+from .presenters import (can_reference, card_context, field_errors, input_values, picker,
+                         posted_values)
 
 #: A recipe is a model id and one form's input; larger bodies are refused unread.
 MAX_RECIPE_BODY = 256 * 1024
@@ -39,6 +42,13 @@ def _spec(model_id: str | None) -> ModelSpec:
     if spec is None:
         abort(404, description=f"There is no model '{model_id}' on this server.")
     return spec
+
+
+@bp.app_context_processor
+def _topups() -> dict:
+    """Whether this server takes top-ups online: the form's "Not enough credit" note
+    links to them, or tells the person to ask the administrator."""
+    return {"topups_enabled": stripe_checkout.is_configured(current_app.config)}
 
 
 def _user_id() -> int | None:
@@ -76,9 +86,80 @@ def page():
     ?from=<run id> restores one of your runs, ?reference=<run id> uses its first output
     as the reference image, ?share=<token> starts from a shared run.
     """
-    context = _restored_form(_requested_restore(request.args), _spec(request.args.get("model")))
-    return render_template("playground/page.html", groups=model_groups(state.catalog(), _env()),
-                           **context)
+    context = _draft_form() if request.args.get("draft") else None
+    if context is None:
+        context = _restored_form(_requested_restore(request.args), _spec(request.args.get("model")))
+    return render_template("playground/page.html", **picker(state.catalog(), _env()),
+                           **_workspace(), **context)
+
+
+#: The browser session's key for the token of a form kept through sign-up (sign-in
+#: starts a fresh session and carries this one key over).
+DRAFT_KEY = KEPT_DRAFT_KEY
+
+
+def _keep_for_later():
+    """A visitor pressed Run: keep the form on the server, then offer sign-up (sign-in is
+    one link away there) and come back to the filled form (?draft=1)."""
+    spec = _spec(request.form.get("model"))
+    form = {key: request.form.getlist(key) for key in request.form if key != "csrf_token"}
+    token = drafts.save(current_app.config["DATA_DIR"], {"model": spec.id, "form": form})
+    if token:
+        session[DRAFT_KEY] = token
+    target = url_for("auth.signup", next=url_for(".page", model=spec.id, draft=1))
+    return htmx.hx_redirect(target) if htmx.is_htmx() else redirect(target, 303)
+
+
+def _draft_form() -> dict | None:
+    """The form kept by _keep_for_later, once, for the signed-in person who made it."""
+    if not current_user.is_authenticated:
+        return None
+    draft = drafts.take(current_app.config["DATA_DIR"], session.pop(DRAFT_KEY, None))
+    spec = state.catalog().get(draft.get("model")) if draft else None
+    if spec is None or not isinstance(draft.get("form"), dict):
+        return None
+    form = MultiDict([(key, value) for key, values in draft["form"].items()
+                      if isinstance(values, list) for value in values if isinstance(value, str)])
+    return form_context(spec, _env(), values=posted_values(spec, form), form=form,
+                        parent_id=form.get("parent_id") or None,
+                        seed_mode=form.get("seed_mode") or "new", catalog=state.catalog(),
+                        multi={"on": bool(form.get("multi")), "models": form.getlist("models")},
+                        notice="Your form is as you left it: press Run when you're ready.")
+
+
+def _workspace(after: str | None = None) -> dict:
+    """The runs column: the signed-in account's runs newest first, one page after the
+    cursor run `after`, and the cursor of the next older page (nothing when signed out).
+
+    Rendered with every page load, so a reload, Back or signing in never empties it.
+    """
+    if not current_user.is_authenticated:
+        return {"cards": [], "older": None}
+    page_runs, older = workspace.recent_page(db.session, current_user.id, after=after)
+    return {"cards": _card_contexts(page_runs), "older": older}
+
+
+def _card_contexts(shown: list[Run]) -> list[dict]:
+    """Card contexts of runs, with their models' typical durations for the active ones."""
+    active = {run.model for run in shown if not run.is_finished}
+    typical = workspace.typical_seconds(db.session, active) if active else {}
+    base_url, catalog = public_base_url(), state.catalog()
+    reference_ok = can_reference(catalog, _env(), restore.REFERENCE_FIELD)
+    return [card_context(run, catalog, base_url, typical, reference_ok) for run in shown]
+
+
+@bp.get("/runs/older")
+@reads_only
+@login_required
+def older_runs():
+    """The next page of older cards, and its own "Older runs" button (htmx fragment)."""
+    def render():
+        try:
+            context = _workspace(request.args.get("after") or None)
+        except RunNotFound:
+            abort(404)
+        return render_template("playground/_older_runs.html", **context)
+    return htmx.fragment_or_redirect(url_for(".page"), render, redirect_status=302)
 
 
 @bp.get("/form")
@@ -113,21 +194,21 @@ def restore_recipe():
 def price():
     """The price of the form as currently filled in (htmx fragment)."""
     micros, why_not = estimate(_spec(request.args.get("model")), request.args)
-    return render_template("playground/_price.html", price_micros=micros, price_error=why_not)
+    return render_template("playground/_price_value.html", price_micros=micros, price_error=why_not)
 
 
 @bp.get("/price/multi")
 def multi_price():
     """Each picked model's price for the shared form, and the total (htmx fragment)."""
     if not request.args.get("multi"):
-        return render_template("playground/_multi_price.html", lines=None, total=None, error=None)
+        return render_template("playground/_multi_price_value.html", lines=None, total=None, error=None)
     try:
         specs = multi.chosen_models(state.catalog(), request.args.getlist("models"))
     except multi.MultiRunError as error:
-        return render_template("playground/_multi_price.html", lines=None, total=None,
+        return render_template("playground/_multi_price_value.html", lines=None, total=None,
                                error=error.message)
     lines, total = multi.prices(specs, request.args)
-    return render_template("playground/_multi_price.html", lines=lines, total=total, error=None)
+    return render_template("playground/_multi_price_value.html", lines=lines, total=total, error=None)
 
 
 def _parent_id() -> str | None:
@@ -135,12 +216,14 @@ def _parent_id() -> str | None:
 
 
 @bp.post("/runs")
-@login_required
 def create_run():
     """Run the form: a new status card, or the form again with its errors (422).
 
-    With "Multiple models" ticked, the form runs on every picked model instead.
+    With "Multiple models" ticked, the form runs on every picked model instead. A
+    visitor who isn't signed in is sent to sign up, and the form is kept for them.
     """
+    if not current_user.is_authenticated:
+        return _keep_for_later()
     if request.form.get("multi"):
         return create_runs()
     spec = _spec(request.form.get("model"))
@@ -157,9 +240,10 @@ def create_run():
 
 
 @bp.post("/runs/multi")
-@login_required
 def create_runs():
     """Run the shared form on 2–4 models: one card per run, or nothing at all (422)."""
+    if not current_user.is_authenticated:
+        return _keep_for_later()
     spec = _spec(request.form.get("model"))
     try:
         specs = multi.chosen_models(state.catalog(), request.form.getlist("models"))
@@ -179,8 +263,7 @@ def _new_cards(created: list[Run]):
     """New status cards, newest first like the list they join, and the new balance (201);
     without htmx, the first new run's page."""
     def render():
-        base_url, catalog = public_base_url(), state.catalog()
-        cards = [card_context(run, catalog, base_url) for run in reversed(created)]
+        cards = _card_contexts(list(reversed(created)))
         balance = accounts.fresh_balance(db.session, current_user.id)
         return render_template("playground/_run_cards.html", cards=cards, balance=balance), 201
     return htmx.fragment_or_redirect(url_for("web.run_page", run_id=created[0].id), render)
@@ -198,8 +281,8 @@ def _invalid_form(spec: ModelSpec, error: RunbaseError, multi_errors: dict | Non
                "errors": multi_errors})
     if htmx.is_htmx():
         return render_template("playground/_form.html", **context), 422
-    groups = model_groups(state.catalog(), _env())
-    return render_template("playground/page.html", groups=groups, **context), 422
+    return render_template("playground/page.html", **picker(state.catalog(), _env()),
+                           **_workspace(), **context), 422
 
 
 @bp.get("/runs/<run_id>")
@@ -219,7 +302,24 @@ def run_card(run_id: str):
         # A finished run may have been refunded: refresh the balance in the header too.
         balance = accounts.fresh_balance(db.session, current_user.id) if run.is_finished else None
         return render_template("playground/_run_card.html", balance=balance,
-                               **card_context(run, state.catalog(), public_base_url()))
+                               **_card_contexts([run])[0])
+    return htmx.fragment_or_redirect(url_for("web.run_page", run_id=run.id), render)
+
+
+@bp.post("/runs/<run_id>/cancel")
+@login_required
+def cancel_run(run_id: str):
+    """Cancel an active run from its card, through the same service as the API's cancel
+    (failed with errorCode canceled, refunded); answers the card as it now is."""
+    run, canceled = runs.cancel_run(db.session, current_user.id, _own_run(run_id).id)
+    db.session.commit()
+    if canceled:
+        state.wake_worker()  # it sends the webhook and stops the upstream job
+
+    def render():
+        balance = accounts.fresh_balance(db.session, current_user.id)
+        return render_template("playground/_run_card.html", balance=balance,
+                               **_card_contexts([run])[0])
     return htmx.fragment_or_redirect(url_for("web.run_page", run_id=run.id), render)
 
 

@@ -8,8 +8,8 @@ from ..extensions import db
 from ..services import runs
 from .blueprint import bp
 
-#: How many runs the dashboard lists.
-RECENT_RUNS = 20
+#: How many runs the dashboard shows (the gallery has them all).
+RECENT_RUNS = 8
 
 
 @bp.get("/")

@@ -30,7 +30,7 @@
   }
 
   // Shared with the page scripts (playground.js, ...), which load after this one.
-  window.Runbase = { notice: notice };
+  window.Runbase = { notice: notice, markModel: function (option) { markCurrent(option); } };
 
   // Flash messages rendered with the page go away by themselves too.
   document.addEventListener("DOMContentLoaded", function () {
@@ -91,13 +91,45 @@
     });
     var empty = document.querySelector("[data-picker-empty]");
     if (empty) empty.hidden = shown !== 0;
+    // A search that matches models not enabled here shows them, with what they need.
+    var more = document.querySelector("[data-picker-more]");
+    if (more && terms.length && more.querySelector("[data-picker-group]:not([hidden])")) more.open = true;
   }
 
+  // The chosen model: aria-current/aria-selected, and the tab stop of its list (each
+  // list is one tab stop; the arrow keys move inside it).
   function markCurrent(option) {
-    document.querySelectorAll("[data-model-option][aria-current]").forEach(function (other) {
+    document.querySelectorAll("[data-model-option]").forEach(function (other) {
       other.removeAttribute("aria-current");
+      other.setAttribute("aria-selected", "false");
     });
     option.setAttribute("aria-current", "true");
+    option.setAttribute("aria-selected", "true");
+    setStop(option);
+  }
+
+  function setStop(option) {
+    var list = option.closest("[data-picker-listbox]");
+    if (!list) return;
+    list.querySelectorAll("[data-model-option]").forEach(function (other) {
+      other.setAttribute("tabindex", other === option ? "0" : "-1");
+    });
+  }
+
+  function visibleOptions(list) {
+    return Array.prototype.filter.call(list.querySelectorAll("[data-model-option]"),
+      function (option) { return option.offsetParent !== null; });
+  }
+
+  function moveInList(option, key) {
+    var options = visibleOptions(option.closest("[data-picker-listbox]"));
+    var index = options.indexOf(option);
+    var next = key === "Home" ? 0 : key === "End" ? options.length - 1
+      : key === "ArrowDown" ? Math.min(index + 1, options.length - 1) : Math.max(index - 1, 0);
+    if (options[next]) {
+      setStop(options[next]);
+      options[next].focus();
+    }
   }
 
   function firstVisibleOption() {
@@ -105,9 +137,83 @@
       function (option) { return option.offsetParent !== null; });
   }
 
+
+  // --- lightbox: <a href="full.png" data-lightbox><img></a> ------------------------------
+  // Full size in a modal <dialog> (Escape closes it natively); previous/next, buttons or
+  // arrow keys, go through the other outputs of the same run ([data-output-group]).
+
+  var lightbox = null;
+  var group = [];
+  var shown = 0;
+
+  function lightboxButton(className, label, text) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = className;
+    button.setAttribute("aria-label", label);
+    button.textContent = text;
+    return button;
+  }
+
+  function buildLightbox() {
+    var dialog = document.createElement("dialog");
+    dialog.className = "lightbox";
+    dialog.setAttribute("aria-label", "Output, full size");
+    var image = document.createElement("img");
+    var close = lightboxButton("lightbox-close", "Close", "×");
+    var prev = lightboxButton("lightbox-step lightbox-prev", "Previous output", "‹");
+    var next = lightboxButton("lightbox-step lightbox-next", "Next output", "›");
+    var count = document.createElement("p");
+    count.className = "lightbox-count";
+    count.setAttribute("aria-live", "polite");
+    dialog.append(close, prev, image, next, count);
+    dialog.addEventListener("click", function (event) {
+      if (event.target === prev) step(-1);
+      else if (event.target === next) step(1);
+      else dialog.close();  // the image, the backdrop or ×
+    });
+    dialog.addEventListener("keydown", function (event) {
+      if (event.key === "ArrowLeft") { event.preventDefault(); step(-1); }
+      if (event.key === "ArrowRight") { event.preventDefault(); step(1); }
+    });
+    document.body.append(dialog);
+    return dialog;
+  }
+
+  function showOutput(index) {
+    shown = (index + group.length) % group.length;
+    var link = group[shown];
+    var thumb = link.querySelector("img");
+    var image = lightbox.querySelector("img");
+    image.src = link.getAttribute("href");
+    image.alt = thumb ? thumb.alt : "";
+    var many = group.length > 1;
+    lightbox.querySelectorAll(".lightbox-step").forEach(function (b) { b.hidden = !many; });
+    var count = lightbox.querySelector(".lightbox-count");
+    count.hidden = !many;
+    count.textContent = (shown + 1) + " of " + group.length;
+  }
+
+  function step(delta) { if (group.length > 1) showOutput(shown + delta); }
+
+  function openLightbox(link) {
+    lightbox = lightbox || buildLightbox();
+    var box = link.closest("[data-output-group]");
+    group = box ? Array.prototype.slice.call(box.querySelectorAll("a[data-lightbox]")) : [link];
+    showOutput(Math.max(0, group.indexOf(link)));
+    lightbox.showModal();
+  }
+
   // --- listeners -----------------------------------------------------------------------
 
   document.addEventListener("click", function (event) {
+    var zoom = event.target.closest("a[data-lightbox]");
+    // Ctrl/Cmd/Shift/middle click still opens the file in a new tab.
+    if (zoom && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
+      event.preventDefault();
+      openLightbox(zoom);
+      return;
+    }
     var copy = event.target.closest("[data-copy]");
     if (copy) { onCopy(copy); return; }
     var dismiss = event.target.closest("[data-dismiss]");
@@ -125,6 +231,17 @@
   });
 
   document.addEventListener("keydown", function (event) {
+    var option = event.target.closest && event.target.closest("[data-model-option]");
+    if (option && ["ArrowDown", "ArrowUp", "Home", "End"].indexOf(event.key) !== -1) {
+      event.preventDefault();
+      moveInList(option, event.key);
+      return;
+    }
+    if (option && event.key === " ") {  // a listbox option is chosen with Space too
+      event.preventDefault();
+      option.click();
+      return;
+    }
     if (event.key !== "Enter") return;
     if (event.target.matches("[data-picker-search]")) {
       event.preventDefault();

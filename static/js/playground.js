@@ -1,5 +1,7 @@
 // Playground iteration: the seed control and "use this seed", comparing runs, and
 // restoring the form from a PNG made here (its `runbase` chunk holds the run recipe).
+// The workspace: new cards brought into view, errors focused, one live region that
+// says once when each run ends, the prices kept quiet while they don't apply.
 // Delegated listeners only (strict CSP, and htmx keeps replacing the elements);
 // Ctrl/Cmd+Enter and copy buttons live in app.js.
 (function () {
@@ -111,8 +113,7 @@
       var href = option.getAttribute("href") || "";
       var matches = href.slice(href.indexOf("model=") + 6) === encodeURIComponent(model.value) ||
         href.slice(href.indexOf("model=") + 6) === model.value;
-      if (matches) option.setAttribute("aria-current", "true");
-      else option.removeAttribute("aria-current");
+      if (matches) window.Runbase.markModel(option);  // app.js
     });
   }
 
@@ -284,16 +285,106 @@
     restoreFromFile(zone, event.dataTransfer.files[0]);
   });
 
+  // --- the workspace ------------------------------------------------------------------------
+
+  // Cards seen while their run was active: only those are announced when they end, so a
+  // page load full of finished runs says nothing, and each run is announced once.
+  var watching = {};
+  var pickedModel = false;
+
+  function isActive(card) {
+    var status = card.getAttribute("data-status");
+    return status === "pending" || status === "processing";
+  }
+
+  function announce(message) {
+    var region = document.querySelector("[data-announcer]");
+    if (!region) return;
+    // Emptied first, so two runs ending with the same words are both read out.
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = message; }, 50);
+  }
+
+  function watchCard(card) {
+    var id = card.getAttribute("data-run-id");
+    if (isActive(card)) {
+      watching[id] = true;
+    } else if (watching[id]) {
+      delete watching[id];
+      var outcome = card.getAttribute("data-outcome");
+      if (outcome) announce(outcome);
+    }
+  }
+
+  function headerBottom() {
+    var bar = document.querySelector(".topbar");
+    return bar ? bar.getBoundingClientRect().bottom : 0;
+  }
+
+  // A new card is prepended to the runs column, which may be far above or below what
+  // the person is looking at: bring it into view (its top under the sticky header).
+  function showNewCard() {
+    var card = document.querySelector("#cards [data-run-card]");
+    if (!card) return;
+    var top = card.getBoundingClientRect().top;
+    if (top < headerBottom() || top > window.innerHeight - 80) {
+      card.scrollIntoView({ block: "start", behavior: "instant" });
+    }
+  }
+
+  function refreshPrices() {
+    var price = document.getElementById("price");
+    if (price) htmx.trigger(price, "refresh");
+    var multi = document.getElementById("multi-price");
+    if (multi && multiOn()) htmx.trigger(multi, "refresh");
+  }
+
+  function multiOn() {
+    var toggle = document.querySelector("#run-form [data-multi-toggle]");
+    return !!(toggle && toggle.checked);
+  }
+
+  // The form came back: with errors, focus the first (the whole-form error next to Run,
+  // or the first invalid field); after a model was picked, the prompt.
+  function afterForm(form) {
+    markPickerModel();
+    var error = form.querySelector("[data-form-error]") || form.querySelector('[aria-invalid="true"]');
+    if (error) {
+      error.focus();
+    } else if (pickedModel) {
+      var prompt = form.querySelector("#f-prompt");
+      if (prompt) prompt.focus({ preventScroll: true });
+    }
+    pickedModel = false;
+  }
+
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
-    if (target && target.id === "cards") afterNewCards();
+    if (target && target.id === "cards") {
+      afterNewCards();
+      showNewCard();
+      refreshPrices();
+    }
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (elt && elt.closest && elt.closest("[data-model-option]")) pickedModel = true;
+  });
+
+  // The multi-model price only matters while "Multiple models" is ticked.
+  document.addEventListener("htmx:confirm", function (event) {
+    var elt = event.detail.elt;
+    if (elt && elt.id === "multi-price" && !multiOn()) event.preventDefault();
   });
 
   document.addEventListener("htmx:load", function (event) {
     var elt = event.detail.elt;
     if (!elt || !elt.querySelectorAll) return;
     restoreCompare(elt);
-    if (elt.id === "run-form") markPickerModel();
+    if (elt.matches("[data-run-card]")) watchCard(elt);
+    else elt.querySelectorAll("[data-run-card]").forEach(watchCard);
+    if (elt.id === "run-form") afterForm(elt);
   });
 
   document.addEventListener("DOMContentLoaded", refreshCompare);

@@ -1,41 +1,11 @@
-// Runs pages: click-to-zoom lightbox for output images, and the gallery's "tick 2–4
-// runs, then Compare" selection. Delegated listeners only (the CSP forbids inline
+// Runs pages: the gallery's "tick 2–4 runs, then Compare" selection (the lightbox
+// for outputs is app.js's). Delegated listeners only (the CSP forbids inline
 // handlers, and htmx keeps replacing the tiles).
 (function () {
   "use strict";
 
   var COMPARE_MIN = 2;
   var COMPARE_MAX = 4;
-
-  // --- lightbox: <a href="full.png" data-lightbox><img></a> ------------------------------
-
-  var lightbox = null;
-
-  function buildLightbox() {
-    var dialog = document.createElement("dialog");
-    dialog.className = "lightbox";
-    dialog.setAttribute("aria-label", "Zoomed output");
-    var image = document.createElement("img");
-    var close = document.createElement("button");
-    close.type = "button";
-    close.className = "lightbox-close";
-    close.setAttribute("aria-label", "Close");
-    close.textContent = "×";
-    dialog.append(close, image);
-    // Any click closes it: on the image, the backdrop or the button.
-    dialog.addEventListener("click", function () { dialog.close(); });
-    document.body.append(dialog);
-    return dialog;
-  }
-
-  function openLightbox(link) {
-    lightbox = lightbox || buildLightbox();
-    var image = lightbox.querySelector("img");
-    var thumb = link.querySelector("img");
-    image.src = link.getAttribute("href");
-    image.alt = thumb ? thumb.alt : "";
-    lightbox.showModal();
-  }
 
   // --- compare selection -----------------------------------------------------------------
 
@@ -59,14 +29,6 @@
   }
 
   // --- listeners -------------------------------------------------------------------------
-
-  document.addEventListener("click", function (event) {
-    var link = event.target.closest("a[data-lightbox]");
-    // Ctrl/Cmd/middle click still opens the image in a new tab.
-    if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
-    event.preventDefault();
-    openLightbox(link);
-  });
 
   document.addEventListener("change", function (event) {
     if (event.target.matches("[data-compare-pick]")) updateCompare();

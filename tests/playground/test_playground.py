@@ -56,11 +56,24 @@ def test_configured_provider_is_not_marked(app, client):
     assert "needs OPENAI_API_KEY" not in text and "needs GEMINI_API_KEY" in text
 
 
-def test_picker_groups_by_provider(client):
+def test_picker_groups_by_provider_available_models_first(client):
     text = client.get("/playground").text
-    groups = re.findall(r"<section class=\"picker-group\" data-picker-group>\s*<h3>([^<]+)</h3>", text)
-    assert groups[0] == "local" and len(groups) == len(set(groups))
-    assert {"openai", "google", "bytedance", "kling", "hailuo"} <= set(groups)
+    groups = re.findall(r'<div class="picker-group-label" id="pg-(\w)-\d+">([^<]+)</div>', text)
+    assert groups[0] == ("a", "local") and {g for _, g in groups if _ == "a"} == {"local"}
+    unavailable = [g for kind, g in groups if kind == "u"]
+    assert len(unavailable) == len(set(unavailable))
+    assert {"openai", "google", "bytedance", "kling", "hailuo"} <= set(unavailable)
+    # The models a fresh server can't run are collapsed under one summary.
+    assert "Not enabled on this server (16)" in text
+    assert re.search(r'<details class="picker-more" data-picker-more>', text)  # closed
+    # One tab stop per list: the chosen model.
+    assert len(re.findall(r'role="option"[^>]*tabindex="0"', text, re.S)) == 2
+
+
+def test_picker_opens_the_unavailable_list_when_its_model_is_chosen(client):
+    text = client.get("/playground?model=openai/gpt-image-1").text
+    assert re.search(r'<details class="picker-more" data-picker-more open>', text)
+    assert re.search(r'tabindex="0"\s+aria-selected="true"', text)
 
 
 def test_sketch_form_is_built_from_its_schema(client):
@@ -135,12 +148,18 @@ def test_price_of_tiers_and_duration(client):
     assert "$2.25" in client.get("/playground/price", query_string=query).text
 
 
-def test_price_root_refreshes_itself(client):
-    fragment = client.get("/playground/price", query_string={"model": "local/sketch"}).text
-    root = re.search(r'<div id="price"[^>]*>', fragment, re.S).group(0)
+def test_price_wrapper_is_never_swapped_only_its_content(client):
+    """The trigger sits on a wrapper the answers never replace (a change made while an
+    answer is being swapped in is still heard), and the wrapper doesn't inherit the
+    form's hx-disabled-elt (htmx warned on every price refresh)."""
+    page = client.get("/playground", query_string={"model": "local/sketch"}).text
+    root = re.search(r'<div id="price"[^>]*>', page, re.S).group(0)
     assert 'hx-get="/playground/price"' in root and 'hx-include="closest form"' in root
-    assert 'hx-target="this"' in root and 'hx-swap="outerHTML"' in root
+    assert 'hx-target="this"' in root and 'hx-swap="innerHTML"' in root
+    assert 'hx-disabled-elt="unset"' in root
     assert "change from:closest form" in root and 'hx-params="not prompt,csrf_token"' in root
+    fragment = client.get("/playground/price", query_string={"model": "local/sketch"}).text
+    assert 'id="price"' not in fragment and 'data-price="1000"' in fragment
 
 
 # --- creating runs -------------------------------------------------------------------------
@@ -231,31 +250,35 @@ def test_plain_post_with_errors_renders_the_whole_page(signed_in):
 # --- anonymous visitors ----------------------------------------------------------------------
 
 
-def test_anonymous_submit_is_sent_to_sign_in_and_back(app, client, user):
-    current = "http://localhost/playground?model=local%2Fsketch"
-    response = create(client, SKETCH, **{"HX-Current-URL": current})
-    assert response.status_code == 401
-    login_url = response.headers["HX-Redirect"]
-    assert login_url == "/auth/login?next=/playground?model%3Dlocal%252Fsketch"
+def test_anonymous_submit_keeps_the_form_through_sign_up(app, client):
+    """Run without an account: the form is kept on the server (not in the URL), the
+    visitor is offered sign-up, and comes back to the form as filled in, once."""
+    prompt = "a long and private prompt " * 20
+    response = create(client, {**SKETCH, "prompt": prompt, "aspect_ratio": "16:9"})
+    assert response.status_code == 200
+    signup_url = response.headers["HX-Redirect"]
+    assert signup_url.startswith("/auth/signup?next=") and "prompt" not in signup_url
     assert run_count(app) == 0
-    form = client.get(login_url).text
-    assert 'name="next" value="/playground?model=local%2Fsketch"' in form
-    back = client.post("/auth/login", data={"email": user.email, "password": "password123",
-                                            "next": "/playground?model=local%2Fsketch"})
-    assert back.headers["Location"] == "/playground?model=local%2Fsketch"
-    assert 'value="local/sketch"' in client.get(back.headers["Location"]).text
+    form = client.get(signup_url).text
+    back_to = html.unescape(re.search(r'name="next" value="([^"]+)"', form).group(1))
+    back = client.post("/auth/signup", data={"email": "new@example.com",
+                                             "password": "password123", "next": back_to})
+    page = client.get(back.headers["Location"]).text
+    assert html.escape(prompt.strip(), quote=False) in page
+    assert '<option value="16:9" selected>' in page and "as you left it" in page
+    again = client.get(back.headers["Location"]).text  # taken once: the form starts empty
+    assert "as you left it" not in again and "private prompt" not in again
 
 
-def test_anonymous_plain_submit_returns_to_the_referring_page(client):
-    response = client.post("/playground/runs", data=SKETCH,
-                           headers={"Referer": "http://localhost/playground?model=local/sketch"})
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/auth/login?next=/playground?model%3Dlocal/sketch"
+def test_anonymous_plain_submit_is_sent_to_sign_up(client):
+    response = client.post("/playground/runs", data=SKETCH)
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/auth/signup?next=/playground")
 
 
 def test_anonymous_visitors_can_browse(client):
     page = client.get("/playground?model=local/sketch").text
-    assert "You'll be asked to sign in" in html.unescape(page)
+    assert "Run asks you to create a free account" in html.unescape(page)
     assert client.get("/playground/form?model=local/test", headers=HTMX).status_code == 200
     assert client.get("/playground/price?model=local/test", headers=HTMX).status_code == 200
 

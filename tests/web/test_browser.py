@@ -108,14 +108,18 @@ def test_anonymous_submit_signs_up_and_comes_back(page: Page, problems):
     page.goto("/playground")
     pick(page, "local/test")
     expect(page.locator("#f-outcome")).to_be_visible()
+    page.locator("#f-outcome").select_option("fail")
     submit(page, "who am I")
-    page.wait_for_url(re.compile(r"/auth/login\?next="))
-    page.get_by_role("link", name="Create an account").click()
+    page.wait_for_url(re.compile(r"/auth/signup\?next="))  # sign-up first, for a visitor
     page.get_by_label("Email").fill("late@example.com")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url(re.compile(r"/playground\?model=local(%2F|/)test$"))
+    page.wait_for_url(re.compile(r"/playground\?model=local(%2F|/)test&draft=1$"))
     expect(page.locator('#run-form input[name="model"]')).to_have_value("local/test")
+    expect(page.locator("#f-prompt")).to_have_value("who am I")  # the form survived
+    expect(page.locator("#f-outcome")).to_have_value("fail")
+    page.locator("#run-form button[type=submit]").click()
+    expect(page.locator("#cards [data-run-card]")).to_have_count(1)
 
 
 def test_unavailable_model_cannot_be_submitted(page: Page, problems):

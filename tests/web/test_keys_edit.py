@@ -80,7 +80,7 @@ def test_saving_normalises_addresses_and_stores_the_limit_in_micros(app, signed_
     assert key.ip_allowlist == ["203.0.113.7", "198.51.100.9", "2001:db8::1"]
     assert key.spend_limit_micros == 25_500_000
     row = re.search(rf'<tr data-key-id="{key_id}">.*?</tr>', signed_in.get("/settings/keys").text, re.S).group(0)
-    assert "<td>ci runner</td>" in row and "3 IPs" in row
+    assert ">ci runner</td>" in row and "3 IPs" in row
     assert re.search(r'data-remaining><span title="of \$25.50">\$25.50</span>', row)
 
 

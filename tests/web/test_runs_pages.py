@@ -310,7 +310,7 @@ def test_copy_as_code_has_the_key_variable_and_the_exact_input(signed_in, user, 
     assert "os.environ['RUNBASE_API_KEY']" in python and "BASE = 'http://localhost'" in python
     literal = re.search(r"json=(\{.*?\n\})\)\.json\(\)", python, re.S).group(1)
     assert eval(literal) == {"model": "local/sketch", "input": stored}  # noqa: S307 - our own output
-    shown = html.unescape(re.search(r'<pre class="code" data-snippet="curl"><code>(.*?)</code>', text, re.S).group(1))
+    shown = html.unescape(re.search(r'<pre class="code" data-snippet="curl"[^>]*><code>(.*?)</code>', text, re.S).group(1))
     assert shown == curl
 
 
