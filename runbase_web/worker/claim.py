@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask
-from sqlalchemy import Row, bindparam, case, func, or_, select, update
+from sqlalchemy import Row, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import state
@@ -37,6 +37,9 @@ _C = _RUNS.c
 TURN_COLUMNS = (_C.id, _C.user_id, _C.model, _C.input, _C.deadline_at, _C.attempts,
                 _C.upstream_id, _C.upstream_state, _C.adapter, _C.webhook_url,
                 _C.callback_body)
+#: Times bound outside a plain column comparison (CASE, COALESCE) are typed explicitly, so
+#: they are stored as naive UTC like every other time (models.UTCDateTime).
+_NOW = bindparam("now", type_=_C.next_check_at.type)
 _LEASE_FREE = or_(_C.lease_until.is_(None), _C.lease_until < bindparam("at"))
 # The statements of the claim transaction are built once: it runs many times a second
 # on a busy worker, and building and caching a statement costs more than running it.
@@ -63,8 +66,7 @@ _LEASE = (update(_RUNS).where(_C.id.in_(bindparam("ids", expanding=True)))
                   # A run created while this claim waited for SQLite's write lock is newer
                   # than the claim's clock: it never starts before it was created.
                   started_at=func.coalesce(_C.started_at, case(
-                      (_C.created_at > bindparam("now"), _C.created_at),
-                      else_=bindparam("now"))),
+                      (_C.created_at > _NOW, _C.created_at), else_=_NOW)),
                   # A provider's callback is read once: the turn that leased it takes it.
                   callback_body=None))
 _COUNT_ATTEMPT = (update(_RUNS).where(_C.id == bindparam("run_id"))
@@ -73,8 +75,8 @@ _RELEASE = (update(_RUNS).where(_C.id == bindparam("run_id"), _C.lease_owner == 
                                 # Not IN (...): an expanding list can't be sent as executemany.
                                 or_(*(_C.status == status for status in ACTIVE_STATUSES)))
             .values(lease_owner=None, lease_until=None,
-                    next_check_at=case((_C.callback_body.is_not(None), bindparam("now")),
-                                       else_=bindparam("check_at")),
+                    next_check_at=case((_C.callback_body.is_not(None), _NOW),
+                                       else_=bindparam("check_at", type_=_C.next_check_at.type)),
                     upstream_id=bindparam("job_id"), upstream_state=bindparam("job_state")))
 
 
@@ -216,9 +218,11 @@ def release(session: Session, run_id: str, owner: str, *, check_after: float, **
     at once when its provider called back while the worker held it (a release, and a
     callback that came before the job id was committed, must not wait for a later poll)."""
     now = utcnow()
+    time_type = Run.__table__.c.next_check_at.type  # stored as naive UTC (see _NOW)
     values = dict(changes, lease_owner=None, lease_until=None,
-                  next_check_at=case((Run.callback_body.is_not(None), now),
-                                     else_=now + timedelta(seconds=max(check_after, 0))))
+                  next_check_at=case((Run.callback_body.is_not(None), literal(now, time_type)),
+                                     else_=literal(now + timedelta(seconds=max(check_after, 0)),
+                                                   time_type)))
     result = session.execute(update(Run).where(
         Run.id == run_id, Run.lease_owner == owner, Run.status.in_(ACTIVE_STATUSES)).values(**values))
     return result.rowcount == 1
