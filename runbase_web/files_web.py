@@ -33,4 +33,23 @@ def generated(name: str):
                          max_age=CACHE_SECONDS)
     response.cache_control.public = True
     response.cache_control.immutable = True
+    return close_when_dropped(response)
+
+
+def close_when_dropped(response):
+    """`response` (a file sent by send_file) with its file closed even when the client
+    goes away mid-download (see _closing)."""
+    response.response = _closing(response.response)
     return response
+
+
+def _closing(chunks):
+    """The file's chunks, with the file always closed: when a browser drops a download
+    (a page left while its images load), Werkzeug's own server abandons the response
+    without calling close(); this generator's `finally` runs as soon as it is dropped."""
+    try:
+        yield from chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

@@ -14,7 +14,7 @@ from flask_login import current_user, login_required
 from .. import htmx, media_metadata, recipe, state
 from ..errors import RunNotFound
 from ..extensions import db
-from ..files_web import stored_file_or_404
+from ..files_web import close_when_dropped, stored_file_or_404
 from ..models import Run
 from ..services import files, sharing
 from ..urls import absolute_url, public_base_url
@@ -148,7 +148,8 @@ def shared_output(token: str, index: int):
     if row.content_type.startswith("video/"):
         # Players ask for ranges of a large file. Our own videos are muxed without
         # metadata (local_media); a provider's are served as they came.
-        response = send_file(path, mimetype=row.content_type, conditional=True)
+        response = close_when_dropped(send_file(path, mimetype=row.content_type,
+                                                conditional=True))
     else:
         response = Response(_public_image(run, row.content_type, path.read_bytes()),
                             mimetype=row.content_type)
