@@ -197,7 +197,6 @@ def set_admin(email: str, revoke: bool):
 
 @click.command("worker")
 @with_appcontext
-@with_appcontext
 @click.option("--threads", type=int, default=None, help="Parallel provider calls.")
 @needs_schema
 def worker(threads: int | None):

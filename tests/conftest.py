@@ -238,3 +238,12 @@ def problems(page):
     page.on("pageerror", lambda error: seen.append(f"pageerror: {error}"))
     yield seen
     assert [p for p in seen if "Content Security Policy" in p or p.startswith("pageerror")] == []
+
+
+@pytest.fixture(scope="module")
+def private_pg():
+    """A PostgreSQL server of the module's own, for tests that stop or pause it (the
+    suite's shared server is never touched)."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()

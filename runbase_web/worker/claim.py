@@ -171,14 +171,6 @@ def lease_due_cancels(session: Session, limit: int, lease_seconds: float, *,
     return ids
 
 
-def claim_due_cancels(session: Session, limit: int, lease_seconds: int) -> list[str]:
-    """Take up to `limit` runs whose upstream job must be stopped (see lease_due_cancels)
-    and commit; returns their ids."""
-    ids = lease_due_cancels(session, limit, lease_seconds)
-    session.commit()
-    return ids
-
-
 def next_due_at(session: Session, at: datetime) -> datetime | None:
     """When the next run that is waiting for a later look falls due (a poll, a retry, an
     upstream cancel), or None when none waits. Runs created from now on are not

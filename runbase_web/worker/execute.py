@@ -158,7 +158,7 @@ def _read_callback(adapter, job: Job, callback: dict | None) -> Done | None:
 
 def cancel_upstream_job(app: Flask, run_id: str) -> None:
     """Ask the provider to stop the upstream job of an ended run (claimed by
-    claim_due_cancels) and record the outcome; retried with backoff, never raises."""
+    claim.lease_due_cancels) and record the outcome; retried with backoff, never raises."""
     with app.app_context():
         session = db.session
         try:

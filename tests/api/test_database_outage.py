@@ -17,19 +17,12 @@ from sqlalchemy import text
 
 from runbase_web.extensions import db
 from runbase_web.services import ledger
-from tests.support.postgres import PostgresServer, available
+from tests.support.postgres import available
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL is not installed")
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a lighthouse"}}
 OUTAGE_SECONDS = 2.0
-
-
-@pytest.fixture(scope="module")
-def private_pg():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,16 +7,9 @@ import time
 import psycopg
 import pytest
 
-from tests.support.postgres import PostgresServer, available
+from tests.support.postgres import available
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL is not installed")
-
-
-@pytest.fixture(scope="module")
-def private_pg():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
