@@ -14,26 +14,34 @@ CACHE_SECONDS = 365 * 24 * 3600
 
 
 def stored_file_or_404(name: str):
-    """(row, path) of a recorded output file on our storage; 404 for anything else."""
+    """The recorded row of an output file on our storage; 404 for anything else."""
     if not SAFE_NAME.match(name):
         abort(404)  # never a query, never a path, for a name we could not have made
     row = files.find_file(db.session, name)
-    path = state.storage().path(name) if row is not None else None
+    if row is None:
+        abort(404)
+    return row
+
+
+def send_stored(row, *, max_age: int):
+    """A response streaming stored file `row` (ranges and conditional requests answered);
+    404 if its bytes are missing from storage."""
+    path = state.storage().path(row.name)
     if path is None:
         abort(404)
-    return row, path
+    response = send_file(path, mimetype=row.content_type, conditional=True, etag=row.sha256,
+                         max_age=max_age)
+    return close_when_dropped(response)
 
 
 @bp.get("/files/generated/<name>")
 @reads_only
 def generated(name: str):
     """One output file, by its unguessable name (the name is the capability)."""
-    row, path = stored_file_or_404(name)
-    response = send_file(path, mimetype=row.content_type, conditional=True, etag=row.sha256,
-                         max_age=CACHE_SECONDS)
+    response = send_stored(stored_file_or_404(name), max_age=CACHE_SECONDS)
     response.cache_control.public = True
     response.cache_control.immutable = True
-    return close_when_dropped(response)
+    return response
 
 
 def close_when_dropped(response):

@@ -17,6 +17,7 @@ class Storage(Protocol):
 
     def save(self, name: str, data: bytes) -> None: ...
     def path(self, name: str) -> Path | None: ...
+    def read(self, name: str) -> bytes | None: ...
     def delete(self, name: str) -> None: ...
 
 
@@ -50,6 +51,11 @@ class LocalStorage:
             return None
         target = self.root / name
         return target if target.is_file() else None
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, or None if there is no such file."""
+        path = self.path(name)
+        return path.read_bytes() if path is not None else None
 
     def delete(self, name: str) -> None:
         """Remove a file if it exists."""

@@ -8,13 +8,13 @@ recipe that points at the share page instead of the run.
 """
 from __future__ import annotations
 
-from flask import Response, abort, render_template, request, send_file, url_for
+from flask import Response, abort, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import htmx, media_metadata, recipe, state
 from ..errors import RunNotFound
 from ..extensions import db
-from ..files_web import close_when_dropped, stored_file_or_404
+from ..files_web import send_stored, stored_file_or_404
 from ..models import Run
 from ..services import files, sharing
 from ..urls import absolute_url, public_base_url
@@ -144,14 +144,16 @@ def shared_output(token: str, index: int):
     paths = run.output_urls or []
     if index >= len(paths):
         abort(404)
-    row, path = stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
+    row = stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
     if row.content_type.startswith("video/"):
         # Players ask for ranges of a large file. Our own videos are muxed without
         # metadata (local_media); a provider's are served as they came.
-        response = close_when_dropped(send_file(path, mimetype=row.content_type,
-                                                conditional=True))
+        response = send_stored(row, max_age=SHARED_FILE_MAX_AGE)
     else:
-        response = Response(_public_image(run, row.content_type, path.read_bytes()),
+        data = state.storage().read(row.name)
+        if data is None:
+            abort(404)
+        response = Response(_public_image(run, row.content_type, data),
                             mimetype=row.content_type)
     response.cache_control.public = True
     response.cache_control.max_age = SHARED_FILE_MAX_AGE
