@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
-from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User, utcnow
+from ..models import ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User, is_active, utcnow
 from ..money import format_usd
 
 
@@ -84,7 +84,7 @@ def record_charge(session: Session, *, user_id: int, api_key_id: int | None, run
 
 _runs = Run.__table__
 _FAIL = (update(_runs).where(_runs.c.id == bindparam("run_id"),
-                             _runs.c.status.in_(ACTIVE_STATUSES))
+                             is_active(_runs.c.status))
          .values(status=RunStatus.FAILED.value, error=bindparam("message"),
                  error_code=bindparam("code"), completed_at=bindparam("at"), lease_owner=None,
                  lease_until=None, next_check_at=None)
