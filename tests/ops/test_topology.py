@@ -213,7 +213,8 @@ def _check_outage(topology: Topology) -> None:
 
 def test_scaled_out_deployment_survives_worker_loss_and_a_database_outage():
     credit_usd = 100_000
-    with Topology(webs=2, workers=2, latency=LATENCY, credit_usd=str(credit_usd)) as topology:
+    with Topology(webs=2, workers=2, latency=LATENCY, credit_usd=str(credit_usd),
+                  s3=True) as topology:
         load = Load(topology, RUNS)
         with ThreadPoolExecutor(CLIENTS) as pool:
             futures = load.start(pool)

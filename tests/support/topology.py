@@ -27,6 +27,7 @@ import requests
 
 from tests.support.postgres import PostgresServer
 from tests.support.redis_server import RedisServer
+from tests.support.s3_server import S3Server, aws_env, create_bucket
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -169,9 +170,9 @@ class Topology:
     """Everything README's "Scaled out" section describes, on 127.0.0.1.
 
     `webs` gunicorn instances (machines) with `web_processes` processes each, `workers`
-    standalone workers, a fake provider answering after `latency` seconds. `storage_env`
-    (RUNBASE_STORAGE_URL and AWS_* variables) points every process at shared storage; without
-    it the processes share one local directory instead (a single machine).
+    standalone workers, a fake provider answering after `latency` seconds. With `s3`, an S3
+    server holds the files and every process has a data directory of its own (separate
+    machines); without it the processes share one local directory (a single machine).
     """
 
     webs: int = 2
@@ -181,13 +182,15 @@ class Topology:
     latency: float = 0.0
     credit_usd: str = "100000"
     lease_seconds: int = 5
-    storage_env: dict[str, str] | None = None
+    s3: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="runbase-topology-"))
         self.postgres = PostgresServer()
         self.redis = RedisServer()
+        self.s3_server = S3Server() if self.s3 else None
+        self.storage_env: dict[str, str] | None = None
         self.provider: Process | None = None
         self.web_processes_: list[Process] = []
         self.worker_processes: list[Process] = []
@@ -204,6 +207,10 @@ class Topology:
             self.postgres.start()
             self.database_url = self.postgres.create_database("runbase")
             self.redis.start()
+            if self.s3_server is not None:
+                url = self.s3_server.start().url
+                self.storage_env = {**aws_env(url), "RUNBASE_STORAGE_URL":
+                                    f"s3://{create_bucket(url)}/outputs"}
             self._start_provider()
             self._prepare_database()
             for index in range(self.webs):
@@ -221,6 +228,8 @@ class Topology:
             if process is not None:
                 process.stop()
         self.redis.stop()
+        if self.s3_server is not None:
+            self.s3_server.stop()
         self.postgres.stop()
 
     def __enter__(self) -> "Topology":
