@@ -23,6 +23,10 @@ class StorageUnavailable(ConfigError):
 class Storage(Protocol):
     """A flat namespace of immutable files, each written once, whole."""
 
+    #: The exceptions a failing store raises (a full disk, an unreachable bucket), so
+    #: callers can catch them without knowing the backend's library.
+    failures: tuple[type[BaseException], ...]
+
     def save(self, name: str, data: bytes) -> None:
         """Write `data` under `name`; readers never see a partly written file."""
 

@@ -15,6 +15,8 @@ CHUNK_BYTES = 64 * 1024
 class LocalStorage:
     """Files in one directory, written atomically (temp file + rename)."""
 
+    failures = (OSError,)
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)

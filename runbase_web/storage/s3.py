@@ -67,6 +67,8 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.client = client if client is not None else new_client()
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client
+        self.failures = (OSError, BotoCoreError, ClientError)
 
     @property
     def location(self) -> str:

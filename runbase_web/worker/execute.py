@@ -94,7 +94,7 @@ def _execute(app: Flask, session: Session, run: ClaimedRun, owner: str) -> Step:
         return _on_provider_error(app, session, job, owner, error, retries)
     if isinstance(result, Pending):
         return _release_pending(session, job, owner, result)
-    return _finish(app, session, run, result)
+    return _finish(app, session, run, result, job=job, owner=owner, retries=retries)
 
 
 def _release_pending(session: Session, job: Job, owner: str, result: Pending) -> Step:
@@ -260,9 +260,10 @@ def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
     return Step(ended=ended)
 
 
-def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step:
+def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done, *, job: Job,
+            owner: str, retries: dict) -> Step:
     """Store every output, then mark the run succeeded, in one transaction; never
-    succeeded without files."""
+    succeeded without files. Storage that fails is retried like a provider failure."""
     storage = state.storage(app)
     rows = []
     try:
@@ -271,10 +272,18 @@ def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step
             data = _with_recipe(run, data, content_type)
             rows.append(files.save_output(storage, user_id=run.user_id, run_id=run.id,
                                           data=data, content_type=content_type))
-    except (ProviderError, ValueError) as error:
+    except (ProviderError, ValueError, *storage.failures) as error:
         session.rollback()
         for row in rows:
-            storage.delete(row.name)
+            _delete_quietly(storage, row.name)
+        if isinstance(error, storage.failures):
+            # Our storage failed (disk full, bucket unreachable), not the provider: try
+            # the run again after a backoff, as any retryable failure, rather than waiting
+            # for the lease to expire or failing a run the provider did make.
+            log.warning("run %s: could not store an output: %s", run.id, error)
+            retry = ProviderError("The output could not be stored.", code="output_unavailable",
+                                  retryable=True)
+            return _on_provider_error(app, session, job, owner, retry, retries)
         ended = runs.mark_failed(session, run.id, code="output_unavailable",
                                  message=f"The output could not be stored: {error}")
         session.commit()
@@ -287,6 +296,15 @@ def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step
         files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
     session.commit()
     return Step(ended=ended)
+
+
+def _delete_quietly(storage, name: str) -> None:
+    """Remove a saved output nobody will record; a storage that fails here too only
+    leaves an unreferenced file behind (never served: it has no row)."""
+    try:
+        storage.delete(name)
+    except storage.failures as error:
+        log.warning("could not remove unrecorded output %s: %s", name, error)
 
 
 def _with_recipe(run: ClaimedRun, data: bytes, content_type: str) -> bytes:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
+from sqlalchemy import text
 
 from runbase_web import state
 from runbase_web.extensions import db
@@ -204,3 +205,32 @@ def test_streaming_over_real_http(app, live_server, auth, s3_env, s3_bucket):
     with requests.get(f"{live_server}{path}", stream=True, timeout=10) as dropped:
         next(dropped.iter_content(100))
     assert requests.get(f"{live_server}{path}", timeout=10).content == stored
+
+
+def test_a_bucket_that_fails_mid_run_gets_the_run_retried_not_lost(app, client, auth, worker,
+                                                                    s3_env, s3_bucket):
+    """Storage failing after the provider answered: the saved outputs are removed, the run
+    goes back to wait for a retry after a backoff (not the lease's expiry, not a failure),
+    and succeeds once the bucket works again; charged once, never refunded."""
+    bucket = s3_server.client(s3_env)
+    bucket.delete_bucket(Bucket=s3_bucket)  # empty: the start-up probe removed its object
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    deadline = time.monotonic() + 30
+    while True:
+        with app.app_context():
+            run = db.session.get(Run, run_id, populate_existing=True)
+            tried = run.attempts >= 1 and run.lease_owner is None and run.next_check_at
+            status, error = run.status, run.error
+            db.session.rollback()
+        if tried:
+            break
+        assert time.monotonic() < deadline, "the worker never gave the run back"
+        time.sleep(0.02)
+    assert status in ("pending", "processing") and error is None
+    bucket.create_bucket(Bucket=s3_bucket)
+    done = wait_for_run(app, run_id, timeout=30)
+    assert done.status == "succeeded" and done.attempts >= 2
+    with app.app_context():
+        kinds = [kind for kind, in db.session.execute(
+            text("SELECT kind FROM ledger_entries WHERE run_id = :id"), {"id": run_id})]
+    assert kinds == ["charge"]
