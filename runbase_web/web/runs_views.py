@@ -14,7 +14,7 @@ from ..errors import RunbaseError, RunNotFound
 from ..extensions import db, reads_only
 from ..models import Run
 from ..money import format_usd
-from ..presenters.outputs import output_items
+from ..presenters.outputs import output_items, poster_src
 from ..services import accounts, history, runs, snippets
 from ..urls import public_base_url
 from .blueprint import bp
@@ -28,8 +28,11 @@ def input_value(value) -> str:
 
 @bp.app_template_filter("run_thumbnail")
 def run_thumbnail(run: Run):
-    """The run's first output to show in a tile, or None."""
-    return history.thumbnail(run)
+    """The run's first output to show in a tile (a video as its poster still), or None."""
+    first = history.thumbnail(run)
+    if first is None:
+        return None
+    return {"src": first.src, "is_video": first.is_video, "poster": poster_src(first.src)}
 
 
 def _own_run(run_id: str) -> Run:

@@ -103,7 +103,9 @@ def test_gallery_tiles_show_media_status_cost_and_poll_while_active(signed_in, u
     pending = make_run(user, "waiting")
     text = signed_in.get("/runs").text
     video_tile = re.search(rf'<article class="run-tile" data-run-tile="{video}">.*?</article>', text, re.S).group(0)
-    assert re.search(rf'<video src="/files/generated/{video}.mp4" preload="metadata" muted', video_tile)
+    # A video's tile shows its poster still (no player), with a play mark.
+    assert re.search(rf'<img src="/files/generated/{video}.mp4/poster" alt="Video made with local/sketch-video: waves"', video_tile)
+    assert "thumb-play" in video_tile and "<video" not in video_tile
     assert "$0.004" in video_tile and "local/sketch-video" in video_tile
     failed_tile = re.search(rf'data-run-tile="{failed}">.*?</article>', text, re.S).group(0)
     assert "thumb-placeholder is-failed" in failed_tile and "refunded" in failed_tile
@@ -242,8 +244,11 @@ def test_run_page_shows_outputs_input_model_cost_and_history(app, signed_in, use
     assert "a red &lt;b&gt;kite&lt;/b&gt;" in text and "<b>kite" not in text
     for n in (1, 2):
         src = f"/files/generated/{run_id}-{n}.png"
-        assert f'<a href="{src}" target="_blank" rel="noopener" data-lightbox' in text
-        assert f'<a class="btn btn-small" href="{src}" download data-download>' in text
+        assert f'<a class="output-zoom" href="{src}" target="_blank" rel="noopener" data-lightbox' in text
+        # A download of the owner's file, under the prompt's words and the run id.
+        download = f"/runs/{run_id}/outputs/{n - 1}/download"
+        assert (f'href="{download}" download="a-red-b-kite-b-{run_id}-{n}.png" '
+                f'aria-label="Download output {n}"') in text
         assert f'data-copy="http://localhost{src}"' in text
     table = re.search(r'<table class="table input-table">.*?</table>', text, re.S).group(0)
     assert re.search(r'data-field="aspect_ratio">.*?16:9', table, re.S)
