@@ -39,3 +39,21 @@
   document.addEventListener("htmx:afterSettle", updateCompare);
   window.addEventListener("pageshow", updateCompare);
 })();
+
+// The run page's Share menu (a <details>) closes with Escape, focus back on its button,
+// like other pop-ups; and a click elsewhere on the page closes it.
+(function () {
+  "use strict";
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var menu = event.target.closest && event.target.closest("details[data-share-menu][open]");
+    if (!menu) return;
+    menu.open = false;
+    menu.querySelector("summary").focus();
+  });
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("details[data-share-menu][open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.open = false;
+    });
+  });
+})();
