@@ -64,8 +64,10 @@ def load_more_url(text: str) -> str | None:
     match = re.search(r'<div class="load-more" data-load-more>\s*<a class="btn" href="([^"]+)" hx-get="([^"]+)"', text)
     if not match:
         return None
-    assert match.group(1) == match.group(2)
-    return html.unescape(match.group(1))
+    # htmx asks for the same page, saying which number it is (for the address it pushes).
+    href, hx_get = html.unescape(match.group(1)), html.unescape(match.group(2))
+    assert re.sub(r"&n=\d+", "", hx_get) == href and "&n=" in hx_get, (href, hx_get)
+    return href
 
 
 def get_run(app, run_id: str) -> Run:
@@ -199,6 +201,25 @@ def test_keyset_pagination_with_load_more(app, signed_in, user, make_run, monkey
     plain = signed_in.get(more)
     assert "<html" in plain.text and tile_ids(plain.text) == newest_first[2:4]
     assert "Newest runs" in plain.text
+
+
+def test_load_more_pushes_an_address_that_brings_back_every_page_loaded(app, signed_in, user,
+                                                                        make_run, monkeypatch):
+    monkeypatch.setattr(history, "PAGE_SIZE", 2)
+    made = [make_run(user, f"cat {n}") for n in range(5)]
+    newest_first = made[::-1]
+    first = signed_in.get("/runs?q=cat").text
+    assert 'hx-push-url="/runs?pages=2&amp;q=cat"' in first
+    second = signed_in.get(f"/runs?after={newest_first[1]}&n=2&q=cat", headers=HTMX).text
+    assert 'hx-push-url="/runs?pages=3&amp;q=cat"' in second
+    assert f'hx-get="/runs?after={newest_first[3]}&amp;n=3&amp;q=cat"' in second
+    # The pushed address, loaded as a page (Back, reload): both pages, then Load more.
+    again = signed_in.get("/runs?pages=2&q=cat").text
+    assert "<html" in again and tile_ids(again) == newest_first[:4]
+    assert load_more_url(again) == f"/runs?after={newest_first[3]}&q=cat"
+    assert "← Newest runs" not in again
+    assert tile_ids(signed_in.get("/runs?pages=9").text) == newest_first
+    assert tile_ids(signed_in.get("/runs?pages=nonsense").text) == newest_first[:2]
 
 
 def test_load_more_keeps_the_filters(signed_in, user, make_run, monkeypatch):
