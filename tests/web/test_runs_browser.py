@@ -205,3 +205,26 @@ def test_back_from_a_run_keeps_loaded_pages_and_the_scroll_position(app, page: P
 def in_view(page: Page, locator) -> bool:
     box = locator.bounding_box()
     return box is not None and 0 <= box["y"] < page.viewport_size["height"]
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 850}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_failed_tiles_show_the_whole_time(app, page: Page, problems, member, viewport):
+    """A failed tile says "refunded $x" where others show a price: longer, so its meta
+    line wraps rather than cutting off "just now"."""
+    failed = api_run(app, member, "this one fails on purpose", outcome="fail")
+    ok = api_run(app, member, "this one works")
+    for run_id in (failed, ok):
+        wait_for_run(app, run_id)
+    page.set_viewport_size(viewport)
+    sign_in(page, member.email)
+    page.goto("/runs")
+    for run_id in (failed, ok):
+        tile = page.locator(f'[data-run-tile="{run_id}"]')
+        when = tile.locator(".tile-meta time")
+        expect(when).to_have_text("just now")
+        box, frame = when.bounding_box(), tile.bounding_box()
+        assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"], (box, frame)
+        assert box["y"] + box["height"] <= frame["y"] + frame["height"], (box, frame)
+        # Nothing inside is cut: the text is as wide as it needs to be.
+        assert when.evaluate("t => t.scrollWidth <= t.clientWidth + 1 && t.getClientRects().length === 1")
