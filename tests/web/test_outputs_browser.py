@@ -14,6 +14,7 @@ from runbase_web.models import User
 from runbase_web.services import run_creation, sharing
 from tests.conftest import wait_for_run
 from tests.support.pages import sign_up
+from tests.web.test_accessibility_browser import violations
 
 pytestmark = pytest.mark.browser
 
@@ -131,3 +132,57 @@ def test_share_page_offers_the_same_component(app, page: Page, problems):
     expect(page.locator("dialog.lightbox img")).to_have_attribute("src", f"/s/{token}/outputs/1")
     page.keyboard.press("Escape")
     expect(page.locator("dialog.lightbox")).to_be_hidden()
+
+
+def test_compare_zooms_images_together_wipes_a_over_b_and_restores_settings(app, page: Page,
+                                                                             problems):
+    email = sign_up(page)
+    first = make_run(app, email, "local/sketch", prompt="Blue boat", seed=1)
+    second = make_run(app, email, "local/sketch", prompt="Red boat", seed=2)
+    page.set_viewport_size({"width": 1366, "height": 850})
+    page.goto(f"/runs/compare?ids={first},{second}")
+    views = page.locator("[data-zoom-view]")
+    expect(views).to_have_count(2)
+    transform = "el => el.querySelector('img').style.transform"
+    level = page.locator("[data-zoom-level]")
+    expect(level).to_have_text("100%")
+    page.get_by_role("button", name="Zoom in").click()
+    expect(level).to_have_text("150%")
+    views.first.focus()
+    page.keyboard.press("+")
+    expect(level).to_have_text("200%")
+    page.keyboard.press("ArrowLeft")  # moves the picture right: look further left
+    page.keyboard.press("ArrowUp")
+    moved = views.first.evaluate(transform)
+    assert "scale(2)" in moved and "translate(10%, 10%)" in moved, moved
+    assert views.nth(1).evaluate(transform) == moved  # together
+    # Dragging the second image moves both.
+    box = views.nth(1).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 - box["width"] * 0.2, box["y"] + box["height"] / 2, steps=4)
+    page.mouse.up()
+    dragged = views.first.evaluate(transform)
+    assert dragged != moved and dragged == views.nth(1).evaluate(transform), dragged
+    views.first.focus()
+    page.keyboard.press("0")
+    expect(level).to_have_text("100%")
+    assert "scale(1)" in views.first.evaluate(transform)
+
+    assert violations(page) == []
+
+    # A/B wipe: the slider decides how much of A covers B, from the keyboard too.
+    slider = page.get_by_label(re.compile("Show A up to"))
+    top = page.locator("[data-wipe-top]")
+    assert top.evaluate("el => el.style.clipPath") == "inset(0px 50% 0px 0px)"
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    assert top.evaluate("el => el.style.clipPath") == "inset(0px 40% 0px 0px)"
+    expect(page.locator("[data-wipe-value]")).to_have_text("60%")
+
+    # "Use these settings": the Playground's form as that run was made.
+    page.get_by_role("link", name="Use these settings of run 2").click()
+    page.wait_for_url(re.compile(r"/playground\?from=" + second))
+    expect(page.locator("#f-prompt")).to_have_value("Red boat")
+    expect(page.locator("#f-seed")).to_have_value("2")
