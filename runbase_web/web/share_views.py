@@ -123,8 +123,18 @@ def shared_run(token: str):
         "web/share/page.html", run=run, spec=spec, model_name=model_name, prompt=prompt,
         outputs=outputs, description=description,
         page_url=absolute_url(base_url, url_for("web.shared_run", token=token)),
-        image=next((item for item in outputs if not item["is_video"]), None),
+        image=_preview_image(outputs, base_url),
         video=next((item for item in outputs if item["is_video"]), None))
+
+
+def _preview_image(outputs: list[dict], base_url: str) -> dict | None:
+    """The picture link previews show: the first image, else the first video's poster
+    (chat apps show a still for a video link only when given one)."""
+    image = next((item for item in outputs if not item["is_video"]), None)
+    if image is not None:
+        return image
+    video = next((item for item in outputs if item["poster"]), None)
+    return {"url": absolute_url(base_url, video["poster"])} if video else None
 
 
 @bp.get("/s/<token>/outputs/<int:index>")

@@ -47,11 +47,13 @@ def test_owner_downloads_an_output_under_a_readable_name(app, signed_in, worker,
                                        "num_images": "2"})
     card = signed_in.get(f"/playground/runs/{run_id}/card", headers=HTMX).text
     assert f'href="/runs/{run_id}/outputs/1/download" download="two-foxes-ink-{run_id}-2.png"' in card
-    response = signed_in.get(f"/runs/{run_id}/outputs/1/download")
-    assert response.status_code == 200 and response.mimetype == "image/png"
-    assert response.headers["Content-Disposition"] == f"attachment; filename=two-foxes-ink-{run_id}-2.png"
-    assert response.data == signed_in.get(outputs_of(app, run_id)[1]).data
-    assert "private" in response.headers["Cache-Control"]
+    # (Files are streamed: `with` closes them, as a browser finishing the download does.)
+    with signed_in.get(f"/runs/{run_id}/outputs/1/download") as response, \
+            signed_in.get(outputs_of(app, run_id)[1]) as original:
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        assert response.headers["Content-Disposition"] == f"attachment; filename=two-foxes-ink-{run_id}-2.png"
+        assert response.data == original.data
+        assert "private" in response.headers["Cache-Control"]
     assert signed_in.get(f"/runs/{run_id}/outputs/2/download").status_code == 404
     # Another account cannot, as for the run page itself.
     other = app.test_client()
@@ -100,11 +102,13 @@ def test_shared_video_has_a_poster_and_a_download_through_the_token(app, signed_
     assert f'poster="/s/{token}/outputs/0/poster"' in page
     assert f'href="/s/{token}/outputs/0?download=1" download="tide-pools-1.mp4"' in page
     assert run_id not in page
+    # Link previews get the poster as the video's picture.
+    assert f'<meta property="og:image" content="http://localhost/s/{token}/outputs/0/poster">' in page
     poster = stranger.get(f"/s/{token}/outputs/0/poster")
     assert poster.status_code == 200 and poster.mimetype == "image/jpeg"
     assert poster.headers["Referrer-Policy"] == "no-referrer"
-    download = stranger.get(f"/s/{token}/outputs/0?download=1")
-    assert download.headers["Content-Disposition"] == "attachment; filename=tide-pools-1.mp4"
+    with stranger.get(f"/s/{token}/outputs/0?download=1") as download:
+        assert download.headers["Content-Disposition"] == "attachment; filename=tide-pools-1.mp4"
     assert stranger.get(f"/s/{token}/outputs/1/poster").status_code == 404
     signed_in.post(f"/runs/{run_id}/share/revoke", headers=HTMX)
     assert stranger.get(f"/s/{token}/outputs/0/poster").status_code == 404
