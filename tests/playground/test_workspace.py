@@ -138,6 +138,8 @@ def test_run_page_is_titled_by_its_prompt_with_share_next_to_rerun(app, signed_i
     assert "Rerun" in head and '<details id="share-menu"' in head
     assert 'data-share-panel' in head and "Create share link" in head
     assert page.count('id="share-panel"') == 1
+    assert 'data-copy="A &lt;quiet&gt; harbour at dawn" data-copy-prompt>Copy prompt</button>' in page
+    assert 'href="#run-input">Whole prompt' not in page  # short: all of it is in the title
 
 
 def test_share_control_appears_in_the_header_when_the_run_succeeds(app, signed_in, user):
