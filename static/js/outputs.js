@@ -38,10 +38,14 @@
     var count = document.createElement("p");
     count.className = "lightbox-count";
     count.setAttribute("aria-live", "polite");
-    dialog.append(close, prev, stage, next, count);
+    var download = document.createElement("a");
+    download.className = "btn btn-small lightbox-download";
+    download.textContent = "Download";
+    dialog.append(close, prev, stage, next, count, download);
     dialog.addEventListener("click", function (event) {
       if (event.target === prev) step(-1);
       else if (event.target === next) step(1);
+      else if (event.target === download) return;  // the browser saves the file
       // A click on the video is for its controls; anywhere else (picture, backdrop, ×) closes.
       else if (event.target !== video) dialog.close();
     });
@@ -80,6 +84,16 @@
       var thumb = link.querySelector("img");
       image.src = link.getAttribute("href");
       image.alt = thumb ? thumb.alt : "";
+    }
+    // The output's own Download link, repeated here for the one shown.
+    var save = link.closest("[data-output]");
+    save = save && save.querySelector("a[data-download]");
+    var download = lightbox.querySelector(".lightbox-download");
+    download.hidden = !save;
+    if (save) {
+      download.href = save.getAttribute("href");
+      download.setAttribute("download", save.getAttribute("download") || "");
+      download.setAttribute("aria-label", "Download this output");
     }
     var many = group.length > 1;
     lightbox.querySelectorAll(".lightbox-step").forEach(function (b) { b.hidden = !many; });

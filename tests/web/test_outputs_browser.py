@@ -57,6 +57,13 @@ def test_lightbox_steps_through_outputs_and_gives_focus_back(app, page: Page, pr
     box.get_by_role("button", name="Next output").click()
     expect(box.locator(".lightbox-count")).to_have_text("3 of 3")
     expect(box.locator("img")).to_have_attribute("alt", re.compile("Image 3 of 3 made with local/sketch: Three kites"))
+    # The output shown can be saved from the lightbox too.
+    save = box.get_by_role("link", name="Download this output")
+    expect(save).to_have_attribute("href", f"/runs/{run_id}/outputs/2/download")
+    with page.expect_download() as started:
+        save.click()
+    assert started.value.suggested_filename == f"three-kites-{run_id}-3.png"
+    expect(box).to_be_visible()  # saving doesn't close it
     page.keyboard.press("Escape")
     expect(box).to_be_hidden()
     expect(links.nth(1)).to_be_focused()  # back where the person was
