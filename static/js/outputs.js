@@ -137,6 +137,21 @@
     toggle.setAttribute("aria-pressed", video.loop ? "true" : "false");
   }
 
+  // A video ffmpeg could not make a still of (its poster answers 404): the tile shows
+  // the video's own first frame instead of a broken image. Error events don't bubble,
+  // hence the capturing listener.
+  document.addEventListener("error", function (event) {
+    var still = event.target;
+    if (!still.matches || !still.matches("img[data-thumb-poster]")) return;
+    var video = document.createElement("video");
+    video.src = still.getAttribute("data-video-src");
+    video.preload = "metadata";
+    video.muted = true;
+    video.playsInline = true;
+    video.setAttribute("aria-label", still.alt);
+    still.replaceWith(video);
+  }, true);
+
   document.addEventListener("click", function (event) {
     var zoom = event.target.closest("a[data-lightbox]");
     // Ctrl/Cmd/Shift/middle click still opens the file in a new tab.

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import User
-from runbase_web.services import run_creation, sharing
+from runbase_web.services import run_creation, runs, sharing
 from tests.conftest import wait_for_run
 from tests.support.pages import sign_up
 from tests.web.test_accessibility_browser import violations
@@ -193,3 +193,22 @@ def test_compare_zooms_images_together_wipes_a_over_b_and_restores_settings(app,
     page.wait_for_url(re.compile(r"/playground\?from=" + second))
     expect(page.locator("#f-prompt")).to_have_value("Red boat")
     expect(page.locator("#f-seed")).to_have_value("2")
+
+
+def test_a_video_without_a_poster_shows_its_own_frame_in_the_gallery(app, page: Page, problems):
+    email = sign_up(page)
+    with app.app_context():
+        user_id = db.session.query(User).filter_by(email=email).one().id
+        run = run_creation.create_run(db.session, catalog=state.catalog(app), provider_env={},
+                                      user_id=user_id, api_key_id=None,
+                                      model_id="local/sketch-video", raw_input={"prompt": "lost"})
+        db.session.commit()
+        # Succeeded with a file that is not in storage: no poster can be made of it.
+        runs.mark_succeeded(db.session, run.id, ["/files/generated/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.mp4"],
+                            public_url="")
+        db.session.commit()
+    page.goto("/runs")
+    tile = page.locator("[data-run-tile]").first
+    expect(tile.locator("video")).to_have_attribute("aria-label", re.compile("Video made with local/sketch-video: lost"))
+    expect(tile.locator("img[data-thumb-poster]")).to_have_count(0)
+    expect(tile.locator(".thumb-play")).to_be_visible()
