@@ -15,7 +15,7 @@ import tempfile
 
 import imageio_ffmpeg
 
-from .storage import Storage
+from .storage import LocalStorage, Storage
 
 #: A stuck ffmpeg must not hold a web worker for long; a still of a short clip takes
 #: well under a second.
@@ -46,12 +46,12 @@ def poster_jpeg(storage: Storage, video_name: str) -> bytes | None:
     cached = storage.read(name)
     if cached:
         return cached
-    path = storage.path(video_name)
+    path = storage.path(video_name) if isinstance(storage, LocalStorage) else None
     if path is not None:
         still = extract_still(str(path))
     else:
-        # Storage without local files (an object store): ffmpeg needs a seekable file,
-        # since an MP4's index may sit at its end.
+        # Not a file on this disk (an object store, or missing): ffmpeg needs a seekable
+        # file, since an MP4's index may sit at its end.
         data = storage.read(video_name)
         if data is None:
             return None
