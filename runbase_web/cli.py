@@ -11,11 +11,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import DBAPIError
 
+from . import state
 from .config import ConfigError, usd_to_micros
 from .errors import RunbaseError
 from .extensions import db
 from .money import format_usd
 from .services import accounts, billing, keys
+from .storage import SAFE_NAME, LocalStorage
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 db_group = AppGroup("db", help="Database schema commands.")
@@ -225,8 +227,41 @@ def worker(threads: int | None):
     exit_now(0)
 
 
+@click.command("copy-files-to-storage")
+@with_appcontext
+@click.option("--from", "source", default=None,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory of stored files to copy (default: the data dir's files/).")
+def copy_files_to_storage(source: Path | None):
+    """Copy a local file store into the configured storage (RUNBASE_STORAGE_URL), e.g.
+    when moving to S3. Safe to re-run: a file already there with the same size is skipped.
+    (No tables are read: every stored file in the directory is copied.)"""
+    app = current_app._get_current_object()
+    target = state.storage(app)
+    source = (source or Path(app.config["DATA_DIR"]) / "files").resolve()
+    if isinstance(target, LocalStorage) and target.root.resolve() == source:
+        raise click.ClickException(
+            f"{source} is the configured storage itself: set RUNBASE_STORAGE_URL to where "
+            "the files should go (e.g. s3://bucket/prefix), or pass --from DIR.")
+    copied = skipped = 0
+    for path in sorted(source.iterdir()):
+        if not (SAFE_NAME.match(path.name) and path.is_file()):
+            continue  # temp files of an interrupted write, anything we did not store
+        if target.size(path.name) == path.stat().st_size:
+            skipped += 1
+            continue
+        try:
+            target.save(path.name, path.read_bytes())
+        except Exception as error:  # noqa: BLE001 - say which file, then stop
+            raise click.ClickException(
+                f"Copying {path.name} failed ({type(error).__name__}: {error}); copied "
+                f"{copied} file(s) before it. Run the command again to go on.") from None
+        copied += 1
+    click.echo(f"Copied {copied} file(s) to {target.location}; skipped {skipped} already there.")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(db_group)
-    for cmd in (create_user, create_key, add_credit, set_admin, worker):
+    for cmd in (create_user, create_key, add_credit, set_admin, worker, copy_files_to_storage):
         app.cli.add_command(cmd)

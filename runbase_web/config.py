@@ -11,6 +11,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from .money import dollars_to_micros
 
@@ -121,6 +122,40 @@ def parse_hosts(name: str, value: str) -> tuple[str, ...] | None:
     return names
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: The longest a SigV4 presigned URL may live (7 days).
+PRESIGN_MAX_SECONDS = 7 * 24 * 3600
+
+
+def parse_storage_url(name: str, value: str) -> str | None:
+    """Read where output files live: s3://bucket/optional/prefix or file:///absolute/path;
+    None (empty) is the data dir's files/ directory."""
+    value = value.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{name} takes no ?query or #fragment")
+    if parts.scheme == "s3":
+        if not _BUCKET.match(parts.netloc):
+            raise ConfigError(f"{name} must look like s3://bucket/prefix, with a bucket name of "
+                              f"3-63 lowercase letters, digits, dots and dashes, not {value!r}")
+        return value
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"{name} must look like file:///absolute/path, not {value!r}")
+        return value
+    raise ConfigError(f"{name} must be an s3:// or file:// URL, not {value!r}")
+
+
+def parse_presign_seconds(name: str, value: str) -> int:
+    """Read how long presigned file links live: 0 (off) up to 7 days."""
+    seconds = parse_int(name, value or "0", 0)
+    if seconds > PRESIGN_MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {PRESIGN_MAX_SECONDS} (7 days)")
+    return seconds
+
+
 def _secret_key(data_dir: Path) -> str:
     """The session signing key: generated once into the data dir, kept across restarts."""
     path = data_dir / "secret_key"
@@ -164,6 +199,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         # JSON object per log line, one per request with its request_id).
         "LOG_FORMAT": parse_choice("RUNBASE_LOG_FORMAT", get("RUNBASE_LOG_FORMAT", "text"),
                                    ("text", "json")),
+        # Where output files live (README, "File storage"): None is DATA_DIR/files.
+        "STORAGE_URL": parse_storage_url("RUNBASE_STORAGE_URL", get("RUNBASE_STORAGE_URL", "")),
+        # >0: /files/generated/ redirects to a presigned URL living this long (S3 only).
+        "STORAGE_PRESIGN_SECONDS": parse_presign_seconds(
+            "RUNBASE_STORAGE_PRESIGN_SECONDS", get("RUNBASE_STORAGE_PRESIGN_SECONDS", "0")),
         "SECRET_KEY": get("RUNBASE_SECRET_KEY", ""),
         "RATE_LIMIT": parse_rate_limit("RUNBASE_RATE_LIMIT", get("RUNBASE_RATE_LIMIT", "20/10s")),
         # How long a process may trust an API key look-up. Changes made through this
@@ -218,5 +258,9 @@ def _validate(settings: Mapping[str, Any]) -> None:
     public = settings["PUBLIC_URL"]
     if public and not re.match(r"^https?://[^/\s]+(/\S*)?$", public):
         raise ConfigError("RUNBASE_PUBLIC_URL must be an absolute http(s) URL")
+    storage = settings.get("STORAGE_URL") or ""
+    if settings.get("STORAGE_PRESIGN_SECONDS") and not storage.startswith("s3:"):
+        raise ConfigError("RUNBASE_STORAGE_PRESIGN_SECONDS needs RUNBASE_STORAGE_URL=s3://...: "
+                          "only a bucket can sign links to its files")
     if settings["WORKER_POLL_SECONDS"] <= 0:
         raise ConfigError("RUNBASE_WORKER_POLL_SECONDS must be positive")

@@ -83,7 +83,8 @@ def check_database(app: Flask) -> None:
 
 
 def check_storage(app: Flask) -> None:
-    """Output storage accepts a file (written and removed again)."""
+    """Output storage accepts a file (written and removed again): the data dir's disk, or
+    the S3 bucket."""
     storage = state.storage(app)
     name = f"readyz-{secrets.token_hex(8)}.probe"
     try:
@@ -91,6 +92,24 @@ def check_storage(app: Flask) -> None:
         storage.delete(name)
     except OSError as error:
         raise NotReady(f"not writable ({type(error).__name__})") from None
+    except Exception as error:
+        problem = _s3_problem(error)
+        if problem is None:
+            raise
+        raise NotReady(problem) from None
+
+
+def _s3_problem(error: Exception) -> str | None:
+    """A botocore error in safe words (its class name only: the message may carry the
+    endpoint's host or the bucket's name); None for anything else. Read from the class's
+    module, so local-disk installs never import botocore here."""
+    if not type(error).__module__.startswith("botocore."):
+        return None
+    from botocore.exceptions import ClientError  # loaded already: the S3 store uses it
+
+    # The endpoint answered (AccessDenied, NoSuchBucket, ...), or it did not.
+    verdict = "not writable" if isinstance(error, ClientError) else "unreachable"
+    return f"{verdict} ({type(error).__name__})"
 
 
 def check_redis(app: Flask) -> None:

@@ -31,7 +31,20 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
+    _check_only_in_limited_views(app)
     app.extensions[_KEY_LIMITER] = KeyRateLimiter(storage_uri)
+
+
+def _check_only_in_limited_views(app: Flask) -> None:
+    """Drop the check Flask-Limiter runs before every request of the app.
+
+    We set no default, blueprint or meta limits: every form limit is a decorator
+    (auth_rate_limit), and a decorated view checks its own limits when it is called. The
+    app-wide hook would only look for limits that do not exist, on every API request, at
+    about a tenth of a cached GET's CPU. Its after-request (conditional deductions,
+    headers) and teardown hooks stay."""
+    hooks = app.before_request_funcs.get(None, [])
+    hooks[:] = [hook for hook in hooks if hook != limiter._check_request_limit]
 
 
 def seconds_to_wait(reset_at: float, now: float | None = None) -> int:

@@ -7,7 +7,7 @@ from flask import Flask, current_app
 from .catalog import Catalog
 from .providers import registry
 from .services.run_creation import RunCreator
-from .storage import LocalStorage, Storage
+from .storage import Storage, open_storage
 
 CATALOG = "runbase.catalog"
 STORAGE = "runbase.storage"
@@ -16,11 +16,15 @@ WORKER = "runbase.worker"
 
 
 def init_app(app: Flask) -> None:
-    """Load and check the catalog, open storage and bind the run creator, once, when the
-    app is created."""
+    """Load and check the catalog, open and check storage and bind the run creator, once,
+    when the app is created."""
     app.extensions[CATALOG] = Catalog.load(override_path=app.config.get("CATALOG_PATH"),
                                            adapters=registry.ADAPTERS)
-    app.extensions[STORAGE] = LocalStorage(f"{app.config['DATA_DIR']}/files")
+    storage = open_storage(app.config.get("STORAGE_URL"), f"{app.config['DATA_DIR']}/files")
+    # A bucket that is missing or not writable stops the start here (StorageUnavailable),
+    # not the first run; local disk pays nothing (its directory was just made).
+    storage.check()
+    app.extensions[STORAGE] = storage
     app.extensions[RUN_CREATOR] = RunCreator(app.extensions[CATALOG], app.config)
 
 

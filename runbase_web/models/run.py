@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, literal
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, PrintableJSON, UTCDateTime, utcnow
@@ -24,6 +24,13 @@ class RunStatus(str, enum.Enum):
 
 
 ACTIVE_STATUSES = (RunStatus.PENDING.value, RunStatus.PROCESSING.value)
+
+
+def is_active(status_column):
+    """`status_column IN ('pending', 'processing')`, for statements built once: the values
+    as plain bound parameters. A list of values would become an expanding parameter, which
+    SQLAlchemy renders anew (with PostgreSQL casts) on every execution of a cached statement."""
+    return status_column.in_([literal(value, String) for value in ACTIVE_STATUSES])
 
 
 class Run(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
-from ..models import ACTIVE_STATUSES, ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User, utcnow
+from ..models import ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User, is_active, utcnow
 from ..money import format_usd
 
 
@@ -58,11 +58,21 @@ def debit_for_run(session: Session, *, user_id: int, api_key_id: int | None, cos
     """
     balance = _move(session, user_id, -cost, require_funds=True)
     if balance is None:
-        raise InsufficientBalance(f"Your balance is too low for this run, which costs {format_usd(cost)}.")
+        raise balance_too_low(cost)
     if api_key_id is not None:
         if session.execute(_ADD_KEY_SPEND, {"key_id": api_key_id, "cost": cost}).rowcount != 1:
-            raise SpendLimitExceeded("This run would take the API key past its spend limit.")
+            raise past_key_limit()
     return balance
+
+
+def balance_too_low(cost: int) -> InsufficientBalance:
+    """The refusal of a run whose cost the balance does not cover."""
+    return InsufficientBalance(f"Your balance is too low for this run, which costs {format_usd(cost)}.")
+
+
+def past_key_limit() -> SpendLimitExceeded:
+    """The refusal of a run that would take its key past the key's spend limit."""
+    return SpendLimitExceeded("This run would take the API key past its spend limit.")
 
 
 def record_charge(session: Session, *, user_id: int, api_key_id: int | None, run_id: str,
@@ -74,7 +84,7 @@ def record_charge(session: Session, *, user_id: int, api_key_id: int | None, run
 
 _runs = Run.__table__
 _FAIL = (update(_runs).where(_runs.c.id == bindparam("run_id"),
-                             _runs.c.status.in_(ACTIVE_STATUSES))
+                             is_active(_runs.c.status))
          .values(status=RunStatus.FAILED.value, error=bindparam("message"),
                  error_code=bindparam("code"), completed_at=bindparam("at"), lease_owner=None,
                  lease_until=None, next_check_at=None)

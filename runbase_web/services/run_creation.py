@@ -25,6 +25,7 @@ from ..errors import InsufficientBalance, InvalidInput, ModelNotFound, RunbaseEr
 from ..models import Run, RunStatus, utcnow
 from ..money import format_usd
 from . import ledger, runs
+from .charged_insert import insert_charged_run
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The largest seed models accept; a run without one gets a random seed so it can be repeated.
@@ -124,6 +125,9 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     # refuse after the balance was debited: the savepoint (or the caller's rollback)
     # takes both back, so no caller can commit half a charge.
     with session.begin_nested() if atomic else nullcontext():
+        if session.get_bind().dialect.name == "postgresql":
+            insert_charged_run(session, values, channel=WAKE_CHANNEL)  # notifies too
+            return _as_loaded(session, values)
         balance = ledger.debit_for_run(session, user_id=user_id, api_key_id=api_key_id,
                                        cost=cost)
         session.execute(_INSERT_RUN, values)

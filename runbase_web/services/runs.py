@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunNotFound
-from ..models import ACTIVE_STATUSES, Run, RunStatus, utcnow
+from ..models import Run, RunStatus, is_active, utcnow
 from . import ledger, webhooks
 
 #: Run.upstream_cancel states (see the column's comment).
@@ -54,7 +54,7 @@ def recent_runs(session: Session, user_id: int, limit: int = 20) -> list[Run]:
 
 _runs = Run.__table__
 _SUCCEED = (update(_runs).where(_runs.c.id == bindparam("run_id"),
-                                _runs.c.status.in_(ACTIVE_STATUSES))
+                                is_active(_runs.c.status))
             .values(status=RunStatus.SUCCEEDED.value, output_urls=bindparam("urls"),
                     completed_at=bindparam("at"), lease_owner=None, lease_until=None,
                     next_check_at=None)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from .. import state
 from ..catalog import ModelSpec, effective_adapter
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery
+from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery, is_active
 from ..models import utcnow
 from ..services.run_creation import notify_workers
 from ..services.runs import UPSTREAM_CANCEL_REQUESTED
@@ -45,7 +45,7 @@ _LEASE_FREE = or_(_C.lease_until.is_(None), _C.lease_until < bindparam("at"))
 # on a busy worker, and building and caching a statement costs more than running it.
 #: Runs that never came to rest (new, or a crashed worker's first try), oldest first.
 _FRESH_RUNS = (select(*TURN_COLUMNS, _C.created_at, _C.next_check_at)
-               .where(_C.status.in_(ACTIVE_STATUSES), _C.next_check_at.is_(None), _LEASE_FREE)
+               .where(is_active(_C.status), _C.next_check_at.is_(None), _LEASE_FREE)
                .order_by(_C.created_at, _C.id)
                .limit(bindparam("limit"))
                .with_for_update(skip_locked=True))
@@ -216,7 +216,7 @@ def release(session: Session, run_id: str, owner: str, *, check_after: float, **
                                      else_=literal(now + timedelta(seconds=max(check_after, 0)),
                                                    time_type)))
     result = session.execute(update(Run).where(
-        Run.id == run_id, Run.lease_owner == owner, Run.status.in_(ACTIVE_STATUSES)).values(**values))
+        Run.id == run_id, Run.lease_owner == owner, is_active(Run.status)).values(**values))
     return result.rowcount == 1
 
 
@@ -348,7 +348,7 @@ def give_back_leases(session: Session, owner: str) -> list[str]:
     """
     runs = Run.__table__
     given_back = list(session.scalars(
-        update(runs).where(runs.c.lease_owner == owner, runs.c.status.in_(ACTIVE_STATUSES))
+        update(runs).where(runs.c.lease_owner == owner, is_active(runs.c.status))
         .values(lease_owner=None, lease_until=None, next_check_at=utcnow())
         .returning(runs.c.id)))
     if given_back:

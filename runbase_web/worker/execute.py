@@ -269,8 +269,8 @@ def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step
         for output in result.outputs:
             data, content_type = _output_bytes(app, output)
             data = _with_recipe(run, data, content_type)
-            rows.append(files.store_output(session, storage, user_id=run.user_id, run_id=run.id,
-                                           data=data, content_type=content_type))
+            rows.append(files.save_output(storage, user_id=run.user_id, run_id=run.id,
+                                          data=data, content_type=content_type))
     except (ProviderError, ValueError) as error:
         session.rollback()
         for row in rows:
@@ -280,6 +280,7 @@ def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done) -> Step
         session.commit()
         return Step(ended=ended)
     faults.point("before_finish")
+    files.record_outputs(session, rows)
     ended = runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
                                 public_url=app.config["PUBLIC_URL"])
     if not ended:

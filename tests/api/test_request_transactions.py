@@ -60,6 +60,31 @@ def test_a_get_is_one_read_of_the_run(app, client, auth, statements):
     assert len(statements.queries()) == 1 and "FROM runs" in statements.queries()[0]
 
 
+def test_on_postgresql_a_get_is_one_round_trip_and_a_create_three(app, client, auth,
+                                                                   database_url):
+    """Reads run in autocommit (no BEGIN, no ROLLBACK on the wire); a create's statement is
+    inside a real transaction. Seen from psycopg: its autocommit flag and transaction
+    status at each statement."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("psycopg's autocommit")
+    seen = []
+
+    def record(conn, _cursor, statement, *_args):
+        dbapi_connection = conn.connection.dbapi_connection
+        seen.append((statement.split()[0].upper(), dbapi_connection.autocommit))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    client.get(f"/api/v1/runs/{run_id}", headers=auth)
+    seen.clear()
+    assert client.get(f"/api/v1/runs/{run_id}", headers=auth).status_code == 200
+    assert seen == [("SELECT", True)]
+    seen.clear()
+    assert client.post("/api/v1/runs", json=SKETCH, headers=auth).status_code == 201
+    assert seen == [("WITH", False)]
+
+
 def test_a_create_is_one_transaction(app, client, auth, statements):
     client.post("/api/v1/runs", json=SKETCH, headers=auth)
     statements.reset()

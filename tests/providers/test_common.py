@@ -10,6 +10,7 @@ from http.cookiejar import Cookie
 from pathlib import Path
 
 import pytest
+import requests
 
 from runbase_web.catalog import UPSTREAM_ENV, Catalog
 from runbase_web.providers import registry
@@ -161,6 +162,24 @@ def test_clients_of_one_origin_share_a_pooled_session_without_cookies():
         "maxsize"] >= 8  # the worker's threads don't queue for a connection
     assert not first.session.cookies.get_policy().set_ok(
         _cookie("tracker"), _request("https://api.example.test/v1/x"))
+
+
+def test_a_pooled_session_reads_proxies_and_ca_bundle_once_and_never_netrc(monkeypatch, tmp_path):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine proxied.example.test login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.example.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "bundle.pem"))
+    proxied = pooled_session("https://proxied.example.test")
+    direct = pooled_session("https://direct.example.test")
+    assert proxied.proxies.get("https") == "http://proxy.example.test:3128"
+    assert "https" not in direct.proxies  # NO_PROXY still holds
+    assert proxied.verify == str(tmp_path / "bundle.pem")
+    request = proxied.prepare_request(requests.Request(
+        "GET", "https://proxied.example.test/v1/x", headers={"Authorization": "Bearer sk-ours"}))
+    assert request.headers["Authorization"] == "Bearer sk-ours"  # not the netrc login
 
 
 def _cookie(name):

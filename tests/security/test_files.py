@@ -53,9 +53,12 @@ def test_names_are_at_least_128_random_bits(app, client, auth, worker):
         assert client.get(f"/files/generated/{name.replace(stem, other)}").status_code == 404
 
 
-def test_generated_names_are_unique_and_url_safe(app, user):
+def test_generated_names_are_unique_and_url_safe(app, client, auth, user):
+    run_id = client.post("/api/v1/runs", json={"model": "local/sketch",
+                                               "input": {"prompt": "names"}},
+                         headers=auth).get_json()["id"]
     with app.app_context():
-        names = [files.store_output(db.session, state.storage(app), user_id=user.id, run_id="run_x",
+        names = [files.store_output(db.session, state.storage(app), user_id=user.id, run_id=run_id,
                                     data=b"x", content_type="image/png").name
                  for _ in range(200)]
         db.session.rollback()

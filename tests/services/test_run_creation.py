@@ -117,3 +117,33 @@ def test_the_creator_reads_the_provider_variables_on_each_create(app, user):
         except RunbaseError:
             pass  # the model was found; its input or price may still be refused
         db.session.rollback()
+
+
+def test_workers_are_woken_only_by_a_run_that_was_created(app, make_user, database_url):
+    """On PostgreSQL the create is one statement that also NOTIFYs: a refused create
+    (balance too low) must wake nobody, a created run must wake listeners once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("NOTIFY is PostgreSQL's")
+    import psycopg
+
+    owner = make_user(credit_micros=1000)  # exactly one local/sketch run
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"),
+                         autocommit=True) as listener, app.app_context():
+        listener.execute(f"LISTEN {run_creation.WAKE_CHANNEL}")
+
+        def create():
+            state.run_creator().create(db.session, user_id=owner.id, api_key_id=None,
+                                       model_id="local/sketch", raw_input={"prompt": "x"},
+                                       source="api")
+            db.session.commit()
+
+        def heard() -> int:
+            return sum(1 for _ in listener.notifies(timeout=0.5, stop_after=5))
+
+        create()
+        assert heard() == 1
+        with pytest.raises(RunbaseError):
+            create()
+        db.session.rollback()
+        assert heard() == 0
+        assert _counts(owner.id) == (0, 1, 2)  # the grant's entry and one charge
