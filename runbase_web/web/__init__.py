@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     dashboard_views,
     filters,
     keys_views,
+    outputs_views,
     runs_views,
     share_views,
     webhook_views,

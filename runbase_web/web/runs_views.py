@@ -14,7 +14,7 @@ from ..errors import RunbaseError, RunNotFound
 from ..extensions import db, reads_only
 from ..models import Run
 from ..money import format_usd
-from ..presenters.outputs import output_items
+from ..presenters.outputs import output_items, poster_src
 from ..services import accounts, history, runs, snippets
 from ..urls import public_base_url
 from .blueprint import bp
@@ -28,8 +28,11 @@ def input_value(value) -> str:
 
 @bp.app_template_filter("run_thumbnail")
 def run_thumbnail(run: Run):
-    """The run's first output to show in a tile, or None."""
-    return history.thumbnail(run)
+    """The run's first output to show in a tile (a video as its poster still), or None."""
+    first = history.thumbnail(run)
+    if first is None:
+        return None
+    return {"src": first.src, "is_video": first.is_video, "poster": poster_src(first.src)}
 
 
 def _own_run(run_id: str) -> Run:
@@ -40,18 +43,38 @@ def _own_run(run_id: str) -> Run:
 # --- gallery ---------------------------------------------------------------------------------
 
 
+#: Most "Load more" pages one gallery URL brings back at once (?pages=N).
+MAX_PAGES = 20
+
+
+def _page_count(raw: str | None) -> int:
+    """?pages=N as a number of gallery pages, 1 when absent or not a number, at most MAX_PAGES."""
+    try:
+        return min(max(int(raw or 1), 1), MAX_PAGES)
+    except ValueError:
+        return 1
+
+
 @bp.get("/runs")
 @login_required
 def runs_page():
-    """Every run of the account, newest first, filtered; htmx gets just the tiles."""
+    """Every run of the account, newest first, filtered; htmx gets just the tiles.
+
+    "Load more" asks for the next page (?after=<cursor>&n=<its number>) and puts
+    ?pages=<that number> in the address bar, which renders every page loaded so far: so
+    Back from a run, or a reload, finds the gallery as long as it was, and the browser
+    puts the scroll position back where it was."""
     filters = history.parse_filters(request.args)
+    after = request.args.get("after")
+    pages = _page_count(request.args.get("n" if after else "pages"))
     try:
-        page, next_cursor = history.gallery_page(db.session, current_user.id, state.catalog(),
-                                                 filters, after=request.args.get("after"))
+        page, next_cursor = history.gallery_page(
+            db.session, current_user.id, state.catalog(), filters, after=after,
+            limit=history.PAGE_SIZE * (1 if after else pages))
     except RunNotFound:
         abort(404, description="That page of runs no longer exists; start from the first page.")
     context = {"runs": page, "filters": filters, "next_cursor": next_cursor,
-               "first_page": not request.args.get("after")}
+               "first_page": not after, "page_number": pages}
     if htmx.is_htmx():
         return htmx.render_varying("web/runs/_page.html", **context)
     return htmx.render_varying(

@@ -16,12 +16,14 @@ from ..errors import RunNotFound
 from ..extensions import db
 from ..files_web import send_stored, stored_file_or_404
 from ..models import Run
+from ..presenters.outputs import download_name, shared_output_items
 from ..services import files, sharing
 from ..urls import absolute_url, public_base_url
 from .blueprint import bp
+from .outputs_views import attachment, poster_response
 
 #: Endpoints answered for anonymous visitors holding a link: no referrer, no indexing.
-PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output"})
+PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output", "web.shared_poster"})
 #: Shared files may be cached briefly; after a revoke they stop being served.
 SHARED_FILE_MAX_AGE = 60
 DESCRIPTION_CHARS = 200
@@ -106,16 +108,6 @@ def _shared_or_404(token: str) -> Run:
     return run
 
 
-def _shared_outputs(run: Run, base_url: str) -> list[dict]:
-    """The run's outputs as addressed through the token (never the owner's file URLs)."""
-    items = []
-    for index, path in enumerate(run.output_urls or []):
-        src = url_for("web.shared_output", token=run.share_token, index=index)
-        items.append({"src": src, "url": absolute_url(base_url, src),
-                      "is_video": files.is_video(path)})
-    return items
-
-
 @bp.get("/s/<token>")
 def shared_run(token: str):
     """The public page of a shared run, with link-preview (OpenGraph/Twitter) tags."""
@@ -123,7 +115,7 @@ def shared_run(token: str):
     base_url = public_base_url()
     spec = state.catalog().get(run.model)
     prompt = sharing.shared_prompt(run)
-    outputs = _shared_outputs(run, base_url)
+    outputs = shared_output_items(run, base_url, prompt)
     model_name = spec.name if spec is not None else run.model
     description = (prompt[:DESCRIPTION_CHARS] + ("…" if len(prompt) > DESCRIPTION_CHARS else "")
                    if prompt else f"Made with {model_name} on Runbase.")
@@ -131,20 +123,26 @@ def shared_run(token: str):
         "web/share/page.html", run=run, spec=spec, model_name=model_name, prompt=prompt,
         outputs=outputs, description=description,
         page_url=absolute_url(base_url, url_for("web.shared_run", token=token)),
-        image=next((item for item in outputs if not item["is_video"]), None),
+        image=_preview_image(outputs, base_url),
         video=next((item for item in outputs if item["is_video"]), None))
+
+
+def _preview_image(outputs: list[dict], base_url: str) -> dict | None:
+    """The picture link previews show: the first image, else the first video's poster
+    (chat apps show a still for a video link only when given one)."""
+    image = next((item for item in outputs if not item["is_video"]), None)
+    if image is not None:
+        return image
+    video = next((item for item in outputs if item["poster"]), None)
+    return {"url": absolute_url(base_url, video["poster"])} if video else None
 
 
 @bp.get("/s/<token>/outputs/<int:index>")
 def shared_output(token: str, index: int):
     """One output of a shared run. Images are copies without any metadata, PNGs then
     with a recipe without the run id (and without the prompt when it is hidden); videos
-    are sent as stored."""
-    run = _shared_or_404(token)
-    paths = run.output_urls or []
-    if index >= len(paths):
-        abort(404)
-    row = stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
+    are sent as stored. With ?download=1 browsers save it under a readable name."""
+    run, row = _shared_file_or_404(token, index)
     if row.content_type.startswith("video/"):
         # Players ask for ranges of a large file. Our own videos are muxed without
         # metadata (local_media); a provider's are served as they came.
@@ -157,7 +155,34 @@ def shared_output(token: str, index: int):
                             mimetype=row.content_type)
     response.cache_control.public = True
     response.cache_control.max_age = SHARED_FILE_MAX_AGE
+    if request.args.get("download"):
+        attachment(response, download_name(prompt=sharing.shared_prompt(run), model=run.model,
+                                           number=index + 1, path=row.name))
     return response
+
+
+@bp.get("/s/<token>/outputs/<int:index>/poster")
+def shared_poster(token: str, index: int):
+    """The poster still of a shared video, through the token like the video itself (and
+    so, like it, gone once the link is revoked). Without metadata, like every shared file."""
+    _run, row = _shared_file_or_404(token, index)
+    response = poster_response(row.name)
+    try:
+        response.set_data(media_metadata.public_copy(response.get_data(), "image/jpeg"))
+    except media_metadata.MetadataError:
+        abort(404)
+    response.cache_control.public = True
+    response.cache_control.max_age = SHARED_FILE_MAX_AGE
+    return response
+
+
+def _shared_file_or_404(token: str, index: int):
+    """The shared run and the stored file of its output `index`; 404 for anything else."""
+    run = _shared_or_404(token)
+    paths = run.output_urls or []
+    if index >= len(paths):
+        abort(404)
+    return run, stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
 
 
 def _public_image(run: Run, content_type: str, data: bytes) -> bytes:

@@ -138,82 +138,9 @@
   }
 
 
-  // --- lightbox: <a href="full.png" data-lightbox><img></a> ------------------------------
-  // Full size in a modal <dialog> (Escape closes it natively); previous/next, buttons or
-  // arrow keys, go through the other outputs of the same run ([data-output-group]).
-
-  var lightbox = null;
-  var group = [];
-  var shown = 0;
-
-  function lightboxButton(className, label, text) {
-    var button = document.createElement("button");
-    button.type = "button";
-    button.className = className;
-    button.setAttribute("aria-label", label);
-    button.textContent = text;
-    return button;
-  }
-
-  function buildLightbox() {
-    var dialog = document.createElement("dialog");
-    dialog.className = "lightbox";
-    dialog.setAttribute("aria-label", "Output, full size");
-    var image = document.createElement("img");
-    var close = lightboxButton("lightbox-close", "Close", "×");
-    var prev = lightboxButton("lightbox-step lightbox-prev", "Previous output", "‹");
-    var next = lightboxButton("lightbox-step lightbox-next", "Next output", "›");
-    var count = document.createElement("p");
-    count.className = "lightbox-count";
-    count.setAttribute("aria-live", "polite");
-    dialog.append(close, prev, image, next, count);
-    dialog.addEventListener("click", function (event) {
-      if (event.target === prev) step(-1);
-      else if (event.target === next) step(1);
-      else dialog.close();  // the image, the backdrop or ×
-    });
-    dialog.addEventListener("keydown", function (event) {
-      if (event.key === "ArrowLeft") { event.preventDefault(); step(-1); }
-      if (event.key === "ArrowRight") { event.preventDefault(); step(1); }
-    });
-    document.body.append(dialog);
-    return dialog;
-  }
-
-  function showOutput(index) {
-    shown = (index + group.length) % group.length;
-    var link = group[shown];
-    var thumb = link.querySelector("img");
-    var image = lightbox.querySelector("img");
-    image.src = link.getAttribute("href");
-    image.alt = thumb ? thumb.alt : "";
-    var many = group.length > 1;
-    lightbox.querySelectorAll(".lightbox-step").forEach(function (b) { b.hidden = !many; });
-    var count = lightbox.querySelector(".lightbox-count");
-    count.hidden = !many;
-    count.textContent = (shown + 1) + " of " + group.length;
-  }
-
-  function step(delta) { if (group.length > 1) showOutput(shown + delta); }
-
-  function openLightbox(link) {
-    lightbox = lightbox || buildLightbox();
-    var box = link.closest("[data-output-group]");
-    group = box ? Array.prototype.slice.call(box.querySelectorAll("a[data-lightbox]")) : [link];
-    showOutput(Math.max(0, group.indexOf(link)));
-    lightbox.showModal();
-  }
-
   // --- listeners -----------------------------------------------------------------------
 
   document.addEventListener("click", function (event) {
-    var zoom = event.target.closest("a[data-lightbox]");
-    // Ctrl/Cmd/Shift/middle click still opens the file in a new tab.
-    if (zoom && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
-      event.preventDefault();
-      openLightbox(zoom);
-      return;
-    }
     var copy = event.target.closest("[data-copy]");
     if (copy) { onCopy(copy); return; }
     var dismiss = event.target.closest("[data-dismiss]");

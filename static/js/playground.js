@@ -352,8 +352,12 @@
     if (error) {
       error.focus();
     } else if (pickedModel) {
+      // This runs when the swap settles, a moment after the new form appeared: whoever
+      // is already in one of its fields keeps typing there (moving focus mid-typing sent
+      // their keystrokes into the prompt, and the price never heard the change).
       var prompt = form.querySelector("#f-prompt");
-      if (prompt) prompt.focus({ preventScroll: true });
+      var busy = form.contains(document.activeElement);
+      if (prompt && !busy) prompt.focus({ preventScroll: true });
     }
     pickedModel = false;
   }

@@ -334,8 +334,8 @@ def test_video_card_has_a_playable_video(app, signed_in, worker):
                                           "duration": "1"}))
     assert wait_for_run(app, run_id, timeout=60).status == "succeeded"
     card = signed_in.get(f"/playground/runs/{run_id}/card", headers=HTMX).text
-    assert re.search(r'<video src="/files/generated/[A-Za-z0-9_-]+\.mp4" controls muted playsinline '
-                     r'preload="metadata"></video>', card)
+    assert re.search(r'<video src="/files/generated/([A-Za-z0-9_-]+)\.mp4" controls muted playsinline '
+                     r'preload="metadata" poster="/files/generated/\1\.mp4/poster"', card)
 
 
 def test_failed_card_shows_error_and_refund(app, signed_in, user, worker):

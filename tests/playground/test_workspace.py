@@ -132,5 +132,22 @@ def test_run_page_is_titled_by_its_prompt_with_share_next_to_rerun(app, signed_i
     page = signed_in.get(f"/runs/{run_id}").text
     assert "<title>A &lt;quiet&gt; harbour at dawn · Runbase</title>" in page
     assert '<h1 class="run-title-prompt" data-run-title>A &lt;quiet&gt; harbour at dawn</h1>' in page
-    head = page[page.index('class="run-actions"'):page.index("</div>", page.index('class="run-actions"'))]
-    assert "Rerun" in head and 'href="#share-panel"' in head
+    start = page.index('class="run-actions"')
+    head = page[start:page.index("</details>", start)]
+    # A real Share control in the header, holding the share panel itself.
+    assert "Rerun" in head and '<details id="share-menu"' in head
+    assert 'data-share-panel' in head and "Create share link" in head
+    assert page.count('id="share-panel"') == 1
+    assert 'data-copy="A &lt;quiet&gt; harbour at dawn" data-copy-prompt>Copy prompt</button>' in page
+    assert 'href="#run-input">Whole prompt' not in page  # short: all of it is in the title
+
+
+def test_share_control_appears_in_the_header_when_the_run_succeeds(app, signed_in, user):
+    run_id = make_run(app, user.id, "soon")
+    page = signed_in.get(f"/runs/{run_id}").text
+    assert '<span id="share-menu" hidden></span>' in page and "data-share-panel" not in page
+    with app.app_context():
+        runs.mark_succeeded(db.session, run_id, [], public_url="")
+        db.session.commit()
+    live = signed_in.get(f"/runs/{run_id}/live", headers={"HX-Request": "true"}).text
+    assert '<details id="share-menu" class="share-menu" data-share-menu hx-swap-oob="true">' in live

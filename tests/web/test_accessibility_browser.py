@@ -53,6 +53,20 @@ def make_runs(app, user_id: int) -> tuple[str, str]:
     return ids[0], token
 
 
+def make_video_run(app, user_id: int) -> str:
+    """A succeeded one-second local/sketch-video run; returns its id."""
+    with app.app_context():
+        run = run_creation.create_run(db.session, catalog=state.catalog(app), provider_env={},
+                                      user_id=user_id, api_key_id=None,
+                                      model_id="local/sketch-video",
+                                      raw_input={"prompt": "Waves at noon", "duration": 1})
+        db.session.commit()
+        run_id = run.id
+    state.wake_worker(app)
+    wait_for_run(app, run_id, timeout=60)
+    return run_id
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_main_pages_have_no_wcag_violations_or_console_noise(app, page: Page, scheme):
     page.emulate_media(color_scheme=scheme)
@@ -63,15 +77,28 @@ def test_main_pages_have_no_wcag_violations_or_console_noise(app, page: Page, sc
     with app.app_context():
         user_id = db.session.query(User).filter_by(email=email).one().id
     run_id, token = make_runs(app, user_id)
+    video_id = make_video_run(app, user_id)
     found = {}
     for path in ("/playground?model=local/sketch", f"/runs/{run_id}", "/runs", f"/s/{token}",
                  "/settings/keys", "/settings/credits", "/settings/webhooks", "/models",
-                 "/models/local/sketch", "/docs"):
+                 "/models/local/sketch", "/docs", f"/runs/{video_id}",
+                 f"/runs/compare?ids={run_id},{video_id}"):
         page.goto(path)
         page.wait_for_load_state("networkidle")
         problems = violations(page)
         if problems:
             found[path] = problems
+    # The output component's pop-ups: the lightbox, and the run page's Share menu.
+    page.goto(f"/runs/{run_id}")
+    page.locator("#run-live a[data-lightbox]").first.click()
+    expect(page.locator("dialog.lightbox")).to_be_visible()
+    if problems := violations(page):
+        found["lightbox"] = problems
+    page.keyboard.press("Escape")
+    page.locator("details[data-share-menu] > summary").click()
+    expect(page.locator("[data-share-panel]")).to_be_visible()
+    if problems := violations(page):
+        found["share menu"] = problems
     assert found == {}, "\n".join(f"{path}:\n  " + "\n  ".join(lines) for path, lines in found.items())
     assert noise == []
 

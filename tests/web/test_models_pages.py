@@ -286,3 +286,18 @@ def test_unavailable_model_names_the_variable(client):
     notice = re.search(r'<div class="alert alert-warn" id="availability".*?</div>', page, re.S).group(0)
     assert "<code>KLING_ACCESS_KEY</code>, <code>KLING_SECRET_KEY</code>" in notice
     assert re.search(r'<button type="submit" class="btn btn-primary btn-run"\s+disabled', page)
+
+
+def test_model_page_is_laid_out_like_the_other_pages(client):
+    """A page head (crumbs, title, facts, the main action) and one card per section, in
+    the same container as the runs and keys pages."""
+    page = client.get("/models/local/sketch").text
+    assert '<main id="main" class="container">' in page
+    head = page[page.index('<div class="page-head model-head">'):page.index('<section class="card model-about"')]
+    assert '<p class="crumbs small"><a href="/models">Models</a>' in head and "<h1>Sketch (offline)</h1>" in head
+    assert 'href="/playground?model=local/sketch">Open in Playground</a>' in head
+    for section in ("try", "pricing", "inputs", "api"):
+        assert re.search(rf'<section class="card [\w-]+" id="{section}"', page), section
+    # A model this server can't run offers no Playground button, and says what it needs.
+    other = client.get("/models/openai/gpt-image-1").text
+    assert "Open in Playground" not in other and 'data-available="false"' in other

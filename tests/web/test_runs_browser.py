@@ -165,3 +165,66 @@ def test_gallery_search_load_more_and_compare(app, page: Page, problems, member,
     expect(page.locator('tr[data-differs][data-field="aspect_ratio"]')).to_contain_text("16:9")
     expect(page.locator('tr[data-field="model"]')).not_to_have_attribute("data-differs", "")
     page.screenshot(path="/tmp/runs-compare.png", full_page=True)
+
+
+def test_back_from_a_run_keeps_loaded_pages_and_the_scroll_position(app, page: Page, problems,
+                                                                     member, monkeypatch):
+    monkeypatch.setattr(history, "PAGE_SIZE", 4)
+    made = [api_run(app, member, f"numbered run {n}") for n in range(10)]
+    for run_id in made:
+        wait_for_run(app, run_id)
+    page.set_viewport_size({"width": 1366, "height": 850})
+    sign_in(page, member.email)
+    page.goto("/runs")
+    tiles = page.locator("[data-run-tile]")
+    expect(tiles).to_have_count(4)
+    page.get_by_role("link", name="Load more").click()
+    expect(tiles).to_have_count(8)
+    expect(page).to_have_url(re.compile(r"/runs\?pages=2$"))
+    target = tiles.nth(6)
+    target.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(200)
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 150
+    target_id = target.get_attribute("data-run-tile")
+    target.locator(".tile-link").click()
+    page.wait_for_url(re.compile(rf"/runs/{target_id}$"))
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/runs\?pages=2$"))
+    expect(tiles).to_have_count(8)  # both pages, not just the first
+    page.wait_for_function("y => Math.abs(window.scrollY - y) < 40", arg=scrolled)
+    assert in_view(page, page.locator(f'[data-run-tile="{target_id}"]'))
+    # The rest still loads from there, and Back after that comes back as long.
+    page.get_by_role("link", name="Load more").click()
+    expect(tiles).to_have_count(10)
+    expect(page).to_have_url(re.compile(r"/runs\?pages=3$"))
+    page.reload()
+    expect(tiles).to_have_count(10)
+
+
+def in_view(page: Page, locator) -> bool:
+    box = locator.bounding_box()
+    return box is not None and 0 <= box["y"] < page.viewport_size["height"]
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 850}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_failed_tiles_show_the_whole_time(app, page: Page, problems, member, viewport):
+    """A failed tile says "refunded $x" where others show a price: longer, so its meta
+    line wraps rather than cutting off "just now"."""
+    failed = api_run(app, member, "this one fails on purpose", outcome="fail")
+    ok = api_run(app, member, "this one works")
+    for run_id in (failed, ok):
+        wait_for_run(app, run_id)
+    page.set_viewport_size(viewport)
+    sign_in(page, member.email)
+    page.goto("/runs")
+    for run_id in (failed, ok):
+        tile = page.locator(f'[data-run-tile="{run_id}"]')
+        when = tile.locator(".tile-meta time")
+        expect(when).to_have_text("just now")
+        box, frame = when.bounding_box(), tile.bounding_box()
+        assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"], (box, frame)
+        assert box["y"] + box["height"] <= frame["y"] + frame["height"], (box, frame)
+        # Nothing inside is cut: the text is as wide as it needs to be.
+        assert when.evaluate("t => t.scrollWidth <= t.clientWidth + 1 && t.getClientRects().length === 1")

@@ -64,8 +64,10 @@ def load_more_url(text: str) -> str | None:
     match = re.search(r'<div class="load-more" data-load-more>\s*<a class="btn" href="([^"]+)" hx-get="([^"]+)"', text)
     if not match:
         return None
-    assert match.group(1) == match.group(2)
-    return html.unescape(match.group(1))
+    # htmx asks for the same page, saying which number it is (for the address it pushes).
+    href, hx_get = html.unescape(match.group(1)), html.unescape(match.group(2))
+    assert re.sub(r"&n=\d+", "", hx_get) == href and "&n=" in hx_get, (href, hx_get)
+    return href
 
 
 def get_run(app, run_id: str) -> Run:
@@ -103,7 +105,9 @@ def test_gallery_tiles_show_media_status_cost_and_poll_while_active(signed_in, u
     pending = make_run(user, "waiting")
     text = signed_in.get("/runs").text
     video_tile = re.search(rf'<article class="run-tile" data-run-tile="{video}">.*?</article>', text, re.S).group(0)
-    assert re.search(rf'<video src="/files/generated/{video}.mp4" preload="metadata" muted', video_tile)
+    # A video's tile shows its poster still (no player), with a play mark.
+    assert re.search(rf'<img src="/files/generated/{video}.mp4/poster" alt="Video made with local/sketch-video: waves"', video_tile)
+    assert "thumb-play" in video_tile and "<video" not in video_tile
     assert "$0.004" in video_tile and "local/sketch-video" in video_tile
     failed_tile = re.search(rf'data-run-tile="{failed}">.*?</article>', text, re.S).group(0)
     assert "thumb-placeholder is-failed" in failed_tile and "refunded" in failed_tile
@@ -199,6 +203,25 @@ def test_keyset_pagination_with_load_more(app, signed_in, user, make_run, monkey
     assert "Newest runs" in plain.text
 
 
+def test_load_more_pushes_an_address_that_brings_back_every_page_loaded(app, signed_in, user,
+                                                                        make_run, monkeypatch):
+    monkeypatch.setattr(history, "PAGE_SIZE", 2)
+    made = [make_run(user, f"cat {n}") for n in range(5)]
+    newest_first = made[::-1]
+    first = signed_in.get("/runs?q=cat").text
+    assert 'hx-push-url="/runs?pages=2&amp;q=cat"' in first
+    second = signed_in.get(f"/runs?after={newest_first[1]}&n=2&q=cat", headers=HTMX).text
+    assert 'hx-push-url="/runs?pages=3&amp;q=cat"' in second
+    assert f'hx-get="/runs?after={newest_first[3]}&amp;n=3&amp;q=cat"' in second
+    # The pushed address, loaded as a page (Back, reload): both pages, then Load more.
+    again = signed_in.get("/runs?pages=2&q=cat").text
+    assert "<html" in again and tile_ids(again) == newest_first[:4]
+    assert load_more_url(again) == f"/runs?after={newest_first[3]}&q=cat"
+    assert "← Newest runs" not in again
+    assert tile_ids(signed_in.get("/runs?pages=9").text) == newest_first
+    assert tile_ids(signed_in.get("/runs?pages=nonsense").text) == newest_first[:2]
+
+
 def test_load_more_keeps_the_filters(signed_in, user, make_run, monkeypatch):
     monkeypatch.setattr(history, "PAGE_SIZE", 1)
     cats = [make_run(user, f"cat {n}") for n in range(2)]
@@ -242,8 +265,11 @@ def test_run_page_shows_outputs_input_model_cost_and_history(app, signed_in, use
     assert "a red &lt;b&gt;kite&lt;/b&gt;" in text and "<b>kite" not in text
     for n in (1, 2):
         src = f"/files/generated/{run_id}-{n}.png"
-        assert f'<a href="{src}" target="_blank" rel="noopener" data-lightbox' in text
-        assert f'<a class="btn btn-small" href="{src}" download data-download>' in text
+        assert f'<a class="output-zoom" href="{src}" target="_blank" rel="noopener" data-lightbox' in text
+        # A download of the owner's file, under the prompt's words and the run id.
+        download = f"/runs/{run_id}/outputs/{n - 1}/download"
+        assert (f'href="{download}" download="a-red-b-kite-b-{run_id}-{n}.png" '
+                f'aria-label="Download output {n}"') in text
         assert f'data-copy="http://localhost{src}"' in text
     table = re.search(r'<table class="table input-table">.*?</table>', text, re.S).group(0)
     assert re.search(r'data-field="aspect_ratio">.*?16:9', table, re.S)

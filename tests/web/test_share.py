@@ -199,6 +199,8 @@ def test_a_shared_video_has_og_video(app, signed_in, worker):
     token = token_of(app, run_id)
     text = app.test_client().get(f"/s/{token}").text
     assert meta(text, "og:video") == f"https://runbase.example/s/{token}/outputs/0"
-    assert meta(text, "og:video:type") == "video/mp4" and meta(text, "og:image") is None
+    assert meta(text, "og:video:type") == "video/mp4"
+    # The picture of a video link is its poster, through the token like the video.
+    assert meta(text, "og:image") == f"https://runbase.example/s/{token}/outputs/0/poster"
     with app.test_client().get(f"/s/{token}/outputs/0", headers={"Range": "bytes=0-99"}) as video:
         assert video.status_code == 206 and video.data[4:8] == b"ftyp"

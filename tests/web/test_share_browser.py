@@ -31,7 +31,17 @@ def test_share_open_anonymously_hide_prompt_and_revoke(page: Page, problems, chr
     run_id = card.get_attribute("data-run-id")
 
     page.goto(f"/runs/{run_id}")
+    # Share sits in the header next to Rerun; it opens from the keyboard and closes with Escape.
+    menu = page.locator(".run-actions details[data-share-menu]")
+    summary = menu.locator("summary")
+    summary.focus()
+    page.keyboard.press("Enter")
     panel = page.locator("[data-share-panel]")
+    expect(panel).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(summary).to_be_focused()
+    summary.click()
     panel.get_by_role("button", name="Create share link").click()
     link_box = panel.locator("[data-share-link]")
     expect(link_box).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/s/[\w-]{32}$"))
