@@ -78,7 +78,9 @@ def _refuse_nul_characters():
 
 
 def _has_nul(fields) -> bool:
-    return any("\x00" in key or "\x00" in value for key, value in fields.items(multi=True))
+    # A multipart part whose name Werkzeug cannot parse has the name None.
+    return any("\x00" in (key or "") or "\x00" in (value or "")
+               for key, value in fields.items(multi=True))
 
 
 def _add_headers(response: Response) -> Response:

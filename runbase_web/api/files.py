@@ -7,7 +7,7 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import state
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, MissingApiKey, NotFound
 from ..extensions import db, reads_only
 from ..files_web import send_stored
 from ..security import body_limit
@@ -48,18 +48,22 @@ def upload_file():
     return response
 
 
-def _reader_id() -> int | None:
+def _reader_id() -> int:
     """Who asks for a file: the Bearer key's account when an Authorization header is sent
-    (an invalid key is refused as everywhere in the API), else the signed-in browser's."""
+    (an invalid key is refused as everywhere in the API), else the signed-in browser's;
+    neither is 401 `missing_api_key`."""
     if request.headers.get("Authorization"):
         return authenticate_request().user_id
-    return current_user.id if current_user.is_authenticated else None
+    if current_user.is_authenticated:
+        return current_user.id
+    raise MissingApiKey("Send your API key as 'Authorization: Bearer sk-...', or sign in.")
 
 
 @bp.get("/files/<name>")
 @reads_only
 def get_file(name: str):
-    """An uploaded file's bytes, for its owner's key or session; 404 for anyone else.
+    """An uploaded file's bytes, for its owner's key or session; 404 for any other account
+    (whether the file exists or not), 401 without a key or session.
 
     The one API route that also takes the session cookie, so the Playground can show the
     owner's thumbnails: a GET that changes nothing, so CSRF does not apply, and the cookie

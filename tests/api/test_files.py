@@ -102,7 +102,7 @@ def test_only_the_owner_may_read_a_file(app, client, auth, make_user, make_key):
     path = "/api/v1/files/" + upload(client, auth, image_bytes()).get_json()["url"].rsplit("/", 1)[1]
     stranger = {"Authorization": f"Bearer {make_key(make_user('mallory@example.com'))}"}
     assert error_of(client.get(path, headers=stranger)) == (404, "not_found")
-    assert error_of(client.get(path)) == (404, "not_found")  # no key, no session
+    assert error_of(client.get(path)) == (401, "missing_api_key")  # no key, no session
     assert error_of(client.get(path, headers={"Authorization": "Bearer sk-nope"})) == (
         401, "invalid_api_key")
     assert error_of(client.get("/api/v1/files/..%2Fsecret.png", headers=auth)) == (404, "not_found")
