@@ -51,7 +51,6 @@
     var box = zone.querySelector("[data-upload-error]");
     box.textContent = message;
     box.hidden = false;
-    zone.closest(".field").classList.add("has-error");
     zone.querySelector("[data-upload-input]").setAttribute("aria-invalid", "true");
   }
 
