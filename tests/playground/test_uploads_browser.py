@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from runbase_web.extensions import db
 from runbase_web.models import InputFile, Run
 from tests.support.pages import RUN_TIMEOUT_MS, pick, sign_up
+from tests.web.test_accessibility_browser import violations
 
 pytestmark = pytest.mark.browser
 SHOTS = "/tmp/shots-uploads"
@@ -25,6 +26,16 @@ UPLOAD_URL = re.compile(r"^http://127\.0\.0\.1:\d+/api/v1/files/[A-Za-z0-9_-]{32
 @pytest.fixture
 def app_config():
     return {"WTF_CSRF_ENABLED": True}
+
+
+@pytest.fixture
+def noise(page: Page) -> list[str]:
+    """Console errors and warnings (a refused upload's 4xx is logged by the browser, so
+    only tests of successful paths assert there are none)."""
+    seen: list[str] = []
+    page.on("console", lambda msg: seen.append(f"{msg.type}: {msg.text}")
+            if msg.type in ("error", "warning") else None)
+    return seen
 
 
 def png(colour=(220, 30, 30), size=(64, 48), fmt="PNG") -> bytes:
@@ -85,7 +96,7 @@ def uploads_of(app) -> list[InputFile]:
         return list(db.session.scalars(select(InputFile).order_by(InputFile.id)))
 
 
-def test_picker_drop_and_paste_upload_and_the_list_reorders(app, page: Page, problems):
+def test_picker_drop_and_paste_upload_and_the_list_reorders(app, page: Page, problems, noise):
     sign_up(page)
     pick(page, "local/sketch")
     expect(field(page).locator("[data-uploads]")).to_be_visible()
@@ -107,6 +118,9 @@ def test_picker_drop_and_paste_upload_and_the_list_reorders(app, page: Page, pro
     # Thumbnails are served to their owner's session.
     expect(items(page).first.locator("img")).to_have_js_property("naturalWidth", 64)
     shot(page, "thumbnails")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert violations(page) == []
 
     # Reorder and remove from the keyboard: focus stays on the moved image's button.
     later = items(page).first.get_by_role("button", name="Move reference image 1 later")
@@ -119,7 +133,7 @@ def test_picker_drop_and_paste_upload_and_the_list_reorders(app, page: Page, pro
     items(page).first.get_by_role("button", name="Remove reference image 1").press("Enter")
     assert urls(page) == [third, first]
     expect(items(page).first.get_by_role("button", name="Remove reference image 1")).to_be_focused()
-    assert len(uploads_of(app)) == 3 and problems == []
+    assert len(uploads_of(app)) == 3 and problems == [] and noise == []
 
 
 def test_too_many_too_large_and_refused_files_are_shown_next_to_the_field(app, page: Page, problems):
@@ -138,6 +152,7 @@ def test_too_many_too_large_and_refused_files_are_shown_next_to_the_field(app, p
     expect(page.locator("#f-image_urls-upload-error")).to_be_visible()
     expect(items(page)).to_have_count(2)
     shot(page, "error")
+    assert violations(page) == []
 
     app.config["UPLOAD_MAX_BYTES"] = 2 * 1024 * 1024
     page.reload()
@@ -163,7 +178,7 @@ def test_uploading_state_is_shown_while_the_file_travels(app, page: Page, proble
     expect(field(page).locator("[data-upload-pending]")).to_have_count(0)
 
 
-def test_a_sketch_run_uses_the_uploaded_reference(app, page: Page, problems):
+def test_a_sketch_run_uses_the_uploaded_reference(app, page: Page, problems, noise):
     sign_up(page)
     pick(page, "local/sketch")
     choose(page, ("red.png", png((230, 20, 20), size=(80, 80)), "image/png"))
@@ -180,6 +195,7 @@ def test_a_sketch_run_uses_the_uploaded_reference(app, page: Page, problems):
     expect(items(page)).to_have_count(1)
     assert urls(page)[0].split("/files/generated/")[1].endswith(".png")
     expect(items(page).first.locator("img")).to_have_js_property("complete", True)
+    assert noise == []
 
 
 def test_visitors_are_asked_to_sign_in(app, page: Page, problems):
