@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -90,8 +91,10 @@ def clean_image(data: bytes, *, max_bytes: int = MAX_BYTES,
         raise InvalidInput(f"The image has too many pixels; at most "
                            f"{max_pixels // 1_000_000} megapixels are accepted.",
                            field="file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError):
-        # Pillow signals unknown and broken files with any of these, depending on the plugin.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError,
+            IndexError, KeyError, ZeroDivisionError, struct.error):
+        # Pillow signals unknown and broken files (and broken EXIF) with any of these,
+        # depending on the plugin.
         raise InvalidInput("The file is not an image that can be read; upload a PNG, JPEG "
                            "or WebP image.", field="file") from None
     content_type = KEPT_FORMATS.get(source_format, "image/png")
