@@ -67,6 +67,9 @@ def clean_image(data: bytes, *, max_bytes: int = MAX_BYTES,
         raise InvalidInput("The file is empty.", field="file")
     try:
         with warnings.catch_warnings():
+            # Broken metadata in an untrusted file is no news for the server's log: the
+            # file is either cleaned or refused.
+            warnings.simplefilter("ignore", UserWarning)
             # Pillow's own bomb check warns (not fails) up to twice its limit: fail instead.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=READABLE_FORMATS) as image:

@@ -3,6 +3,7 @@ removed, decompression bombs, owner checks, error codes, and nothing half-stored
 from __future__ import annotations
 
 import io
+import random
 import struct
 import time
 import zlib
@@ -286,3 +287,20 @@ def test_a_run_reads_its_upload_from_storage(app, client, auth, worker):
         pixels = list(image.convert("RGB").get_flattened_data())
     red = sum(1 for r, g, b in pixels if r > 180 and g < 90 and b < 90)
     assert red > len(pixels) // 4  # the background took the reference's colour
+
+
+def test_damaged_files_are_refused_never_a_crash():
+    # Random damage to real files of every accepted format: cleaned, or invalid_input.
+    from runbase_web.errors import RunbaseError
+    from runbase_web.services.uploads import clean_image
+    rng = random.Random(13)
+    originals = [image_bytes(fmt) for fmt in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")]
+    originals.append(jpeg_with_gps())
+    for _ in range(400):
+        data = bytearray(rng.choice(originals))
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            clean_image(bytes(data))
+        except RunbaseError as error:
+            assert error.code == "invalid_input"
