@@ -51,6 +51,8 @@
     var box = zone.querySelector("[data-upload-error]");
     box.textContent = message;
     box.hidden = false;
+    // On a phone the message may land under the sticky action bar: bring it into view.
+    if (box.scrollIntoView) box.scrollIntoView({ block: "center" });
     zone.querySelector("[data-upload-input]").setAttribute("aria-invalid", "true");
   }
 
