@@ -216,6 +216,9 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": parse_int(
             "RUNBASE_MAX_BODY_BYTES", get("RUNBASE_MAX_BODY_BYTES", str(1024 * 1024)), 1024),
         "PROVIDER_ENV": {name: env[name] for name in PROVIDER_VARIABLES if env.get(name)},
+        # Largest image a user may upload as a reference (POST /api/v1/files, Playground).
+        "UPLOAD_MAX_BYTES": parse_int(
+            "RUNBASE_UPLOAD_MAX_BYTES", get("RUNBASE_UPLOAD_MAX_BYTES", str(20 * 1024 * 1024)), 1024),
         "FETCH_MAX_BYTES": parse_int(
             "RUNBASE_FETCH_MAX_BYTES", get("RUNBASE_FETCH_MAX_BYTES", str(100 * 1024 * 1024)), 1024),
         "AUTH_RATE_LIMIT": parse_rate_limit(

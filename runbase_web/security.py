@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, current_app, request
 
 from .errors import InvalidQuery
 
@@ -31,12 +31,34 @@ def init_app(app: Flask) -> None:
         app.config[f"{cookie}_HTTPONLY"] = True
         app.config[f"{cookie}_SAMESITE"] = "Lax"
         app.config[f"{cookie}_SECURE"] = secure
+    # First of all: CSRF checks and the NUL check below read the body, under its limit.
+    app.before_request_funcs.setdefault(None, []).insert(0, _apply_view_body_limit)
     app.before_request(_refuse_nul_characters)
     app.after_request(_add_headers)
     app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app)
 
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: Room for the multipart framing around a file, on top of a view's own body limit.
+MULTIPART_SLACK = 64 * 1024
+
+
+def body_limit(setting: str):
+    """Decorator (outermost, below the route): the view takes bodies up to the size in
+    app.config[setting], plus multipart framing, instead of RUNBASE_MAX_BODY_BYTES (which
+    suits JSON, not image uploads)."""
+    def mark(view):
+        view.body_limit_setting = setting
+        return view
+    return mark
+
+
+def _apply_view_body_limit():
+    """This request's body limit, when its view declared its own (see body_limit)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    setting = getattr(view, "body_limit_setting", None)
+    if setting is not None:
+        request.max_content_length = current_app.config[setting] + MULTIPART_SLACK
 
 
 def _refuse_nul_characters():
@@ -56,7 +78,9 @@ def _refuse_nul_characters():
 
 
 def _has_nul(fields) -> bool:
-    return any("\x00" in key or "\x00" in value for key, value in fields.items(multi=True))
+    # A multipart part whose name Werkzeug cannot parse has the name None.
+    return any("\x00" in (key or "") or "\x00" in (value or "")
+               for key, value in fields.items(multi=True))
 
 
 def _add_headers(response: Response) -> Response:

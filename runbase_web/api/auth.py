@@ -1,4 +1,5 @@
-"""Bearer-key authentication for /api/v1; the session cookie is never accepted here."""
+"""Bearer-key authentication for /api/v1; the session cookie is never accepted here, except
+by GET /api/v1/files/<name>, which shows owners their uploads in the browser (files.py)."""
 from __future__ import annotations
 
 import ipaddress

@@ -19,7 +19,7 @@ from ..urls import absolute_url, public_base_url
 from .blueprint import bp
 from .models import model_to_api
 from .openapi_requests import NO_NUL, request_schemas
-from .openapi_schemas import (ACCOUNT, API_KEY_USAGE, HEADERS, MODEL, MODEL_LIST, PRICE,
+from .openapi_schemas import (ACCOUNT, API_KEY_USAGE, FILE, HEADERS, MODEL, MODEL_LIST, PRICE,
                               RATE_HEADERS, RATE_LIMIT_RULE, RUN, RUN_LIST, RUN_STATUS,
                               error_responses, error_schemas, json_content, ref, run_output,
                               status_response, webhook_payload)
@@ -135,8 +135,57 @@ def _get_model(catalog: Catalog, env: Mapping[str, str]) -> dict:
                                                     example=model_to_api(spec, env))}, 404)}
 
 
+_UPLOAD_LIMITS = ("PNG, JPEG or WebP are kept in their type; GIF, BMP, TIFF and other still "
+                  "images become PNG; anything else, animated images, files over the "
+                  "server's upload limit (RUNBASE_UPLOAD_MAX_BYTES, default 20 MB; 413 "
+                  "`payload_too_large`) and images over 50 megapixels are refused (400 "
+                  "`invalid_input`). Every image is re-encoded without its metadata (EXIF "
+                  "with GPS, XMP, ICC, text); the EXIF orientation is applied first.")
+
+
+def _upload_file() -> dict:
+    created_headers = {"Location": {"description": "The file's URL, relative to this server.",
+                                    "required": True,
+                                    "schema": {"type": "string", "format": "uri-reference"}},
+                       **RATE_HEADERS}
+    body = {"type": "object", "required": ["file"], "properties": {
+        # `format: binary` too: client generators read only it as "a file part".
+        "file": {"type": "string", "format": "binary",
+                 "contentMediaType": "application/octet-stream",
+                 "description": "The image file (a file part, with a file name)."}}}
+    return {
+        "operationId": "uploadFile", "tags": ["Files"], "summary": "Upload a reference image",
+        "description": "Stores an image for your own runs: pass its `url` in `image_urls`. "
+                       "Only your account may use or read it (another account's file URL in "
+                       "`image_urls` is 400 `invalid_input`). " + _UPLOAD_LIMITS,
+        "requestBody": {"required": True,
+                        "content": {"multipart/form-data": {"schema": body}}},
+        "responses": _responses({"201": _answer("Stored", ref("File"), headers=created_headers)},
+                                413, *_KEYED),
+    }
+
+
+def _get_file() -> dict:
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "The last part of the file's `url` (random, with its extension)."}
+    image = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+    return {
+        "operationId": "getFile", "tags": ["Files"], "summary": "Download an uploaded image",
+        "description": "The file's bytes, for the account that uploaded it (its API keys, or "
+                       "its signed-in browser); 404 for any other account, whether the file "
+                       "exists or not. Not rate limited.",
+        "parameters": [name],
+        "responses": _responses({"200": {
+            "description": "The image",
+            "content": {"image/png": image, "image/jpeg": image, "image/webp": image}}},
+            401, 403, 404, 503),
+    }
+
+
 def _paths(catalog: Catalog, env: Mapping[str, str]) -> dict[str, Any]:
     return {
+        "/files": {"post": _upload_file()},
+        "/files/{name}": {"get": _get_file()},
         "/runs": {"post": _create_run(catalog, env), "get": _list_runs()},
         "/runs/{id}": {"get": _run_operation("getRun", "Get a run", "cancelRun")},
         "/runs/{id}/cancel": {"post": {
@@ -181,7 +230,7 @@ def _components(catalog: Catalog, env: Mapping[str, str]) -> dict:
         "Run": RUN, "RunStatus": RUN_STATUS,
         "RunOutput": run_output("uri", "Absolute URLs of the files the run made."),
         "RunList": RUN_LIST, "Model": MODEL, "ModelList": MODEL_LIST, "Price": PRICE,
-        "Account": ACCOUNT, "ApiKeyUsage": API_KEY_USAGE, **error_schemas(),
+        "Account": ACCOUNT, "ApiKeyUsage": API_KEY_USAGE, "File": FILE, **error_schemas(),
     }
     schemas.update(request_schemas(catalog, env, reserved=schemas))
     return {
@@ -198,6 +247,7 @@ _TAGS = [
     {"name": "Runs", "description": "Create, read, list and cancel runs."},
     {"name": "Account", "description": "The balance and the calling key's spend."},
     {"name": "Models", "description": "The catalog and each model's input schema; public."},
+    {"name": "Files", "description": "Your own reference images, for `image_urls`."},
 ]
 
 

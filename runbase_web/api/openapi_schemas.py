@@ -131,6 +131,20 @@ API_KEY_USAGE = {
 }
 
 
+FILE = {
+    "type": "object", "required": ["id", "url", "contentType", "size"],
+    "description": "An uploaded reference image, private to its account.",
+    "properties": {
+        "id": {"type": "string", "description": "`file_...`."},
+        "url": {"type": "string", "format": "uri",
+                "description": "Where the file is read, and what to pass in `image_urls`: "
+                               "absolute (on RUNBASE_PUBLIC_URL when the server has one)."},
+        "contentType": {"type": "string", "enum": ["image/png", "image/jpeg", "image/webp"]},
+        "size": {"type": "integer", "minimum": 1, "description": "Bytes, as stored."},
+    },
+}
+
+
 def error_schemas() -> dict[str, dict]:
     """Error (the envelope), ErrorDetail and ErrorCode, the codes from the error classes."""
     codes = [row.code for row in error_rows()]

@@ -5,11 +5,13 @@ from .callback import ProviderCallback
 from .checkout_session import CheckoutSession
 from .file import StoredFile
 from .idempotency import IdempotencyRecord
+from .input_file import InputFile
 from .ledger import EntryKind, LedgerEntry
 from .run import ACTIVE_STATUSES, Run, RunStatus, is_active
 from .user import User
 from .webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = ["ACTIVE_STATUSES", "ApiKey", "Base", "CheckoutSession", "EntryKind",
-           "IdempotencyRecord", "LedgerEntry", "ProviderCallback", "Run", "RunStatus",
-           "StoredFile", "User", "WebhookAttempt", "WebhookDelivery", "is_active", "utcnow"]
+           "IdempotencyRecord", "InputFile", "LedgerEntry", "ProviderCallback", "Run",
+           "RunStatus", "StoredFile", "User", "WebhookAttempt", "WebhookDelivery", "is_active",
+           "utcnow"]

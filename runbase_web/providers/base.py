@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 from ..catalog import ModelSpec
 
@@ -106,6 +106,9 @@ class ProviderContext:
     callback_url: str | None = None
     #: Seconds between looks at a job whose provider was asked to call back (a fallback).
     callback_poll_seconds: float | None = None
+    #: Reads this server's own files (uploads and outputs) by URL from storage: their
+    #: bytes, or None for any other URL (see media.fetch_reference_images). None: no reader.
+    read_own_file: Callable[[str], bytes | None] | None = None
 
 
 class Adapter(Protocol):

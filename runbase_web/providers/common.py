@@ -13,7 +13,8 @@ would otherwise copy from each other.
   `start` when it has a `callback_url`, checks their signatures in `verify_callback` and
   reads their bodies in `called_back`.
 - Inputs and outputs: the catalog's `input_map` renames (pass-through adapters), reference
-  images fetched for the providers that take bytes, output URLs turned into `Output`s, and
+  images read (this server's own files, from storage) or fetched for the providers that
+  take bytes, output URLs turned into `Output`s, and
   outputs on the provider's own API origin downloaded through its client.
 
 Adapters import from here, `base`, `http` and `media`, never from another adapter.
@@ -263,9 +264,12 @@ class ProviderAdapter:
 
     def __init__(self, client: ProviderClient | None = None, fetcher=None, *,
                  callback_url: str | None = None,
-                 callback_poll_seconds: float = CALLBACK_POLL_SECONDS):
+                 callback_poll_seconds: float = CALLBACK_POLL_SECONDS,
+                 read_own_file: Callable[[str], bytes | None] | None = None):
         self.client = client
         self.fetcher = fetcher
+        #: Reads this server's own files by URL from storage (see reference_images).
+        self.read_own_file = read_own_file
         #: Where `start` asks the provider to call back (None: poll only).
         self.callback_url = callback_url if self.CALLBACKS else None
         self.callback_poll_seconds = callback_poll_seconds
@@ -277,7 +281,8 @@ class ProviderAdapter:
         arguments = credentials(spec, cls.required_env(spec), context.env, cls.CREDENTIALS)
         client = cls.CLIENT.configured(context.env, **arguments) if cls.CLIENT else None
         return cls(client, context.fetcher, callback_url=context.callback_url,
-                   callback_poll_seconds=context.callback_poll_seconds or CALLBACK_POLL_SECONDS)
+                   callback_poll_seconds=context.callback_poll_seconds or CALLBACK_POLL_SECONDS,
+                   read_own_file=context.read_own_file)
 
     @classmethod
     def required_env(cls, spec: ModelSpec) -> tuple[str, ...]:
@@ -365,10 +370,11 @@ class ProviderAdapter:
         return own_origin_outputs(self.client, self.fetcher, outputs, job, retryable=retryable)
 
     def reference_images(self, job: Job) -> list[tuple[bytes, str]]:
-        """The run's `image_urls` downloaded through the guarded fetcher and checked, as
-        (bytes, media type) within REFERENCE_MAX_BYTES and REFERENCE_TYPES, for providers
-        that take images as bytes (so they never get a URL we have not vetted)."""
+        """The run's `image_urls` checked, as (bytes, media type) within REFERENCE_MAX_BYTES
+        and REFERENCE_TYPES, for providers that take images as bytes (so they never get a
+        URL we have not vetted): this server's own files read from storage, any other URL
+        downloaded through the guarded fetcher."""
         return fetch_reference_images(
             self.fetcher, job.input.get("image_urls") or [], max_bytes=self.REFERENCE_MAX_BYTES,
             timeout=min(REFERENCE_FETCH_SECONDS, max(job.seconds_left(), 1.0)),
-            accepted=self.REFERENCE_TYPES)
+            accepted=self.REFERENCE_TYPES, read_own=self.read_own_file)

@@ -1,5 +1,9 @@
 """The built-in offline models: real files from prompt and seed, no network, no keys.
 
+`local/sketch` takes optional reference images (`image_urls`): the first one's colours and
+rough layout become the picture's background. This server's own files are read from
+storage; other URLs are downloaded through the guarded fetcher, as for any provider.
+
 `local/test` drives every branch of the lifecycle on demand: it behaves like an
 async provider (submit, then poll) so a slow test run holds no worker thread.
 """
@@ -7,9 +11,12 @@ from __future__ import annotations
 
 import time
 
+from PIL import Image
+
 from . import local_media
 from .base import Done, Job, Output, Pending, ProviderError
 from .common import ProviderAdapter
+from .media import decode_still
 
 #: Long edge in pixels of each `resolution` choice of local/sketch.
 SKETCH_LONG_EDGE = {"512": 512, "1K": 1024}
@@ -25,6 +32,8 @@ class LocalAdapter(ProviderAdapter):
     cancel."""
 
     POLL_SCHEDULE = (TIMEOUT_POLL_SECONDS,)
+    #: Uploads may be up to 20 MB, and grow a little when converted to PNG.
+    REFERENCE_MAX_BYTES = 32 * 1024 * 1024
 
     def start(self, job: Job) -> Done | Pending:
         """Render now (sketch models) or submit a fake job (local/test)."""
@@ -50,9 +59,20 @@ class LocalAdapter(ProviderAdapter):
     def _sketch(self, job: Job) -> Done:
         width, height = local_media.frame_size(
             job.input["aspect_ratio"], SKETCH_LONG_EDGE[job.input["resolution"]])
-        images = [local_media.sketch_png(job.input["prompt"], job.input["seed"], width, height, index)
+        reference = self._first_reference(job)
+        images = [local_media.sketch_png(job.input["prompt"], job.input["seed"], width, height,
+                                         index, reference=reference)
                   for index in range(job.input["num_images"])]
         return Done([Output("image/png", data) for data in images])
+
+    def _first_reference(self, job: Job) -> Image.Image | None:
+        """The first of the run's `image_urls`, decoded (the others are checked too, as a
+        provider would, but not used); None without references."""
+        images = self.reference_images(job)
+        if not images:
+            return None
+        data, _media_type = images[0]
+        return decode_still(data, 1)
 
     def _video(self, job: Job) -> Done:
         width, height = local_media.frame_size(job.input["aspect_ratio"], VIDEO_LONG_EDGE)

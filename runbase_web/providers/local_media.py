@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import imageio_ffmpeg
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 ASPECT_RATIOS: tuple[str, ...] = (
@@ -316,8 +316,11 @@ def _apply_caption(image: Image.Image, band: Image.Image | None) -> None:
 
 
 def sketch_png(prompt: str, seed: int, width: int, height: int, index: int = 0,
-               text_chunks: dict[str, str] | None = None) -> bytes:
+               text_chunks: dict[str, str] | None = None,
+               reference: Image.Image | None = None) -> bytes:
     """Render the ``local/sketch`` image: gradient, prompt-derived shapes, caption.
+
+    With a ``reference`` image, its colours and rough layout replace the gradient.
 
     Colours and positions derive from the prompt words, ``seed`` and ``index``
     (``index`` distinguishes images of one ``num_images`` request).
@@ -326,11 +329,31 @@ def sketch_png(prompt: str, seed: int, width: int, height: int, index: int = 0,
     arguments: the PNG carries no timestamps.
     """
     scene = _scene(prompt, seed, index)
-    big = _background(scene, width * _SUPERSAMPLE, height * _SUPERSAMPLE)
+    if reference is None:
+        big = _background(scene, width * _SUPERSAMPLE, height * _SUPERSAMPLE)
+    else:
+        big = _reference_background(reference, width * _SUPERSAMPLE, height * _SUPERSAMPLE)
     _draw_shapes(big, scene.shapes, t=0.0)
     image = big.reduce(_SUPERSAMPLE)
     _apply_caption(image, _caption_band(prompt, width, height))
     return _png_bytes(image, text_chunks)
+
+
+#: Cells across the short edge of a reference's rough layout, and the colours it keeps.
+_REFERENCE_CELLS = 12
+_REFERENCE_COLOURS = 6
+
+
+def _reference_background(reference: Image.Image, width: int, height: int) -> Image.Image:
+    """A background from a reference image: its rough layout (cropped to the frame, shrunk
+    to a few cells and smoothed back up) in its own few main colours."""
+    framed = ImageOps.fit(reference.convert("RGB"), (width, height), Image.Resampling.BILINEAR)
+    scale = _REFERENCE_CELLS / min(width, height)
+    cells = framed.resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                          Image.Resampling.BOX)
+    palette = cells.quantize(_REFERENCE_COLOURS, method=Image.Quantize.MEDIANCUT,
+                             dither=Image.Dither.NONE).convert("RGB")
+    return palette.resize((width, height), Image.Resampling.BICUBIC)
 
 
 def test_png(prompt: str, seed: int) -> bytes:

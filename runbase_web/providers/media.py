@@ -2,7 +2,8 @@
 images fetched, checked and, where the provider would refuse their type, converted to PNG.
 
 Adapters that send reference images as bytes (OpenAI, Gemini and Veo, Ark, Kling, MiniMax)
-download them here through the guarded fetcher. Each provider accepts only some image types
+get them here: this server's own files (uploads, outputs) straight from storage, any other
+URL downloaded through the guarded fetcher. Each provider accepts only some image types
 and answers 400 to the others after a call we may already be billed for, so every image is
 checked before any provider call: every image must decode (HEIC/HEIF, which Pillow cannot
 read, only go where they are accepted as they are), a type the provider takes goes as it is,
@@ -15,6 +16,7 @@ import base64
 import binascii
 import io
 import warnings
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -80,26 +82,54 @@ def decode_base64(text: object, message: str) -> bytes:
 
 
 def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int, timeout: float,
-                           accepted: frozenset[str] = WEB_IMAGE_TYPES) -> list[tuple[bytes, str]]:
-    """Download reference images through the guarded fetcher as (bytes, media type), each of
-    a type in `accepted` (converted to PNG when it was another readable still image).
+                           accepted: frozenset[str] = WEB_IMAGE_TYPES,
+                           read_own: Callable[[str], bytes | None] | None = None
+                           ) -> list[tuple[bytes, str]]:
+    """Reference images as (bytes, media type), each of a type in `accepted` (converted to
+    PNG when it was another readable still image).
+
+    `read_own` reads this server's own files (uploads and outputs) straight from storage:
+    it answers their bytes, or None for a URL that is not ours. Only the others are
+    downloaded, through the guarded fetcher, which rightly refuses this server's own
+    (often loopback or private) address.
 
     A URL we may not or cannot fetch, or a file that is no readable image, is the user's
     input problem (`invalid_input`); transient failures (timeouts, 5xx) stay retryable.
     """
-    if urls and fetcher is None:
-        raise ProviderError("Reference images cannot be downloaded: no fetcher is configured.",
-                            code="provider_error")
     images = []
     for index, url in enumerate(urls, start=1):
-        try:
-            fetched = fetcher.get(url, max_bytes=max_bytes, timeout=timeout)
-        except FetchError as error:
-            raise ProviderError(f"Reference image {index} could not be downloaded: {error.message}",
-                                code="invalid_input", retryable=error.retryable) from None
-        images.append(accepted_image(fetched.content, index, accepted=accepted,
-                                     max_bytes=max_bytes))
+        data = _own_file(read_own, url, index)
+        if data is None:
+            data = _download(fetcher, url, index, max_bytes=max_bytes, timeout=timeout)
+        elif len(data) > max_bytes:
+            raise ProviderError(f"Reference image {index} is larger than {max_bytes} bytes.",
+                                code="invalid_input")
+        images.append(accepted_image(data, index, accepted=accepted, max_bytes=max_bytes))
     return images
+
+
+def _own_file(read_own: Callable[[str], bytes | None] | None, url: str,
+              index: int) -> bytes | None:
+    """Reference image `index` from this server's storage, or None when it is not ours."""
+    if read_own is None:
+        return None
+    try:
+        return read_own(url)
+    except FileNotFoundError:
+        raise ProviderError(f"Reference image {index} is no longer stored on this server.",
+                            code="invalid_input") from None
+
+
+def _download(fetcher, url: str, index: int, *, max_bytes: int, timeout: float) -> bytes:
+    """Reference image `index` downloaded through the guarded fetcher."""
+    if fetcher is None:
+        raise ProviderError("Reference images cannot be downloaded: no fetcher is configured.",
+                            code="provider_error")
+    try:
+        return fetcher.get(url, max_bytes=max_bytes, timeout=timeout).content
+    except FetchError as error:
+        raise ProviderError(f"Reference image {index} could not be downloaded: {error.message}",
+                            code="invalid_input", retryable=error.retryable) from None
 
 
 def accepted_image(data: bytes, index: int, *, accepted: frozenset[str],

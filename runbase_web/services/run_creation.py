@@ -24,7 +24,7 @@ from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
 from ..errors import InsufficientBalance, InvalidInput, ModelNotFound, RunbaseError
 from ..models import Run, RunStatus, utcnow
 from ..money import format_usd
-from . import ledger, runs
+from . import ledger, runs, uploads
 from .charged_insert import insert_charged_run
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -110,6 +110,8 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     """
     spec = resolve_model(catalog, model_id, provider_env)
     valid = prepare_input(spec, raw_input)
+    # Uploaded files are private: a run may use only its own account's.
+    uploads.check_image_urls(session, user_id, valid.get("image_urls"))
     if webhook_url is not None:
         webhook_url = check_webhook_url(webhook_url)
     if parent_id is not None:

@@ -23,7 +23,7 @@ from ..models import Run, utcnow
 from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
-from ..services import callbacks, files, runs
+from ..services import callbacks, files, runs, uploads
 from ..catalog import ModelSpec
 from ..urls import public_base_url
 from .claim import ClaimedRun, Release, release
@@ -126,7 +126,8 @@ def _job_for(run: Run | ClaimedRun, spec: ModelSpec) -> Job:
 
 def provider_context(app: Flask, adapter: str | None = None, *,
                      callback_url: str | None = None) -> ProviderContext:
-    """What adapters are built from in this app: provider variables, the fetcher, the
+    """What adapters are built from in this app: provider variables, the fetcher, a reader
+    of this server's own files (reference images from storage, not over HTTP), the
     adapter a run started with (`Run.adapter`; None, for a row from before that column,
     routes by the variables as catalog.effective_adapter says), and where its provider
     should call back (None: poll only)."""
@@ -134,7 +135,9 @@ def provider_context(app: Flask, adapter: str | None = None, *,
                           max_bytes=app.config.get("FETCH_MAX_BYTES", net.DEFAULT_MAX_BYTES))
     return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher, adapter=adapter,
                            callback_url=callback_url,
-                           callback_poll_seconds=app.config.get("CALLBACK_POLL_SECONDS"))
+                           callback_poll_seconds=app.config.get("CALLBACK_POLL_SECONDS"),
+                           read_own_file=uploads.own_file_reader(
+                               db.state(app).factory, state.storage(app)))
 
 
 def _callback_url(app: Flask, run: Run) -> str | None:

@@ -12,6 +12,7 @@ The database plays no part in what is checked here, so these run on SQLite only.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from types import ModuleType
 
 import pytest
 import requests
+from PIL import Image
 from flask import Flask, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import make_server
@@ -44,12 +46,31 @@ LIMIT = 60
 FAULT = "X-Test-Fault"
 PNG = b"\x89PNG\r\n\x1a\n"
 EVIL_HOST = {"Host": "attacker.invalid"}
+#: Uploads on the test server: a tiny limit, so that a 413 is quick to meet.
+UPLOAD_LIMIT = 4096
+#: A file name no upload has: getFile's 404.
+NO_FILE = "A" * 32 + ".png"
+
+
+def small_png() -> bytes:
+    """A real, small PNG to upload."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 90)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _upload(m, data: bytes | None = None):
+    """uploadFile's arguments: a multipart body with `data` (a small PNG by default)."""
+    types = importlib.import_module("runbase_api.types")
+    return {"body": m.UploadFileBody(file=types.File(payload=io.BytesIO(small_png() if data is None else data),
+                                                     file_name="image.png"))}
 
 
 @pytest.fixture
 def app_config():
     # An hour's window: a key used up for the 429s stays used up however slow the test is.
-    return {"RATE_LIMIT": (LIMIT, 3600), "MAX_CONTENT_LENGTH": 2048, "FETCH_ALLOW_LOOPBACK": True}
+    return {"RATE_LIMIT": (LIMIT, 3600), "MAX_CONTENT_LENGTH": 2048, "FETCH_ALLOW_LOOPBACK": True,
+            "UPLOAD_MAX_BYTES": UPLOAD_LIMIT}
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +162,10 @@ def generate_python_client(base_url: str, directory: Path) -> ModuleType:
     assert document.status_code == 200
     (directory / "openapi.json").write_bytes(document.content)
     # No post-hooks: they only reformat the generated code.
-    (directory / "config.json").write_text(json.dumps({"post_hooks": []}))
+    # getFile answers the image in its own type; the client reads any of them as bytes.
+    images = {kind: "application/octet-stream" for kind in ("image/png", "image/jpeg", "image/webp")}
+    (directory / "config.json").write_text(json.dumps({"post_hooks": [],
+                                                       "content_type_overrides": images}))
     package = directory / "runbase_api"
     result = subprocess.run(
         [sys.executable, "-m", "openapi_python_client", "generate", "--meta", "none",
@@ -239,7 +263,13 @@ OPERATIONS = {
     "getAccount": ("account", "get_account", lambda m: {}),
     "listModels": ("models", "list_models", lambda m: {}),
     "getModel": ("models", "get_model", lambda m: {"provider": "local", "name": "sketch"}),
+    "uploadFile": ("files", "upload_file", _upload),
+    "getFile": ("files", "get_file", lambda m: {"name": NO_FILE}),
 }
+#: Operations that need no key.
+NO_KEY_ERRORS = ("listModels", "getModel")
+#: Operations with a key that are not counted against its rate limit.
+NOT_COUNTED = ("getFile",)
 
 
 def _error_cases(api, base: str, api_keys: Keys) -> list[tuple[str, int, str, object, dict]]:
@@ -252,15 +282,16 @@ def _error_cases(api, base: str, api_keys: Keys) -> list[tuple[str, int, str, ob
     main, anonymous = keyed(api_keys.main), api.Client(base_url=base)
     cases = []
     for operation, (_tag, _module, arguments) in OPERATIONS.items():
-        usual = arguments(m)
-        cases += [(operation, 400, "host_not_allowed", keyed(api_keys.main, **EVIL_HOST), usual),
-                  (operation, 500, "internal_error", keyed(api_keys.main, **{FAULT: "500"}), usual),
-                  (operation, 503, "service_unavailable", keyed(api_keys.main, **{FAULT: "503"}), usual)]
-        if operation not in ("listModels", "getModel"):
-            cases += [(operation, 401, "missing_api_key", anonymous, usual),
-                      (operation, 401, "invalid_api_key", keyed("sk-" + "x" * 40), usual),
-                      (operation, 403, "ip_not_allowed", keyed(api_keys.blocked), usual),
-                      (operation, 429, "RATE_LIMITED", keyed(api_keys.spent), usual)]
+        cases += [(operation, 400, "host_not_allowed", keyed(api_keys.main, **EVIL_HOST), arguments(m)),
+                  (operation, 500, "internal_error", keyed(api_keys.main, **{FAULT: "500"}), arguments(m)),
+                  (operation, 503, "service_unavailable", keyed(api_keys.main, **{FAULT: "503"}),
+                   arguments(m))]
+        if operation not in NO_KEY_ERRORS:
+            cases += [(operation, 401, "missing_api_key", anonymous, arguments(m)),
+                      (operation, 401, "invalid_api_key", keyed("sk-" + "x" * 40), arguments(m)),
+                      (operation, 403, "ip_not_allowed", keyed(api_keys.blocked), arguments(m))]
+        if operation not in NO_KEY_ERRORS + NOT_COUNTED:
+            cases += [(operation, 429, "RATE_LIMITED", keyed(api_keys.spent), arguments(m))]
     body = OPERATIONS["createRun"][2](m)["body"]
     empty_prompt = m.LocalSketchRunRequest(model="local/sketch", input_=m.LocalSketchInput(prompt=""))
     too_large = m.LocalSketchRunRequest(model="local/sketch", input_=m.LocalSketchInput(prompt="x" * 3000))
@@ -279,6 +310,10 @@ def _error_cases(api, base: str, api_keys: Keys) -> list[tuple[str, int, str, ob
         ("getRun", 404, "run_not_found", main, {"id": "run_missing"}),
         ("cancelRun", 404, "run_not_found", main, {"id": "run_missing"}),
         ("getModel", 404, "not_found", main, {"provider": "acme", "name": "nothing"}),
+        ("uploadFile", 400, "invalid_input", main, _upload(m, b"no image")),
+        ("uploadFile", 413, "payload_too_large", main, _upload(m, b"\x00" * 2 * UPLOAD_LIMIT)),
+        ("uploadFile", 201, "", main, _upload(m)),
+        ("getFile", 404, "not_found", main, {"name": NO_FILE}),
     ]
     return cases
 
@@ -415,6 +450,8 @@ RAW_OPERATIONS = {
     "getAccount": ("GET", "/account", "/account", {}),
     "listModels": ("GET", "/models", "/models", {}),
     "getModel": ("GET", "/models/local/sketch", "/models/{provider}/{name}", {}),
+    "uploadFile": ("POST", "/files", "/files", {"files": {"file": ("image.png", PNG)}}),
+    "getFile": ("GET", f"/files/{NO_FILE}", "/files/{name}", {}),
 }
 
 
@@ -428,8 +465,10 @@ def _record_refusals_of_every_operation(recorder: Recorder, api_keys: Keys) -> N
     for operation, (method, path, template, kwargs) in RAW_OPERATIONS.items():
         cases = [(400, _bearer(api_keys.main, **EVIL_HOST)), (500, _bearer(api_keys.main, **{FAULT: "500"})),
                  (503, _bearer(api_keys.main, **{FAULT: "503"}))]
-        if operation not in ("listModels", "getModel"):
-            cases += [(401, {}), (403, _bearer(api_keys.blocked)), (429, _bearer(api_keys.spent))]
+        if operation not in NO_KEY_ERRORS:
+            cases += [(401, {}), (403, _bearer(api_keys.blocked))]
+        if operation not in NO_KEY_ERRORS + NOT_COUNTED:
+            cases += [(429, _bearer(api_keys.spent))]
         for status, headers in cases:
             recorder.response(method, path, template, status, headers, **kwargs)
 
@@ -455,7 +494,20 @@ def _record_errors(recorder: Recorder, api_keys: Keys) -> None:
     # A wrong method is the path's `default` answer: the envelope, typed Error.
     recorder.response("DELETE", "/runs/run_missing", "/runs/{id}", 405, main, as_method="get")
     recorder.response("GET", "/models/acme/nothing", "/models/{provider}/{name}", 404)
+    recorder.response("POST", "/files", "/files", 400, main, files={"file": ("x.png", b"no image")})
+    recorder.response("POST", "/files", "/files", 413, main,
+                      files={"file": ("x.png", b"\x00" * 2 * UPLOAD_LIMIT)})
+    recorder.response("GET", f"/files/{NO_FILE}", "/files/{name}", 404, main)
     _record_refusals_of_every_operation(recorder, api_keys)
+
+
+def _record_files(recorder: Recorder, auth: dict) -> None:
+    """An upload, and its bytes read back (not JSON: only its coverage is recorded)."""
+    stored = recorder.response("POST", "/files", "/files", 201, auth,
+                               files={"file": ("image.png", small_png())})
+    image = requests.get(stored["url"], headers=auth, timeout=30)
+    assert image.status_code == 200 and image.content.startswith(PNG)
+    recorder.covered.add(("/files/{name}", "get", "200"))
 
 
 def _record(recorder: Recorder, api_keys: Keys, hook_url: str) -> None:
@@ -464,6 +516,7 @@ def _record(recorder: Recorder, api_keys: Keys, hook_url: str) -> None:
     for token in (api_keys.main, api_keys.limited):
         recorder.response("GET", "/account", "/account", 200, _bearer(token))
     _record_runs(recorder, _bearer(api_keys.main), hook_url)
+    _record_files(recorder, _bearer(api_keys.main))
     _record_errors(recorder, api_keys)
 
 

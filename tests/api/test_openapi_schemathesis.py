@@ -54,7 +54,7 @@ def test_schemathesis_cli_all_checks_and_the_stateful_phase_pass(
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in summary, summary
-    assert "Tested: 7" in summary and "Warnings" not in summary, summary
+    assert "Tested: 9" in summary and "Warnings" not in summary, summary
 
 
 @pytest.fixture

@@ -81,7 +81,10 @@ def test_local_models_need_no_env_and_others_do(catalog):
     for spec in catalog.all():
         if spec.provider == "local":
             assert spec.requires_env == () and spec.is_available({})
-            assert "image_urls" not in spec.input_schema["properties"]
+            # Only local/sketch takes references, and optionally: no network is needed.
+            assert "image_urls" not in spec.input_schema.get("required", [])
+            if spec.id != "local/sketch":
+                assert "image_urls" not in spec.input_schema["properties"]
         else:
             assert spec.requires_env and not spec.is_available({})
 

@@ -9,6 +9,9 @@ import re
 
 import pytest
 
+from runbase_web import state
+from runbase_web.catalog import Catalog
+from runbase_web.catalog.specs import PACKAGED_PATH
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.services import runs
@@ -129,17 +132,32 @@ def test_from_needs_sign_in(app, signed_in):
 # --- ?reference= ---------------------------------------------------------------------------------
 
 
-def test_reference_switches_to_a_model_with_reference_images(app, signed_in):
+def test_reference_switches_to_a_model_with_reference_images(app, signed_in, tmp_path):
+    # A catalog where local/sketch takes no reference images, as before it took them.
+    catalog = json.loads(PACKAGED_PATH.read_text())
+    for entry in catalog["models"]:
+        if entry["id"] == "local/sketch":
+            del entry["input_schema"]["properties"]["image_urls"]
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    app.extensions[state.CATALOG] = Catalog.load(str(tmp_path / "catalog.json"))
     app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
     (run_id,) = run_ids(create(signed_in, {**SKETCH, "aspect_ratio": "4:3", "seed": "9"}))
     finish(app, run_id, ["/files/generated/first-output-aaaaaaaa.png",
                          "/files/generated/second-output-aaaaaaa.png"])
     page = signed_in.get(f"/playground?reference={run_id}").text
-    # local/sketch takes no reference images: the first available image model that does.
+    # That local/sketch takes no reference images: the first available image model that does.
     assert '<input type="hidden" name="model" value="google/nano-banana">' in page
     assert textarea(page, "image_urls") == "http://localhost/files/generated/first-output-aaaaaaaa.png"
     assert textarea(page, "prompt") == "a lighthouse at dusk" and selected(page, "aspect_ratio") == "4:3"
     assert parent_field(page) == run_id
+
+
+def test_reference_keeps_local_sketch_which_takes_reference_images(app, signed_in):
+    (run_id,) = run_ids(create(signed_in, {**SKETCH, "aspect_ratio": "4:3"}))
+    finish(app, run_id, ["/files/generated/first-output-aaaaaaaa.png"])
+    page = signed_in.get(f"/playground?reference={run_id}").text
+    assert '<input type="hidden" name="model" value="local/sketch">' in page
+    assert textarea(page, "image_urls") == "http://localhost/files/generated/first-output-aaaaaaaa.png"
 
 
 def test_reference_keeps_a_model_that_takes_reference_images(app, signed_in):

@@ -95,7 +95,7 @@ def test_the_adapter_a_run_started_with_wins_over_routing(catalog):
 def test_the_context_has_no_options():
     # Named, typed fields only: no catch-all bag of options for adapters to dig in.
     assert [f.name for f in dataclasses.fields(ProviderContext)] == [
-        "env", "fetcher", "adapter", "callback_url", "callback_poll_seconds"]
+        "env", "fetcher", "adapter", "callback_url", "callback_poll_seconds", "read_own_file"]
 
 
 # --- polling -------------------------------------------------------------------------------
