@@ -73,7 +73,8 @@ def _seeded(session: Session, creator: RunCreator, user_id: int, axes: Mapping[s
             cells: Sequence[GridCell], seed_mode: str | None) -> list[GridCell]:
     """The cells with the seed control applied to the grid as a whole: without a seed
     axis every cell gets the same seed (one new random seed, or with "keep" the field's
-    or your last one), so the cells differ only by what the axes change."""
+    or your last one), so the cells differ only by what the axes change. Any other mode
+    (a re-run's None) leaves the cells' seeds as they are."""
     if _has_seed_axis(axes) or seed_mode not in ("new", "keep"):
         return list(cells)
     shared: int | None = None
