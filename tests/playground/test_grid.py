@@ -84,7 +84,8 @@ def test_running_a_grid_makes_six_runs_and_opens_its_page(app, signed_in, user):
     assert batch.axes["x"]["values"] == ["1", "2", "3"]
     page = signed_in.get(f"/grids/{batch.id}").text
     assert page.count("<article id=\"run-") == 6 and page.count("data-use-settings") == 6
-    assert re.search(r'<th scope="row" class="grid-row-head"><span class="grid-head-value">fail</span>', page)
+    assert re.search(r'<th scope="row" class="grid-row-head"><span class="visually-hidden">Outcome: </span>'
+                     r'<span class="grid-head-value">fail</span>', page)
     with app.app_context():
         first = db.session.query(Run).filter_by(batch_row=0, batch_col=0).one()
     assert f'href="/playground?from={first.id}" data-use-settings' in page

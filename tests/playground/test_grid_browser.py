@@ -45,6 +45,9 @@ def user_id(app, email: str) -> int:
 
 
 def test_a_grid_shows_its_price_runs_six_at_once_and_fills_in(app, page: Page, problems, chromium):
+    noise: list[str] = []
+    page.on("console", lambda msg: noise.append(f"{page.url} {msg.type}: {msg.text}")
+            if msg.type in ("error", "warning") else None)
     email = sign_up(page)
     fill_seed_by_outcome_grid(page)
     # The price comes first: six runs and their exact total, the single price hidden.
@@ -105,6 +108,8 @@ def test_a_grid_shows_its_price_runs_six_at_once_and_fills_in(app, page: Page, p
 
     page.goto("/runs")  # the gallery lists the grid as a tile
     expect(page.locator("[data-grid-tile]")).to_have_count(1)
+    assert violations(page) == []
+    assert noise == []
 
 
 def test_a_grid_beyond_the_balance_says_so_and_creates_nothing(app, page: Page, problems):
