@@ -11,6 +11,8 @@ import pytest
 from runbase_web.extensions import db
 from runbase_web.models import Batch, Run
 from runbase_web.services import runs
+from tests.conftest import wait_for_run
+from tests.support.png_recipe import read_png_recipe
 from tests.web import HTMX, balance_of, run_count, sign_in
 
 GRID = {"model": "local/test", "prompt": "a grid of tests", "grid": "1",
@@ -249,3 +251,23 @@ def test_model_axis_names_the_cell_whose_input_is_invalid_and_creates_nothing(ap
     text = html.unescape(response.text)
     assert re.search(r'id="grid-error"[^>]*>Nothing was run. Model local/sketch: .*must be one of: 1:1', text)
     assert run_count(app) == 0 and balance_of(app, user.id) == 1_000_000
+
+
+def test_shared_grid_files_are_served_through_the_link_without_the_hidden_prompt(app, signed_in, worker):
+    signed_in.post("/playground/runs", data=GRID, headers=HTMX)
+    batch = batch_of(app)
+    with app.app_context():
+        ids = [run.id for run in db.session.query(Run)]
+    for run_id in ids:
+        wait_for_run(app, run_id)
+    panel = signed_in.post(f"/grids/{batch.id}/share", data={"hide_prompt": "1"}, headers=HTMX).text
+    token = re.search(r"/g/([\w-]+)", panel).group(1)
+    anonymous = app.test_client()
+    image = anonymous.get(f"/g/{token}/cells/0/1/outputs/0")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    carried = read_png_recipe(image.data)
+    assert carried["model"] == "local/test" and "prompt" not in carried["input"]
+    assert carried["input"]["seed"] == 2 and carried["run"].endswith(f"/g/{token}")
+    assert anonymous.get(f"/g/{token}/cells/1/0/outputs/0").status_code == 404  # failed cell
+    assert anonymous.get(f"/g/{token}/cells/5/5/outputs/0").status_code == 404
+    assert anonymous.get(f"/g/{token}x/cells/0/0/outputs/0").status_code == 404
