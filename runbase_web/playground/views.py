@@ -21,6 +21,7 @@ from ..presenters.forms import coerce_form, form_fields
 from ..presenters.run_form import estimate, form_context
 from ..services import accounts, drafts, restore, runs, stripe_checkout, workspace
 from ..urls import public_base_url
+from . import grid
 from .blueprint import bp
 from .presenters import (can_reference, card_context, field_errors, input_values, picker,
                          posted_values)
@@ -119,10 +120,13 @@ def _draft_form() -> dict | None:
         return None
     form = MultiDict([(key, value) for key, values in draft["form"].items()
                       if isinstance(values, list) for value in values if isinstance(value, str)])
-    return form_context(spec, _env(), values=posted_values(spec, form), form=form,
-                        parent_id=form.get("parent_id") or None,
-                        seed_mode=form.get("seed_mode") or "new", catalog=state.catalog(),
-                        notice="Your form is as you left it: press Run when you're ready.")
+    context = form_context(spec, _env(), values=posted_values(spec, form), form=form,
+                           parent_id=form.get("parent_id") or None,
+                           seed_mode=form.get("seed_mode") or "new", catalog=state.catalog(),
+                           notice="Your form is as you left it: press Run when you're ready.")
+    # A grid comes back as it was set up too, with any problem Run would have said.
+    context["grid"] = grid.read_plan(state.catalog(), spec, _env(), form)
+    return context
 
 
 def _workspace(after: str | None = None) -> dict:

@@ -271,3 +271,14 @@ def test_shared_grid_files_are_served_through_the_link_without_the_hidden_prompt
     assert anonymous.get(f"/g/{token}/cells/1/0/outputs/0").status_code == 404  # failed cell
     assert anonymous.get(f"/g/{token}/cells/5/5/outputs/0").status_code == 404
     assert anonymous.get(f"/g/{token}x/cells/0/0/outputs/0").status_code == 404
+
+
+def test_a_visitors_grid_is_kept_through_sign_up(app, client):
+    response = client.post("/playground/runs", data=GRID)
+    assert response.status_code == 303 and "/auth/signup" in response.headers["Location"]
+    client.post("/auth/signup", data={"email": "new@example.com", "password": "password123"})
+    page = html.unescape(client.get("/playground?model=local/test&draft=1").text)
+    assert 'name="grid" value="1" checked' in page
+    assert '<option value="seed" selected>' in page and ">1, 2, 3</textarea>" in page
+    assert 'name="grid_y_pick" value="fail" checked' in page
+    assert run_count(app) == 0

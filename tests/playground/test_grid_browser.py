@@ -68,7 +68,11 @@ def test_a_grid_shows_its_price_runs_six_at_once_and_fills_in(app, page: Page, p
         expect(cells(page).nth(index)).to_have_attribute("data-status", "failed",
                                                          timeout=RUN_TIMEOUT_MS)
     expect(page.locator("[data-grid-progress]")).to_have_text("6 of 6 finished")
-    expect(page.locator("#nav-balance")).to_have_text("$0.9997")  # three cells refunded
+    # Three cells refunded. Read after a reload: each finished card brings the balance
+    # as it was when that card was drawn, and their answers may arrive out of order.
+    page.reload()
+    expect(page.locator("#nav-balance")).to_have_text("$0.9997")
+    expect(page.locator("[data-grid-progress]")).to_have_text("6 of 6 finished")
     assert violations(page) == []
 
     # "Use these settings" restores that cell's form in the Playground.
@@ -77,6 +81,12 @@ def test_a_grid_shows_its_price_runs_six_at_once_and_fills_in(app, page: Page, p
     expect(page.locator("#f-seed")).to_have_value("2")
     expect(page.locator("#f-outcome")).to_have_value("succeed")
     expect(page.locator("#f-prompt")).to_have_value("a grid of tests")
+    page.go_back()
+    # A card's "Edit & rerun" opens the Playground too (a grid's page has no form to swap).
+    cells(page).nth(4).locator("[data-edit-rerun]").click()
+    page.wait_for_url(re.compile(r"/playground\?from=run_"))
+    expect(page.locator("#f-seed")).to_have_value("2")
+    expect(page.locator("#f-outcome")).to_have_value("fail")
     page.go_back()
 
     # One link for the whole grid, prompts hidden, open to anyone until revoked.
