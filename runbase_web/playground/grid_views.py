@@ -33,10 +33,14 @@ def grid_controls(spec: ModelSpec) -> grid.GridPlan:
     return grid.read_plan(state.catalog(), spec, current_app.config["PROVIDER_ENV"], {})
 
 
-@bp.get("/grid/axes")
+# The two fragments below are POSTs: the form's prompt variants travel with them, and
+# prompts belong in neither URLs nor access logs (the single price leaves the prompt out).
+
+
+@bp.post("/grid/axes")
 def grid_axes():
     """The axes part of the grid controls, for the values now picked (htmx fragment)."""
-    spec, plan = _plan(request.args)
+    spec, plan = _plan(request.form)
     # Problems are said when running or by the price; a half-filled axis is not one yet.
     for axis in plan.axes.values():
         axis.error = None
@@ -46,11 +50,11 @@ def grid_axes():
         redirect_status=302)
 
 
-@bp.get("/price/grid")
+@bp.post("/price/grid")
 def grid_price():
     """How many runs the grid makes and their exact total, or what is missing (htmx
     fragment; it is asked only while "Grid" is on)."""
-    _spec_, plan = _plan(request.args)
+    _spec_, plan = _plan(request.form)
     price = grid.price(plan) if plan.ok else None
     return render_template("playground/_grid_price_value.html", grid=plan, price=price)
 

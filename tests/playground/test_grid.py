@@ -27,7 +27,7 @@ def signed_in(client, user):
 
 
 def grid_price(client, **query) -> str:
-    response = client.get("/playground/price/grid", headers=HTMX, query_string=query)
+    response = client.post("/playground/price/grid", headers=HTMX, data=query)
     assert response.status_code == 200 and "<html" not in response.text
     return html.unescape(response.text)
 
@@ -48,7 +48,7 @@ def test_form_offers_a_grid_with_the_models_settings_as_axes(client):
 
 
 def test_picking_an_axis_draws_its_values(client):
-    text = client.get("/playground/grid/axes", headers=HTMX, query_string={
+    text = client.post("/playground/grid/axes", headers=HTMX, data={
         "model": "local/sketch", "grid": "1", "grid_x": "f:aspect_ratio", "grid_y": "model"}).text
     assert text.startswith('<div id="grid-axes"')
     assert 'name="grid_x_pick" value="16:9"' in text
@@ -207,7 +207,7 @@ def model_grid(**extra) -> dict:
 
 def test_the_model_axis_offers_available_models_of_the_forms_kind(app, client):
     def offered():
-        text = client.get("/playground/grid/axes", headers=HTMX, query_string={
+        text = client.post("/playground/grid/axes", headers=HTMX, data={
             "model": "local/sketch", "grid": "1", "grid_x": "model"}).text
         return re.findall(r'name="grid_x_pick" value="([^"]+)"', text)
     assert offered() == ["local/sketch", "local/test"]
