@@ -15,7 +15,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
@@ -176,11 +176,6 @@ def recent_batches(session: Session, user_id: int, limit: int = 6) -> list[tuple
     for run in runs:
         by_batch[run.batch_id].append(run)
     return [(batch, by_batch[batch.id]) for batch in batches]
-
-
-def count_batches(session: Session, user_id: int) -> int:
-    """How many grids the user has made."""
-    return session.scalar(select(func.count()).select_from(Batch).where(Batch.user_id == user_id))
 
 
 def rerun_batch(session: Session, creator: RunCreator, user_id: int,

@@ -46,6 +46,7 @@ def _own_batch(batch_id: str) -> Batch:
 
 
 def _axis_label(axes: dict, name: str) -> str | None:
+    """An axis's name as the headers show it (a replaced word says which word)."""
     axis = axes.get(name)
     if not axis:
         return None

@@ -3,6 +3,8 @@ with its own charge, refund and lineage; creation is all or nothing; key spend a
 ledger invariants hold (conftest checks them after every test); sharing is revocable."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 
@@ -157,3 +159,29 @@ def test_grids_are_private_and_their_share_link_is_revocable(app, make_user):
         assert again.share_token != token
         with pytest.raises(batches.BatchNotFound):
             batches.share_batch(db.session, other.id, batch.id, hide_prompt=False)
+
+
+def test_two_grids_racing_for_one_grids_balance_make_exactly_one(app, make_user):
+    owner = make_user(credit_micros=600)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def attempt():
+        with app.app_context():
+            start.wait()
+            try:
+                make(owner.id)
+                db.session.commit()
+                outcomes.append("made")
+            except ManyRunsRefused:
+                db.session.rollback()
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["made", "refused"]
+    with app.app_context():
+        assert counts(owner.id) == (0, 6, 1 + 6, 1)
