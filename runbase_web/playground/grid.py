@@ -157,6 +157,7 @@ def read_plan(catalog: Catalog, spec: ModelSpec, env: Mapping[str, str], form: M
     for state in (x, y):
         if state.option is not None and not state.error:
             _parse_axis(state, prompt if need_prompt else None)
+    _check_models_have(catalog, x, y)
     if any(state.error for state in axes.values()):
         return plan
     count = len(x.values) * (len(y.values) if y.option is not None else 1)
@@ -166,6 +167,20 @@ def read_plan(catalog: Catalog, spec: ModelSpec, env: Mapping[str, str], form: M
         return plan
     plan.cells = _cells(catalog, spec, form, x, y if y.option is not None else None)
     return plan
+
+
+def _check_models_have(catalog: Catalog, x: AxisState, y: AxisState) -> None:
+    """With a model axis, the other axis must change a field every picked model has:
+    otherwise that model's cells would all be the same run."""
+    models = next((s for s in (x, y) if s.option and s.option.kind == "model" and not s.error), None)
+    other = y if models is x else x
+    if models is None or other.option is None or other.error or other.option.kind not in ("seed", "field"):
+        return
+    name = "seed" if other.option.kind == "seed" else other.option.name
+    lacking = [model_id for model_id in models.values
+               if name not in getattr(catalog.get(model_id), "properties", {})]
+    if lacking:
+        other.error = f"{lacking[0]} has no {other.option.label}: pick models that all have it."
 
 
 def _parse_axis(state: AxisState, prompt: str | None) -> None:

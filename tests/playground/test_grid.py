@@ -282,3 +282,15 @@ def test_a_visitors_grid_is_kept_through_sign_up(app, client):
     assert '<option value="seed" selected>' in page and ">1, 2, 3</textarea>" in page
     assert 'name="grid_y_pick" value="fail" checked' in page
     assert run_count(app) == 0
+
+
+def test_a_model_page_offers_no_grid(client):
+    page = client.get("/models/local/sketch").text
+    assert 'id="run-form"' in page and 'name="grid"' not in page
+
+
+def test_a_model_axis_needs_the_other_axis_to_change_what_every_model_has(client):
+    text = grid_price(client, **model_grid(grid_y="f:num_images", grid_y_values="1, 2"))
+    assert "Rows: local/test has no Number of images: pick models that all have it." in text
+    text = grid_price(client, **model_grid(grid_y="seed", grid_y_values="1, 2"))
+    assert 'data-grid-runs="4"' in text
