@@ -74,6 +74,9 @@ def test_a_grid_shows_its_price_runs_six_at_once_and_fills_in(app, page: Page, p
     expect(page.locator("#nav-balance")).to_have_text("$0.9997")
     expect(page.locator("[data-grid-progress]")).to_have_text("6 of 6 finished")
     assert violations(page) == []
+    page.emulate_media(color_scheme="dark")
+    assert violations(page) == []
+    page.emulate_media(color_scheme="light")
 
     # "Use these settings" restores that cell's form in the Playground.
     page.locator("[data-grid-cell]").nth(1).get_by_role("link", name="Use these settings").first.click()
