@@ -4,7 +4,7 @@ or none, then its page). Reading the form is grid.py's; creating is services/bat
 """
 from __future__ import annotations
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import htmx, state
@@ -37,16 +37,19 @@ def grid_controls(spec: ModelSpec) -> grid.GridPlan:
 # prompts belong in neither URLs nor access logs (the single price leaves the prompt out).
 
 
-@bp.post("/grid/axes")
-def grid_axes():
-    """The axes part of the grid controls, for the values now picked (htmx fragment)."""
+@bp.post("/grid/axes/<name>")
+def grid_axis(name: str):
+    """One axis's values, for what it now changes (htmx fragment). The values typed for
+    the other axis stay as they are in the page."""
+    if name not in grid.AXES:
+        abort(404)
     spec, plan = _plan(request.form)
+    axis = plan.axes[name]
     # Problems are said when running or by the price; a half-filled axis is not one yet.
-    for axis in plan.axes.values():
-        axis.error = None
+    axis.error = None
     return htmx.fragment_or_redirect(
         url_for(".page", model=spec.id),
-        lambda: render_template("playground/_grid_axes.html", spec=spec, grid=plan),
+        lambda: render_template("playground/_grid_axis.html", name=name, axis=axis),
         redirect_status=302)
 
 

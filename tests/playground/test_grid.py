@@ -47,13 +47,14 @@ def test_form_offers_a_grid_with_the_models_settings_as_axes(client):
     assert 'name="multi"' not in page  # "Multiple models" is the grid's model axis now
 
 
-def test_picking_an_axis_draws_its_values(client):
-    text = client.post("/playground/grid/axes", headers=HTMX, data={
-        "model": "local/sketch", "grid": "1", "grid_x": "f:aspect_ratio", "grid_y": "model"}).text
-    assert text.startswith('<div id="grid-axes"')
-    assert 'name="grid_x_pick" value="16:9"' in text
-    assert 'name="grid_y_pick" value="local/test"' in text
+def test_picking_an_axis_draws_its_values_only(client):
+    form = {"model": "local/sketch", "grid": "1", "grid_x": "f:aspect_ratio", "grid_y": "model"}
+    text = client.post("/playground/grid/axes/x", headers=HTMX, data=form).text
+    assert 'name="grid_x_pick" value="16:9"' in text and "grid_y" not in text
     assert "field-error" not in text  # nothing picked yet is no error yet
+    text = client.post("/playground/grid/axes/y", headers=HTMX, data=form).text
+    assert 'name="grid_y_pick" value="local/test"' in text and "grid_x" not in text
+    assert client.post("/playground/grid/axes/z", headers=HTMX, data=form).status_code == 404
 
 
 def test_price_counts_the_runs_and_sums_each_cells_price(client):
@@ -207,7 +208,7 @@ def model_grid(**extra) -> dict:
 
 def test_the_model_axis_offers_available_models_of_the_forms_kind(app, client):
     def offered():
-        text = client.post("/playground/grid/axes", headers=HTMX, data={
+        text = client.post("/playground/grid/axes/x", headers=HTMX, data={
             "model": "local/sketch", "grid": "1", "grid_x": "model"}).text
         return re.findall(r'name="grid_x_pick" value="([^"]+)"', text)
     assert offered() == ["local/sketch", "local/test"]
