@@ -89,6 +89,10 @@ class Run(Base):
     #: The owner chose to hide the prompt on the shared page.
     share_hide_prompt: Mapped[bool] = mapped_column(Boolean, default=False)
     shared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The grid (batch) this run is a cell of, and where: row and column from 0.
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    batch_row: Mapped[int | None] = mapped_column(Integer)
+    batch_col: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def is_finished(self) -> bool:

@@ -1,5 +1,6 @@
 """Playground page and its htmx fragments: model form, price, run cards, restoring a
-form (from a run, a reference image, a share link or a recipe), several models at once.
+form (from a run, a reference image, a share link or a recipe). Grids (one form over
+axes of seeds, values, prompts or models) are grid_views'.
 
 Runs are created through the app's RunCreator, the same path and ledger as the API's
 POST /api/v1/runs; there is no Playground shortcut.
@@ -19,9 +20,8 @@ from ..models import Run
 from ..presenters.forms import coerce_form, form_fields
 from ..presenters.run_form import estimate, form_context
 from ..services import accounts, drafts, restore, runs, stripe_checkout, workspace
-from ..services.run_creation import ManyRunsRefused
 from ..urls import public_base_url
-from . import multi
+from . import grid
 from .blueprint import bp
 from .presenters import (can_reference, card_context, field_errors, input_values, picker,
                          posted_values)
@@ -120,11 +120,13 @@ def _draft_form() -> dict | None:
         return None
     form = MultiDict([(key, value) for key, values in draft["form"].items()
                       if isinstance(values, list) for value in values if isinstance(value, str)])
-    return form_context(spec, _env(), values=posted_values(spec, form), form=form,
-                        parent_id=form.get("parent_id") or None,
-                        seed_mode=form.get("seed_mode") or "new", catalog=state.catalog(),
-                        multi={"on": bool(form.get("multi")), "models": form.getlist("models")},
-                        notice="Your form is as you left it: press Run when you're ready.")
+    context = form_context(spec, _env(), values=posted_values(spec, form), form=form,
+                           parent_id=form.get("parent_id") or None,
+                           seed_mode=form.get("seed_mode") or "new", catalog=state.catalog(),
+                           notice="Your form is as you left it: press Run when you're ready.")
+    # A grid comes back as it was set up too, with any problem Run would have said.
+    context["grid"] = grid.read_plan(state.catalog(), spec, _env(), form)
+    return context
 
 
 def _workspace(after: str | None = None) -> dict:
@@ -197,20 +199,6 @@ def price():
     return render_template("playground/_price_value.html", price_micros=micros, price_error=why_not)
 
 
-@bp.get("/price/multi")
-def multi_price():
-    """Each picked model's price for the shared form, and the total (htmx fragment)."""
-    if not request.args.get("multi"):
-        return render_template("playground/_multi_price_value.html", lines=None, total=None, error=None)
-    try:
-        specs = multi.chosen_models(state.catalog(), request.args.getlist("models"))
-    except multi.MultiRunError as error:
-        return render_template("playground/_multi_price_value.html", lines=None, total=None,
-                               error=error.message)
-    lines, total = multi.prices(specs, request.args)
-    return render_template("playground/_multi_price_value.html", lines=lines, total=total, error=None)
-
-
 def _parent_id() -> str | None:
     return request.form.get("parent_id") or None
 
@@ -219,13 +207,15 @@ def _parent_id() -> str | None:
 def create_run():
     """Run the form: a new status card, or the form again with its errors (422).
 
-    With "Multiple models" ticked, the form runs on every picked model instead. A
-    visitor who isn't signed in is sent to sign up, and the form is kept for them.
+    With "Grid" ticked, the form runs as a grid instead (grid_views.create_grid; a grid
+    whose axis is the model runs one form on several models). A visitor who isn't
+    signed in is sent to sign up, and the form is kept for them.
     """
     if not current_user.is_authenticated:
         return _keep_for_later()
-    if request.form.get("multi"):
-        return create_runs()
+    if request.form.get("grid"):
+        # The grid's own view (grid_views.py, which imports this module, not the reverse).
+        return current_app.view_functions["playground.create_grid"]()
     spec = _spec(request.form.get("model"))
     try:
         run = state.run_creator().create(
@@ -239,26 +229,6 @@ def create_run():
     return _new_cards([run])
 
 
-@bp.post("/runs/multi")
-def create_runs():
-    """Run the shared form on 2–4 models: one card per run, or nothing at all (422)."""
-    if not current_user.is_authenticated:
-        return _keep_for_later()
-    spec = _spec(request.form.get("model"))
-    try:
-        specs = multi.chosen_models(state.catalog(), request.form.getlist("models"))
-        created = state.run_creator().create_many(
-            db.session, user_id=current_user.id, inputs=multi.run_inputs(specs, request.form),
-            parent_id=_parent_id(), seed_mode=request.form.get("seed_mode"))
-    except multi.MultiRunError as error:
-        return _invalid_form(spec, error)
-    except ManyRunsRefused as error:
-        return _invalid_form(spec, error, multi_errors=multi.described(specs, error.errors))
-    db.session.commit()
-    state.wake_worker()
-    return _new_cards(created)
-
-
 def _new_cards(created: list[Run]):
     """New status cards, newest first like the list they join, and the new balance (201);
     without htmx, the first new run's page."""
@@ -269,16 +239,14 @@ def _new_cards(created: list[Run]):
     return htmx.fragment_or_redirect(url_for("web.run_page", run_id=created[0].id), render)
 
 
-def _invalid_form(spec: ModelSpec, error: RunbaseError, multi_errors: dict | None = None):
+def _invalid_form(spec: ModelSpec, error: RunbaseError):
     """The form as submitted, errors by field, 422 (base.html's htmx config swaps 422
     responses over the form that sent them)."""
     context = form_context(
         spec, _env(), values=posted_values(spec, request.form),
         errors=field_errors(error, form_fields(spec)), form=request.form,
         parent_id=_parent_id(), seed_mode=request.form.get("seed_mode") or "new",
-        catalog=state.catalog(),
-        multi={"on": bool(request.form.get("multi")), "models": request.form.getlist("models"),
-               "errors": multi_errors})
+        catalog=state.catalog())
     if htmx.is_htmx():
         return render_template("playground/_form.html", **context), 422
     return render_template("playground/page.html", **picker(state.catalog(), _env()),

@@ -98,13 +98,16 @@ def check_webhook_url(value: object) -> str:
 def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
                user_id: int, api_key_id: int | None, model_id: str, raw_input: dict,
                source: str = "api", webhook_url: str | None = None,
-               parent_id: str | None = None, atomic: bool = True) -> Run:
+               parent_id: str | None = None, atomic: bool = True,
+               batch_id: str | None = None, batch_row: int | None = None,
+               batch_col: int | None = None) -> Run:
     """Create a pending run and charge for it, in the caller's transaction.
 
     `webhook_url` is notified when the run ends; `parent_id` names the user's run this
     one was made from (lineage). Raises ModelNotFound, InvalidInput, RunNotFound (a
     parent that isn't theirs), InsufficientBalance or SpendLimitExceeded, having left
-    nothing behind: with `atomic` the run and its charge share a savepoint. A caller whose
+    nothing behind: with `atomic` the run and its charge share a savepoint. `batch_id`,
+    `batch_row` and `batch_col` place the run in a grid (services/batches.py). A caller whose
     transaction holds nothing else, and which rolls it back on any refusal (the API), passes
     atomic=False and saves the savepoint's two statements.
     """
@@ -122,7 +125,8 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
                   model=spec.id, input=valid, status=RunStatus.PENDING.value, cost_micros=cost,
                   created_at=created, attempts=0, share_hide_prompt=False,
                   deadline_at=created + timedelta(seconds=spec.deadline_seconds),
-                  webhook_url=webhook_url, parent_id=parent_id)
+                  webhook_url=webhook_url, parent_id=parent_id, batch_id=batch_id,
+                  batch_row=batch_row, batch_col=batch_col)
     # Debit first: a refusal then comes before anything is inserted. The key's limit may
     # refuse after the balance was debited: the savepoint (or the caller's rollback)
     # takes both back, so no caller can commit half a charge.
@@ -164,36 +168,44 @@ def notify_workers(session: Session) -> None:
 
 class ManyRunsRefused(RunbaseError):
     """Some of several runs can't be created, so none was. `errors` holds each refused
-    model's reason by model id; it is empty when only the balance was short."""
+    model's reason by model id, `by_index` each refused run's by its place in the list
+    asked for; both are empty when only the balance was short."""
 
-    def __init__(self, message: str, errors: dict[str, RunbaseError] | None = None):
+    def __init__(self, message: str, errors: dict[str, RunbaseError] | None = None,
+                 by_index: dict[int, RunbaseError] | None = None):
         super().__init__(message)
         self.errors = errors or {}
+        self.by_index = by_index or {}
 
 
 def create_runs(session: Session, *, catalog: Catalog, provider_env: Mapping[str, str],
                 user_id: int, inputs: Sequence[tuple[str, dict]], source: str = "playground",
-                parent_id: str | None = None) -> list[Run]:
+                parent_id: str | None = None, api_key_id: int | None = None,
+                extras: Sequence[Mapping[str, Any]] | None = None) -> list[Run]:
     """One run per (model id, raw input), in the caller's transaction: all or none.
 
     Every run is tried, so all problems are reported at once; any problem raises
     ManyRunsRefused with nothing left behind (the runs made so far share a savepoint).
+    `extras`, one mapping per input, adds create_run arguments of that run alone (a
+    grid's batch_id, batch_row, batch_col, or its own parent_id).
     """
     with session.begin_nested():
-        created, errors, refused = [], {}, []
-        for model_id, raw in inputs:
+        created, errors, by_index, refused = [], {}, {}, []
+        for index, (model_id, raw) in enumerate(inputs):
+            own = {"parent_id": parent_id, **(extras[index] if extras else {})}
             try:
                 created.append(create_run(
                     session, catalog=catalog, provider_env=provider_env, user_id=user_id,
-                    api_key_id=None, model_id=model_id, raw_input=raw, source=source,
-                    parent_id=parent_id))
+                    api_key_id=api_key_id, model_id=model_id, raw_input=raw, source=source,
+                    **own))
             except InsufficientBalance:
                 refused.append((model_id, raw))
             except RunbaseError as error:
                 errors[model_id] = error
+                by_index[index] = error
         if errors:
             raise ManyRunsRefused("Nothing was run: fix the input for " + ", ".join(errors) + ".",
-                                  errors)
+                                  errors, by_index)
         if refused:
             total = sum(run.cost_micros for run in created) + sum(
                 _price_or_zero(catalog.get(model_id), raw) for model_id, raw in refused)
@@ -273,10 +285,12 @@ class RunCreator:
 
     def create_many(self, session: Session, *, user_id: int, inputs: Sequence[tuple[str, dict]],
                     source: str = "playground", parent_id: str | None = None,
-                    seed_mode: str | None = None) -> list[Run]:
+                    seed_mode: str | None = None, api_key_id: int | None = None,
+                    extras: Sequence[Mapping[str, Any]] | None = None) -> list[Run]:
         """One run per (model id, raw input), all or none (see create_runs)."""
         seeds = _SeedControl(session, user_id, seed_mode)
         seeded = [(model_id, seeds.apply(self.catalog.get(model_id), raw))
                   for model_id, raw in inputs]
         return create_runs(session, catalog=self.catalog, provider_env=self.provider_env,
-                           user_id=user_id, inputs=seeded, source=source, parent_id=parent_id)
+                           user_id=user_id, inputs=seeded, source=source, parent_id=parent_id,
+                           api_key_id=api_key_id, extras=extras)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Each module registers its routes (or filters) on bp.
 from . import (  # noqa: F401
+    batch_views,
     billing_views,
     catalog_views,
     dashboard_views,

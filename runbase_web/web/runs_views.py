@@ -15,7 +15,7 @@ from ..extensions import db, reads_only
 from ..models import Run
 from ..money import format_usd
 from ..presenters.outputs import output_items, poster_src
-from ..services import accounts, history, runs, snippets
+from ..services import accounts, batches, history, runs, snippets
 from ..urls import public_base_url
 from .blueprint import bp
 
@@ -77,8 +77,11 @@ def runs_page():
                "first_page": not after, "page_number": pages}
     if htmx.is_htmx():
         return htmx.render_varying("web/runs/_page.html", **context)
+    # The newest grids open the first, unfiltered page (batch_views has their pages).
+    grids = batches.recent_batches(db.session, current_user.id) \
+        if context["first_page"] and not filters.active else []
     return htmx.render_varying(
-        "web/runs/page.html", models=history.used_models(db.session, current_user.id),
+        "web/runs/page.html", models=history.used_models(db.session, current_user.id), grids=grids,
         statuses=history.STATUSES, kinds=history.KINDS, **context)
 
 

@@ -15,7 +15,7 @@ from runbase_web.catalog.specs import PACKAGED_PATH
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.services import runs
-from tests.web import HTMX, balance_of, run_count, sign_in
+from tests.web import HTMX, run_count, sign_in
 
 SKETCH = {"model": "local/sketch", "prompt": "a lighthouse at dusk"}
 
@@ -259,108 +259,4 @@ def test_page_has_the_compare_button_and_recipe_drop(client):
     assert '/static/js/playground.js' in page and '/static/css/playground.css' in page
 
 
-# --- several models -------------------------------------------------------------------------------------
-
-
-def multi_price(client, **query):
-    response = client.get("/playground/price/multi", headers=HTMX,
-                          query_string={"multi": "1", "model": "local/sketch", **query})
-    assert response.status_code == 200 and "<html" not in response.text
-    return response.text
-
-
-def test_multi_price_sums_each_models_price_for_the_shared_form(client):
-    text = multi_price(client, models=["local/sketch", "local/test"], num_images="3")
-    assert 'data-model="local/sketch"' in text and 'data-price="3000"' in text
-    assert 'data-model="local/test"' in text and 'data-price="100"' in text
-    assert 'data-total="3100"' in text and "$0.0031" in text and "Total for 2 runs" in text
-
-
-def test_multi_price_reports_invalid_fields_per_model(app, client):
-    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
-    text = html.unescape(multi_price(client, models=["local/sketch", "google/nano-banana"],
-                                     aspect_ratio="auto"))
-    sketch = re.search(r'<li data-model="local/sketch">.*?</li>', text, re.S).group(0)
-    banana = re.search(r'<li data-model="google/nano-banana">.*?</li>', text, re.S).group(0)
-    assert "Aspect ratio must be one of" in sketch and "data-model-error" not in banana
-    assert 'data-price="40000"' in banana and "data-total" not in text
-
-
-@pytest.mark.parametrize(("models", "message"), [
-    (["local/sketch"], "Pick 2 to 4 models"),
-    (["local/sketch"] * 2, "Pick 2 to 4 models"),
-    (["local/sketch", "local/test", "local/sketch-video"], "one kind"),
-    (["local/sketch", "nope/nothing"], "does not exist"),
-])
-def test_multi_price_needs_two_to_four_models_of_one_kind(client, models, message):
-    assert message in multi_price(client, models=models)
-
-
-def test_multi_price_is_idle_while_multiple_models_is_off(client):
-    text = client.get("/playground/price/multi", query_string={"models": ["local/sketch", "local/test"]}).text
-    assert "Pick 2 to 4 models" in text and "data-total" not in text
-
-
-def test_form_offers_models_of_the_same_kind_that_are_available(app, client):
-    page = client.get("/playground?model=local/sketch").text
-    offered = re.findall(r'name="models" value="([^"]+)"', page)
-    assert offered == ["local/sketch", "local/test"]
-    assert re.search(r'name="models" value="local/sketch" checked', page)
-    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
-    offered = re.findall(r'name="models" value="([^"]+)"', client.get("/playground?model=local/sketch").text)
-    assert "google/nano-banana" in offered and "google/veo-3" not in offered
-
-
-def test_multi_creates_one_run_per_model(app, signed_in, user):
-    data = {**SKETCH, "multi": "1", "models": ["local/sketch", "local/test"], "num_images": "2",
-            "aspect_ratio": "16:9", "seed": "11", "seed_mode": "keep"}
-    response = signed_in.post("/playground/runs/multi", data=data, headers=HTMX)
-    assert response.status_code == 201
-    ids = run_ids(response)
-    assert len(ids) == 2 and response.text.count('id="nav-balance"') == 1
-    made = {stored(app, run_id).model: stored(app, run_id) for run_id in ids}
-    assert made["local/sketch"].input["num_images"] == 2 and made["local/sketch"].cost_micros == 2000
-    assert made["local/test"].input == {"prompt": "a lighthouse at dusk", "seed": 11,
-                                        "delay_ms": 0, "outcome": "succeed"}
-    assert balance_of(app, user.id) == 1_000_000 - 2100
-    # The single-run endpoint hands a ticked "Multiple models" form over too.
-    response = create(signed_in, {**data, "seed_mode": "new"})
-    assert len(run_ids(response)) == 2 and run_count(app) == 4
-
-
-def test_multi_is_all_or_nothing_when_the_balance_is_short(app, client, make_user):
-    poor = make_user("poor@example.com", credit_micros=2500)
-    sign_in(client, poor.email)
-    data = {**SKETCH, "multi": "1", "models": ["local/sketch", "local/test"], "num_images": "4"}
-    response = client.post("/playground/runs/multi", data=data, headers=HTMX)
-    assert response.status_code == 422 and '<form id="run-form"' in response.text
-    assert ("Your balance is too low for these 2 runs, which cost $0.0041 together. "
-            "Nothing was run.") in response.text
-    assert run_count(app) == 0 and balance_of(app, poor.id) == 2500
-    assert re.search(r'name="multi" value="1" checked', response.text)
-
-
-def test_multi_reports_an_invalid_input_per_model_and_creates_nothing(app, signed_in, user):
-    app.config["PROVIDER_ENV"] = {"GEMINI_API_KEY": "test"}
-    data = {"model": "google/nano-banana", "prompt": "p", "aspect_ratio": "auto", "multi": "1",
-            "models": ["google/nano-banana", "local/sketch"]}
-    response = signed_in.post("/playground/runs/multi", data=data, headers=HTMX)
-    assert response.status_code == 422
-    text = html.unescape(response.text)
-    assert "Nothing was run: fix the input for local/sketch." in text
-    assert re.search(r'value="local/sketch" checked data-multi-model aria-invalid="true"', text)
-    assert "Aspect ratio must be one of: 1:1" in text
-    assert run_count(app) == 0 and balance_of(app, user.id) == 1_000_000
-
-
-def test_multi_missing_prompt_is_shown_by_the_field(app, signed_in):
-    data = {"model": "local/sketch", "prompt": "", "multi": "1", "models": ["local/sketch", "local/test"]}
-    response = signed_in.post("/playground/runs/multi", data=data, headers=HTMX)
-    assert response.status_code == 422 and run_count(app) == 0
-    assert "Prompt is required" in response.text
-
-
-def test_multi_plain_post_redirects_to_a_run_page(signed_in):
-    data = {**SKETCH, "multi": "1", "models": ["local/sketch", "local/test"]}
-    response = signed_in.post("/playground/runs/multi", data=data)
-    assert response.status_code == 303 and response.headers["Location"].startswith("/runs/run_")
+# Several models at once: a grid whose axis is the model (tests/playground/test_grid.py).
