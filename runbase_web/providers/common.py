@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -31,7 +32,8 @@ from ..catalog import ModelSpec
 from ..webhook_signatures import SignatureError
 from .base import Callback, Done, Job, Output, Pending, ProviderContext, ProviderError
 from .http import ProviderClient
-from .media import WEB_IMAGE_TYPES, fetch_reference_images, sniff_output_type
+from .media import (WEB_IMAGE_TYPES, data_uri, fetch_reference_images, own_file,
+                    sniff_image_type, sniff_output_type)
 
 #: Seconds before each look at an upstream job: quick at first (images take seconds), then
 #: every few seconds; the last step repeats. Adapters whose jobs take longer set their own.
@@ -368,6 +370,27 @@ class ProviderAdapter:
         """The provider finished with `outputs`; those on its API origin are downloaded now
         (see own_origin_outputs; `retryable=False` from a synchronous `start`)."""
         return own_origin_outputs(self.client, self.fetcher, outputs, job, retryable=retryable)
+
+    def with_own_files(self, job: Job, convert: Callable[[bytes, str, int], str]) -> Job:
+        """The job with each of this server's own files in `image_urls` replaced by
+        `convert(bytes, media type, index)`, for providers that fetch the URLs themselves:
+        an upload is served only to its owner, and a server without a public address cannot
+        be reached by them at all. Other URLs are left for the provider to fetch."""
+        urls = job.input.get("image_urls")
+        if not isinstance(urls, list) or self.read_own_file is None:
+            return job
+        changed = []
+        for index, url in enumerate(urls, start=1):
+            data = own_file(self.read_own_file, url, index) if isinstance(url, str) else None
+            changed.append(url if data is None else
+                           convert(data, sniff_image_type(data) or "application/octet-stream",
+                                   index))
+        return replace(job, input={**job.input, "image_urls": changed})
+
+    def own_files_inline(self, job: Job) -> Job:
+        """with_own_files as `data:` URIs, which Replicate and fal take wherever a file URL
+        goes."""
+        return self.with_own_files(job, lambda data, media_type, _index: data_uri(data, media_type))
 
     def reference_images(self, job: Job) -> list[tuple[bytes, str]]:
         """The run's `image_urls` checked, as (bytes, media type) within REFERENCE_MAX_BYTES

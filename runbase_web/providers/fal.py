@@ -91,7 +91,7 @@ class FalAdapter(ProviderAdapter):
     def start(self, job: Job) -> Pending:
         """Submit to the queue; keep the request id and the URLs fal gave us."""
         params = {"fal_webhook": self.callback_url} if self.callback_url else None
-        response = self.client.request("POST", f"/{job.spec.upstream}", json=apply_input_map(job),
+        response = self.client.request("POST", f"/{job.spec.upstream}", json=apply_input_map(self.own_files_inline(job)),
                                        params=params, seconds_left=job.seconds_left())
         body = self.client.json(response)
         request_id = body.get("request_id") if isinstance(body, dict) else None

@@ -98,7 +98,7 @@ def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int, timeout:
     """
     images = []
     for index, url in enumerate(urls, start=1):
-        data = _own_file(read_own, url, index)
+        data = own_file(read_own, url, index)
         if data is None:
             data = _download(fetcher, url, index, max_bytes=max_bytes, timeout=timeout)
         elif len(data) > max_bytes:
@@ -108,8 +108,8 @@ def fetch_reference_images(fetcher, urls: list[str], *, max_bytes: int, timeout:
     return images
 
 
-def _own_file(read_own: Callable[[str], bytes | None] | None, url: str,
-              index: int) -> bytes | None:
+def own_file(read_own: Callable[[str], bytes | None] | None, url: str,
+             index: int) -> bytes | None:
     """Reference image `index` from this server's storage, or None when it is not ours."""
     if read_own is None:
         return None

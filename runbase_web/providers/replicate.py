@@ -90,7 +90,7 @@ class ReplicateAdapter(ProviderAdapter):
     def start(self, job: Job) -> Done | Pending:
         """Create the prediction; its id is committed by the worker before any poll."""
         model, _, version = job.spec.upstream.partition(":")
-        body: dict[str, Any] = {"input": apply_input_map(job)}
+        body: dict[str, Any] = {"input": apply_input_map(self.own_files_inline(job))}
         if version:
             path, body["version"] = "/predictions", version
         else:

@@ -97,6 +97,7 @@ class UpstreamRunbaseAdapter(ProviderAdapter):
     def start(self, job: Job) -> Done | Pending:
         """Create the upstream run, idempotently keyed by our run id (the callback URL is the
         same on every try of one run, so a retried create has the same body)."""
+        job = self.with_own_files(job, self._upload)
         body = {"model": upstream_model(job.spec), "input": job.input}
         if self.callback_url:
             body["webhook"] = self.callback_url
@@ -104,6 +105,19 @@ class UpstreamRunbaseAdapter(ProviderAdapter):
             "POST", "/runs", seconds_left=min(job.seconds_left(), CREATE_TIMEOUT),
             json=body, headers={"Idempotency-Key": job.run_id})
         return self._interpret(job, self.client.json_object(response))
+
+    def _upload(self, data: bytes, media_type: str, index: int) -> str:
+        """One of this server's files uploaded to the upstream account (`POST /files`):
+        the URL its runs may use, as our own uploads are to ours."""
+        extension = media_type.rpartition("/")[2] or "bin"
+        response = self.client.request(
+            "POST", "/files", seconds_left=CREATE_TIMEOUT,
+            files={"file": (f"reference-{index}.{extension}", data, media_type)})
+        url = self.client.json_object(response).get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ProviderError("The upstream answered an upload without a file URL.",
+                                code="provider_bad_response", retryable=True)
+        return url
 
     def poll(self, job: Job) -> Done | Pending:
         """Read the upstream run again."""

@@ -208,6 +208,21 @@ def make_app(state: FakeState) -> Flask:
             run.update(status="failed", error="Canceled.", errorCode="canceled")
         return jsonify(_run_object(run))
 
+    @app.post("/api/v1/files")
+    def upload():
+        call = state.record()  # reads the parts: take the bytes from the record
+        if (error := _auth_error(state)) is not None:
+            return error
+        part, data = request.files.get("file"), call.files.get("file")
+        if part is None or data is None:
+            return _error(400, "invalid_input", "Send the file in a part named 'file'.")
+        with state.lock:
+            uploads = state.data.setdefault("uploads", {})
+            name = f"upload-{len(uploads) + 1}"
+            uploads[name] = (data, part.mimetype)
+        return jsonify({"id": name, "url": f"{request.host_url}api/v1/files/{name}",
+                        "contentType": part.mimetype, "size": len(data)}), 201
+
     @app.get("/files/<name>")
     def file(name):
         return scripted(state, "file") or serve_file(state, name)

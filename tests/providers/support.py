@@ -2,11 +2,14 @@
 reads, a worker restart, and checks of stored outputs and refunds."""
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
 
 from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from runbase_web.extensions import db
 from runbase_web.models import LedgerEntry, Run, User
@@ -158,3 +161,12 @@ class FakeResponse:
 
     def json(self):
         return self._body
+
+
+def upload(client, auth, data: bytes, name: str) -> str:
+    """Upload `data` as the key's input file (POST /api/v1/files); its URL."""
+    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), name)})
+    response = client.post("/api/v1/files", headers=auth, data=body,
+                           content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["url"]

@@ -5,13 +5,16 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbase_web import state
 from runbase_web.providers.base import ProviderError
 from runbase_web.providers.fal import FalClient
+from runbase_web.providers.media import data_uri
 from tests.conftest import wait_for_run
+from tests.fakes import replicate as fake_replicate
 from tests.fakes import fal as fake_fal
 from tests.providers.support import (
     PNG, assert_stored, balance, create, FakeResponse, ledger, restart_worker, start_fake,
-    wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
+    upload, wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 KEY = "fal-test"
 FLUX = {
@@ -92,6 +95,19 @@ def test_video_request_stores_the_mp4(fake, app, client, auth, worker):
     assert submit.path == "/fal-ai/kling-video/v2/master/image-to-video"
     assert submit.json == {"prompt": "a red fox in the snow", "duration": "10",
                            "image_url": "https://example.com/first-frame.png"}
+
+
+def test_an_upload_reaches_fal_inline(fake, app, client, auth, worker):
+    """fal fetches file URLs itself, and an upload is served only to its owner: our own
+    files go as data URIs instead."""
+    url = upload(client, auth, fake_replicate.tiny_png(), "first-frame.png")
+    run = create(client, auth, "fal/fal-ai/kling-video/v2/master/image-to-video",
+                 image_urls=[url])
+    assert wait_for_run(app, run["id"]).status == "succeeded"
+    [submit] = fake.state.calls_to("POST", "/fal-ai/kling-video")
+    with app.app_context():
+        stored = state.storage(app).read(url.rsplit("/", 1)[1])
+    assert submit.json["image_url"] == data_uri(stored, "image/png")
 
 
 def test_result_error_fails_the_run_and_refunds(fake, app, client, auth, user, worker):

@@ -9,15 +9,13 @@ import io
 import pytest
 from PIL import Image
 from sqlalchemy import select
-from werkzeug.datastructures import FileStorage
-from werkzeug.test import encode_multipart
 
 from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import InputFile
 from tests.fakes import openai as fake_openai
 from tests.fakes.server import FakeServer, FakeState
-from tests.providers.support import create, finish, stop_soon, stored
+from tests.providers.support import create, finish, stop_soon, stored, upload
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,14 +42,6 @@ def image(fmt: str, colour=(240, 200, 0)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (24, 16), colour).save(buffer, fmt)
     return buffer.getvalue()
-
-
-def upload(client, auth, data: bytes, name: str) -> str:
-    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(data), name)})
-    response = client.post("/api/v1/files", headers=auth, data=body,
-                           content_type=f"multipart/form-data; boundary={boundary}")
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["url"]
 
 
 def stored_upload(app, url: str) -> bytes:

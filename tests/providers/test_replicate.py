@@ -6,17 +6,20 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.providers.base import ProviderError
 from runbase_web.providers.common import find_urls
+from runbase_web.providers.media import data_uri
 from runbase_web.providers.replicate import ReplicateClient
 from tests.conftest import wait_for_run
 from tests.fakes import replicate as fake_replicate
 from tests.web import sign_in
 from tests.providers.support import (
     PAINTER, PAINTER_PINNED, PNG, FakeResponse, assert_stored, balance, create, ledger,
-    restart_worker, start_fake, wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
+    restart_worker, start_fake, upload, wait_for_upstream_cancel, wait_for_upstream_id,
+    write_catalog)
 
 TOKEN = "r8-test"
 
@@ -60,6 +63,18 @@ def test_prediction_succeeds_with_a_stored_file_and_the_exact_input(fake, app, c
     assert all(c.path == f"/v1/predictions/{done.upstream_id}" for c in fake.state.calls_to("GET", "/v1/"))
     assert fake.state.data["downloaded"]  # fetched from the provider's URL, once
     assert ledger(app, run["id"]) == [("charge", -6000)]
+
+
+def test_an_upload_reaches_replicate_inline(fake, app, client, auth, worker):
+    """Replicate fetches file URLs itself, and an upload is served only to its owner: our
+    own files go as data URIs instead (an external URL, above, goes as it is)."""
+    url = upload(client, auth, fake_replicate.tiny_png(), "ref.png")
+    run = create(client, auth, "replicate/acme/painter", image_urls=[url])
+    assert wait_for_run(app, run["id"]).status == "succeeded"
+    [submit] = fake.state.calls_to("POST", "/v1/models/")
+    with app.app_context():
+        stored = state.storage(app).read(url.rsplit("/", 1)[1])
+    assert submit.json["input"]["image"] == data_uri(stored, "image/png")
 
 
 @pytest.mark.parametrize("shape", ["string", "nested"])

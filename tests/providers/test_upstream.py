@@ -5,14 +5,16 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.providers import upstream
 from runbase_web.worker import execute
 from tests.conftest import wait_for_run
+from tests.fakes import replicate as fake_replicate
 from tests.fakes import runbase as fake_runbase
 from tests.providers.support import (
-    PNG, assert_stored, balance, create, ledger, restart_worker, start_fake,
+    PNG, assert_stored, balance, create, ledger, restart_worker, start_fake, upload,
     wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 KEY = "sk-upstream-test"
@@ -50,6 +52,22 @@ def test_routed_run_succeeds_with_a_stored_file_and_the_exact_request(fake, app,
     assert all(c.path == f"/api/v1/runs/{done.upstream_id}"
                for c in fake.state.calls_to("GET", "/api/v1/runs/"))
     assert ledger(app, run["id"]) == [("charge", -run["costUsd"])]
+
+
+def test_an_upload_is_uploaded_to_the_upstream_account_first(fake, app, client, auth, worker):
+    """The upstream cannot read our owner-only upload: it is uploaded to the upstream
+    account (its POST /api/v1/files), and the run there uses that file's URL."""
+    url = upload(client, auth, fake_replicate.tiny_png(), "ref.png")
+    run = create(client, auth, MODEL, image_urls=[url])
+    assert wait_for_run(app, run["id"]).status == "succeeded"
+    [sent] = fake.state.calls_to("POST", "/api/v1/files")
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    [create_call] = fake.state.calls_to("POST", "/api/v1/runs")
+    assert create_call.json["input"]["image_urls"] == [f"{fake.url}/api/v1/files/upload-1"]
+    (data, media_type), = fake.state.data["uploads"].values()
+    with app.app_context():
+        assert data == state.storage(app).read(url.rsplit("/", 1)[1])
+    assert media_type == "image/png"
 
 
 def test_outputs_on_the_upstream_origin_arrive_although_loopback_is_refused(
