@@ -41,12 +41,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 class RunbaseFlask(Flask):
     """Flask, with each view run once more when its first try met a database connection
-    the server had dropped before the view wrote anything (extensions.retry_on_disconnect)."""
+    the server had dropped before the view wrote anything (extensions.retry_on_disconnect),
+    and static files that are closed whatever the client does."""
 
     def dispatch_request(self):
         """Dispatch, retrying once on a dead pooled connection."""
         from .extensions import retry_on_disconnect
         return retry_on_disconnect(super().dispatch_request)
+
+    def send_static_file(self, filename: str):
+        """A static file, closed even when the browser drops the download (a page left
+        while its scripts load): Werkzeug's own server (`python app.py`) abandons such
+        responses without closing their file, see files_web.close_when_dropped."""
+        from .files_web import close_when_dropped
+        return close_when_dropped(super().send_static_file(filename))
 
 
 def _trust_proxies(app: Flask) -> None:

@@ -98,19 +98,31 @@ def _redirect_to_bucket(row, seconds: int):
 
 
 def close_when_dropped(response):
-    """`response` (a stored file's) with its file, or its stream from the bucket, closed
-    even when the client goes away mid-download (see _closing)."""
-    response.response = _closing(response.response)
+    """`response` (a file sent by send_file) with its file closed even when the client
+    goes away mid-download (see _Closing). Only under Werkzeug's own server: gunicorn
+    closes what it abandons, and sends a file it recognises with sendfile(2)."""
+    if request.environ.get("SERVER_SOFTWARE", "").lower().startswith("werkzeug"):
+        response.response = _Closing(response.response)
     return response
 
 
-def _closing(chunks):
-    """The file's chunks, with the file always closed: when a browser drops a download
-    (a page left while its images load), Werkzeug's own server abandons the response
-    without calling close(); this generator's `finally` runs as soon as it is dropped."""
-    try:
-        yield from chunks
-    finally:
-        close = getattr(chunks, "close", None)
+class _Closing:
+    """A file's chunks, with the file always closed. When a browser drops a download (a
+    page left while its images load), Werkzeug's own server abandons the response without
+    calling close(): the generator `__iter__` hands out then closes the file as soon as it
+    is dropped. A response never iterated (a 304, a HEAD) is closed by close() as usual."""
+
+    def __init__(self, chunks):
+        self._chunks = chunks
+
+    def __iter__(self):
+        try:
+            yield from self._chunks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the file (again is harmless)."""
+        close = getattr(self._chunks, "close", None)
         if close is not None:
             close()

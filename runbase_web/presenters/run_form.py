@@ -1,5 +1,5 @@
 """The run form as the templates show it (`playground/_form.html`): one model's fields
-with their values, its price so far and the "Multiple models" choice. Shared by the
+with their values, its price so far and the models a grid may also run it on. Shared by the
 Playground and the model pages, which both offer the form.
 
 Presentation only: no database, no request. Views pass in what they read.
@@ -85,24 +85,20 @@ def multi_options(catalog: Catalog, spec: ModelSpec, env: Mapping[str, str]) -> 
 def form_context(spec: ModelSpec, env: Mapping[str, str], *, values: dict | None = None,
                  errors: dict | None = None, form: Mapping | None = None,
                  parent_id: str | None = None, seed_mode: str = "new",
-                 catalog: Catalog | None = None, multi: Mapping | None = None,
+                 catalog: Catalog | None = None,
                  notice: str | None = None) -> dict[str, Any]:
     """Everything the run form shows for one model, with defaults or the posted values.
 
     `parent_id` is the run the form was restored from (lineage); `seed_mode` is "new" (a
-    random seed each run) or "keep". With `catalog`, the form offers "Multiple models";
-    `multi` is its state as posted ({"on", "models", "errors"}).
+    random seed each run) or "keep". With `catalog`, the form offers Grid mode, whose
+    model axis may pick any of `multi_options`.
     """
     fields = form_fields(spec)
     values = values if values is not None else default_values(fields)
     micros, price_error = estimate(spec, form if form is not None else values)
-    multi = dict(multi or {})
     return {"spec": spec, "fields": fields, "values": values, "errors": errors or {},
             "missing_env": spec.missing_env(env), "price_micros": micros,
             "price_error": price_error, "parent_id": parent_id,
             "seed_mode": seed_mode if seed_mode in SEED_MODES else "new",
             "multi_options": multi_options(catalog, spec, env) if catalog is not None else [],
-            "multi_on": bool(multi.get("on")),
-            "multi_models": list(multi.get("models") or [spec.id]),
-            "multi_errors": dict(multi.get("errors") or {}),
             "restore_notice": notice}

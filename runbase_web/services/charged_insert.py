@@ -24,16 +24,15 @@ from sqlalchemy.orm import Session
 from ..models import EntryKind, LedgerEntry, Run
 from .ledger import balance_too_low, past_key_limit
 
-#: The columns run_creation fills, in the order the statement inserts them.
-RUN_COLUMNS = ("id", "user_id", "api_key_id", "source", "model", "input", "status",
-               "cost_micros", "created_at", "attempts", "share_hide_prompt", "deadline_at",
-               "webhook_url", "parent_id")
+#: What every run's values must name: the statement reads them apart from the row.
+REQUIRED = ("id", "user_id", "api_key_id", "cost_micros", "created_at")
 _ENTRY_TYPES = LedgerEntry.__table__.c
 
 
-def _statement(channel: str):
-    """The statement, its parameters typed as the tables' columns (JSON, UTC times)."""
-    run_values = ", ".join(f":{name}" for name in RUN_COLUMNS)
+def _statement(channel: str, columns: tuple[str, ...]):
+    """The statement inserting `columns` of the run, its parameters typed as the tables'
+    columns (JSON, UTC times)."""
+    run_values = ", ".join(f":{name}" for name in columns)
     sql = f"""
         WITH debit AS (
             UPDATE users SET balance_micros = balance_micros - :cost_micros
@@ -46,7 +45,7 @@ def _statement(channel: str):
                    OR spent_micros + :cost_micros <= spend_limit_micros)
             RETURNING id
         ), run AS (
-            INSERT INTO runs ({", ".join(RUN_COLUMNS)})
+            INSERT INTO runs ({", ".join(columns)})
             SELECT {run_values}
             WHERE EXISTS (SELECT FROM debit)
               AND (:api_key_id IS NULL OR EXISTS (SELECT FROM spend))
@@ -63,24 +62,29 @@ def _statement(channel: str):
                EXISTS (SELECT FROM spend) AS key_charged,
                (SELECT count(pg_notify('{channel}', '')) FROM entry) AS inserted
     """
-    columns = Run.__table__.c
-    typed = [bindparam(name, type_=columns[name].type) for name in RUN_COLUMNS]
+    run_columns = Run.__table__.c
+    typed = [bindparam(name, type_=run_columns[name].type) for name in columns]
     typed.append(bindparam("kind", type_=_ENTRY_TYPES.kind.type))
     return text(sql).bindparams(*typed)
 
 
-_STATEMENTS: dict[str, object] = {}
+#: Built once per channel and set of columns (a grid's runs name three more).
+_STATEMENTS: dict[tuple[str, tuple[str, ...]], object] = {}
 
 
 def insert_charged_run(session: Session, values: dict, *, channel: str) -> int:
-    """Debit, charge the key, insert the run (`values`: RUN_COLUMNS) and its ledger row,
-    and wake workers on `channel`, in one statement; returns the balance after.
+    """Debit, charge the key, insert the run (`values`: its columns, at least REQUIRED)
+    and its ledger row, and wake workers on `channel`, in one statement; returns the
+    balance after.
 
     Raises InsufficientBalance (nothing was written) or SpendLimitExceeded (the balance
     was debited: roll back, see the module's docstring)."""
-    statement = _STATEMENTS.get(channel)
+    columns = tuple(values)
+    statement = _STATEMENTS.get((channel, columns))
     if statement is None:
-        statement = _STATEMENTS[channel] = _statement(channel)
+        missing = set(REQUIRED) - set(columns)
+        assert not missing, f"a run's values must name {sorted(missing)}"
+        statement = _STATEMENTS[(channel, columns)] = _statement(channel, columns)
     balance, key_charged, inserted = session.execute(
         statement, {**values, "kind": EntryKind.CHARGE.value}).one()
     if balance is None:

@@ -335,13 +335,6 @@
   function refreshPrices() {
     var price = document.getElementById("price");
     if (price) htmx.trigger(price, "refresh");
-    var multi = document.getElementById("multi-price");
-    if (multi && multiOn()) htmx.trigger(multi, "refresh");
-  }
-
-  function multiOn() {
-    var toggle = document.querySelector("#run-form [data-multi-toggle]");
-    return !!(toggle && toggle.checked);
   }
 
   // The form came back: with errors, focus the first (the whole-form error next to Run,
@@ -374,12 +367,6 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
     if (elt && elt.closest && elt.closest("[data-model-option]")) pickedModel = true;
-  });
-
-  // The multi-model price only matters while "Multiple models" is ticked.
-  document.addEventListener("htmx:confirm", function (event) {
-    var elt = event.detail.elt;
-    if (elt && elt.id === "multi-price" && !multiOn()) event.preventDefault();
   });
 
   document.addEventListener("htmx:load", function (event) {

@@ -248,7 +248,14 @@ def test_use_as_reference_is_offered_only_where_a_model_takes_it(app, page: Page
     page.locator("#f-prompt").fill("an image")
     page.locator("#run-form button[type=submit]").click()
     expect(cards(page).first).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
-    # A fresh server has no available model that takes a reference image.
+    # On a fresh server local/sketch itself is the available model that takes a reference.
+    cards(page).first.get_by_role("link", name="Use as reference").click()
+    expect(page.locator("#run-form input[name=model]")).to_have_value("local/sketch")
+    # A video's card offers none: no available model takes a video as a reference image.
+    pick(page, "local/sketch-video")
+    page.locator("#f-prompt").fill("a short clip")
+    page.locator("#run-form button[type=submit]").click()
+    expect(cards(page).first).to_have_attribute("data-status", "succeeded", timeout=RUN_TIMEOUT_MS)
     expect(cards(page).first.get_by_role("link", name="Use as reference")).to_have_count(0)
 
 

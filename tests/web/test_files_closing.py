@@ -1,0 +1,50 @@
+"""Files sent by the app are closed whatever the client does: under Werkzeug's own server
+(`python app.py`, the browser tests) a response abandoned mid-download is never closed by
+the server, and a 304 is closed without ever being read."""
+from __future__ import annotations
+
+import gc
+
+from flask import send_file
+
+from runbase_web.files_web import close_when_dropped
+
+WERKZEUG = {"SERVER_SOFTWARE": "Werkzeug/3.1.8"}
+
+
+def _opened(response):
+    """The file object behind a send_file response."""
+    return response.response._chunks.file
+
+
+def test_a_response_never_read_is_closed_by_close(app, tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 100_000)
+    with app.test_request_context(environ_overrides=WERKZEUG):
+        response = close_when_dropped(send_file(path))
+        handle = _opened(response)
+        response.close()
+    assert handle.closed
+
+
+def test_a_download_dropped_midway_is_closed_when_dropped(app, tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 100_000)
+    with app.test_request_context(environ_overrides=WERKZEUG):
+        response = close_when_dropped(send_file(path))
+        handle = _opened(response)
+        chunks = iter(response.response)
+        next(chunks)  # the client read one chunk, then went away; nobody calls close()
+        del chunks, response
+        gc.collect()
+    assert handle.closed
+
+
+def test_other_servers_get_the_response_as_it_was(app, tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x")
+    with app.test_request_context(environ_overrides={"SERVER_SOFTWARE": "gunicorn/27.0.1"}):
+        response = send_file(path)
+        original = response.response
+        assert close_when_dropped(response).response is original
+        response.close()
