@@ -40,7 +40,7 @@ def test_a_download_dropped_midway_is_closed_when_dropped(app, tmp_path):
     assert handle.closed
 
 
-def test_other_servers_get_the_response_as_it_was(app, tmp_path):
+def test_gunicorn_gets_the_response_as_it_was(app, tmp_path):
     path = tmp_path / "a.bin"
     path.write_bytes(b"x")
     with app.test_request_context(environ_overrides={"SERVER_SOFTWARE": "gunicorn/27.0.1"}):
