@@ -45,6 +45,11 @@ CLAIM_GATHER_SECONDS = 0.02
 #: A poll that stays pending is written back by the next claim transaction, which comes
 #: at the latest this long after it (the run stays leased meanwhile, to this worker).
 RELEASE_DELAY_SECONDS = 0.5
+#: With creates arriving faster than this apart, runs announced by NOTIFY are claimed at
+#: most once per this many seconds per worker: every worker hears every NOTIFY, and a
+#: claim per create per worker would spend more on empty claims than on runs as workers
+#: are added. An idle worker still claims at once.
+NOTIFY_GATHER_SECONDS = 0.05
 #: After a failed claim (the database is down or restarting), the loop waits this long,
 #: or the poll interval if shorter, before the next try.
 CLAIM_RETRY_SECONDS = 1.0
@@ -71,6 +76,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         # What the claim loop knows (under _lock); times are time.monotonic().
         self._look = True  # claim at the next turn: started, or woken from outside
+        self._heard = False  # a NOTIFY said a run was created somewhere (see run_created)
         self._peek_deliveries = True  # ... and see whether a webhook delivery is due
         self._backlog = False  # the last claim filled every free thread
         self._due: float | None = None  # when the next known waiting run falls due
@@ -109,9 +115,11 @@ class Worker:
         self._wake.set()
 
     def run_created(self) -> None:
-        """A run was created somewhere (PostgreSQL's NOTIFY): look for due runs now."""
+        """A run was created somewhere (PostgreSQL's NOTIFY): look for due runs, at once
+        if this worker has not claimed within NOTIFY_GATHER_SECONDS, else when that has
+        passed (one claim then takes every run announced meanwhile)."""
         with self._lock:
-            self._look = True
+            self._heard = True
         self._wake.set()
 
     def stop(self, wait: bool = True) -> None:
@@ -159,6 +167,7 @@ class Worker:
             if not self._claim_wanted(now, free):
                 return 0, False, []
             peek, self._look, self._peek_deliveries = self._peek_deliveries, False, False
+            self._heard = False
             self._freed_at = self._released_due = self._releases_since = None
             releases, self._releases = self._releases, []
             return free, peek, releases
@@ -169,6 +178,8 @@ class Worker:
         enough threads free (or freed long enough ago), or pending polls to write back."""
         if self._look or now - self._last_claim >= self.poll_seconds:
             return True
+        if self._heard and now - self._last_claim >= NOTIFY_GATHER_SECONDS:
+            return True
         if self._due is not None and self._due + CLAIM_GATHER_SECONDS <= now:
             return True
         if self._backlog and (free >= self.claim_batch
@@ -177,13 +188,21 @@ class Worker:
         return (self._releases_since is not None
                 and now - self._releases_since >= RELEASE_DELAY_SECONDS)
 
-    def _seconds_to_wait(self) -> float:
-        """Until the loop must look again, if nothing wakes it first."""
+    def _seconds_to_wait(self) -> float | None:
+        """Until the loop must look again, if nothing wakes it first (None: until woken)."""
         now = time.monotonic()
         with self._lock:
+            if self._free_slots() <= 0:
+                # Nothing can be claimed before a thread comes free, and _turn_over wakes
+                # the loop when one does. Counting down to the next poll instead would spin
+                # once that time had passed: a core burnt while every thread waits on a
+                # slow provider.
+                return None
             if now < self._paused_until:
                 return self._paused_until - now
             until = [self._last_claim + self.poll_seconds]
+            if self._heard:
+                until.append(self._last_claim + NOTIFY_GATHER_SECONDS)
             if self._due is not None:
                 until.append(self._due + CLAIM_GATHER_SECONDS)
             if self._backlog and self._freed_at is not None:
