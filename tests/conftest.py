@@ -218,8 +218,10 @@ def chromium():
 
 @pytest.fixture
 def page(chromium, live_server):
-    """A fresh browser context and page (no cookies) for one test."""
-    context = chromium.new_context(base_url=live_server)
+    """A fresh browser context and page (no cookies) for one test. With reduced motion the
+    stylesheet turns transitions off, so a check never samples a colour mid-transition
+    (e.g. axe right after switching to dark mode)."""
+    context = chromium.new_context(base_url=live_server, reduced_motion="reduce")
     context.set_default_timeout(15_000)
     tab = context.new_page()
     yield tab
