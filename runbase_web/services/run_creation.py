@@ -132,14 +132,15 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     # takes both back, so no caller can commit half a charge.
     with session.begin_nested() if atomic else nullcontext():
         if session.get_bind().dialect.name == "postgresql":
-            insert_charged_run(session, values, channel=WAKE_CHANNEL)  # notifies too
-            return _as_loaded(session, values)
-        balance = ledger.debit_for_run(session, user_id=user_id, api_key_id=api_key_id,
-                                       cost=cost)
-        session.execute(_INSERT_RUN, values)
-        ledger.record_charge(session, user_id=user_id, api_key_id=api_key_id,
-                             run_id=values["id"], cost=cost, balance=balance)
-    notify_workers(session)
+            # One statement; it also NOTIFYs the workers (charged_insert).
+            insert_charged_run(session, values, channel=WAKE_CHANNEL)
+        else:
+            # SQLite has no NOTIFY: its workers poll or are woken in process.
+            balance = ledger.debit_for_run(session, user_id=user_id, api_key_id=api_key_id,
+                                           cost=cost)
+            session.execute(_INSERT_RUN, values)
+            ledger.record_charge(session, user_id=user_id, api_key_id=api_key_id,
+                                 run_id=values["id"], cost=cost, balance=balance)
     return _as_loaded(session, values)
 
 

@@ -4,6 +4,7 @@ counts the attempts of runs about to start; the loop claims when something is du
 lets a few threads free up so that one claim serves several turns."""
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -13,10 +14,12 @@ from sqlalchemy import event, update
 from runbase_web import create_app
 from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
+from runbase_web.providers.base import Done, Output
 from runbase_web.worker import Worker, runner
 from runbase_web.worker import claim as claim_module
 from runbase_web.worker.claim import claim_work
 from tests.conftest import wait_for_run
+from tests.fakes.replicate import tiny_png
 from tests.worker.test_transactions import PollingAdapter, TransactionCounter
 
 TEST = {"model": "local/test", "input": {"prompt": "claimed"}}
@@ -200,3 +203,42 @@ def test_a_failing_claim_is_retried_without_spinning(app, quiet_worker, monkeypa
     worker.wake()  # a wake-up during the pause is remembered, not lost
     time.sleep(2.5)
     assert 2 <= len(calls) <= 5  # about one try a second (CLAIM_RETRY_SECONDS)
+
+
+class BlockingAdapter:
+    """A provider call that does not return until released."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def start(self, job):
+        self.entered.set()
+        self.release.wait(30)
+        return Done([Output("image/png", tiny_png())])
+
+
+def test_a_worker_whose_threads_are_all_busy_waits_instead_of_spinning(app, client, auth,
+                                                                      monkeypatch):
+    """With every thread on a slow provider call there is nothing to claim: the loop must
+    sleep until a thread comes free, even once its poll time has passed."""
+    adapter = BlockingAdapter()
+    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
+    worker = Worker(worker_app, threads=1)
+    looks = []
+    real = worker._seconds_to_wait
+    worker._seconds_to_wait = lambda: looks.append(1) or real()
+    worker.start()
+    try:
+        [run_id] = _create(client, auth, 1)
+        worker.wake()
+        assert adapter.entered.wait(15)
+        looks.clear()
+        time.sleep(1.0)  # twenty poll intervals with the only thread busy
+        assert len(looks) <= 3, f"the claim loop turned {len(looks)} times in 1 s"
+        adapter.release.set()
+        assert wait_for_run(app, run_id, timeout=15).status == "succeeded"
+    finally:
+        adapter.release.set()
+        worker.stop(wait=True)
+        db.state(worker_app).engine.dispose()
