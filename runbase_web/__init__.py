@@ -13,6 +13,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, catalog, blueprints. `config` overrides settings."""
     from . import (api, auth, callbacks, cli, errors_web, files_web, hosts, logs, ops, playground,
                    ratelimit, security, state, web)
+    from .api_hooks import is_hook, skip_on_api
+    from .cookie_session import CookieSessionInterface
     from .config import load_settings
     from .extensions import csrf, db, login_manager
     from .responses import PrintableResponse
@@ -20,6 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = RunbaseFlask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
     app.response_class = PrintableResponse
+    app.session_interface = CookieSessionInterface()
     app.config.update(load_settings(config))
     hosts.init_app(app)
     db.init_app(app)
@@ -27,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # Bearer keys, never cookies: CSRF cannot apply
     csrf.exempt(callbacks.bp)  # providers' signed POSTs, never a browser's form
     login_manager.init_app(app)
+    skip_on_api(app, "after", is_hook(login_manager._update_remember_cookie))
     state.init_app(app)
     ratelimit.init_app(app)
     _trust_proxies(app)

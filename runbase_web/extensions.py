@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Callable, Iterator, TypeVar
@@ -10,7 +11,7 @@ from typing import Callable, Iterator, TypeVar
 from flask import Flask, current_app, request
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
@@ -33,7 +34,7 @@ class Database:
         engine = make_engine(app.config["DATABASE_URL"])
         factory = sessionmaker(engine, expire_on_commit=False)
         app.extensions[self.key] = _AppDatabase(engine, factory, scoped_session(factory))
-        app.teardown_appcontext(lambda _exc: remove_session(app.extensions[self.key].session))
+        app.teardown_appcontext(lambda _exc: app.extensions[self.key].end_context())
         app.before_request(_declare_reads)
         app.teardown_request(_end_reads)
 
@@ -45,6 +46,13 @@ class Database:
     def session(self) -> Session:
         """The current thread's session for the current app."""
         return self.state().session()
+
+    @property
+    def connection(self) -> Connection:
+        """The current thread's Core connection for the current app, returned to the pool
+        at the end of the app context: for paths that run only Core statements (a GET of
+        the API), which then skip the ORM session's bookkeeping."""
+        return self.state().connection()
 
     @property
     def engine(self) -> Engine:
@@ -96,6 +104,27 @@ class _AppDatabase:
         self.engine = engine
         self.factory = factory
         self.session = session
+        self._connections = threading.local()
+
+    def connection(self) -> Connection:
+        """This thread's Core connection, checked out from the pool on first use."""
+        connection = getattr(self._connections, "current", None)
+        if connection is None:
+            connection = self._connections.current = self.engine.connect()
+        return connection
+
+    def end_context(self) -> None:
+        """Give back what this thread's context used: the session and the connection
+        (closing either rolls back anything left uncommitted)."""
+        remove_session(self.session)
+        connection = getattr(self._connections, "current", None)
+        if connection is not None:
+            self._connections.current = None
+            try:
+                connection.close()
+            except DBAPIError:
+                log.warning("closing a database connection failed; it is discarded",
+                            exc_info=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -156,9 +185,11 @@ def _sqlite_engine(url: str) -> Engine:
         # A transaction that may write takes the write lock up front (IMMEDIATE), so
         # concurrent writers queue on the busy timeout instead of failing with SQLITE_BUSY
         # when a read upgrades to a write (the conditional debit depends on this). A
-        # transaction that only reads starts deferred and never waits for a writer: in WAL
-        # mode readers and the writer don't block each other.
-        connection.exec_driver_sql("BEGIN" if _reading_only.get() else "BEGIN IMMEDIATE")
+        # context that only reads sends no BEGIN at all: each SELECT is then its own
+        # snapshot (as under PostgreSQL's READ COMMITTED, see _postgres_engine), never
+        # waits for a writer (WAL), and the end of the request has no ROLLBACK to send.
+        if not _reading_only.get():
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -249,7 +280,7 @@ def retry_on_disconnect(call: Callable[[], T]) -> T:
         if not error.connection_invalidated or _wrote.get():
             raise
         log.warning("a pooled database connection was dead; retrying once")
-        remove_session(db.state().session)
+        db.state().end_context()
         _wrote.set(False)
         return call()
     finally:

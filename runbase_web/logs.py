@@ -61,6 +61,8 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     request_id = current_request_id()
     response.headers[HEADER] = request_id
+    if not request_log.isEnabledFor(logging.INFO):
+        return response  # nobody listens: don't build the record
     started = g.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 1) if started else None
     path = _loggable_path()

@@ -18,6 +18,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
+
+from .api_hooks import is_hook, skip_on_api
 from limits.strategies import MovingWindowRateLimiter
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
@@ -32,6 +34,8 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
     _check_only_in_limited_views(app)
+    skip_on_api(app, "after", is_hook(Limiter._Limiter__inject_headers))
+    skip_on_api(app, "teardown", is_hook(limiter._Limiter__release_context))
     app.extensions[_KEY_LIMITER] = KeyRateLimiter(storage_uri)
 
 

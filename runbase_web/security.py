@@ -71,9 +71,12 @@ def _refuse_nul_characters():
     if any("\x00" in value for value in (request.view_args or {}).values()
            if isinstance(value, str)):
         abort(404)
-    if _has_nul(request.args) and request.path.startswith("/api/"):
+    # Parse only what was sent: most API calls have neither a query string nor a form.
+    query_nul = bool(request.query_string) and _has_nul(request.args)
+    if query_nul and request.path.startswith("/api/"):
         raise InvalidQuery("Query parameters may not contain a NUL character.")
-    if _has_nul(request.args) or (request.mimetype in _FORM_TYPES and _has_nul(request.form)):
+    form_sent = bool(request.environ.get("CONTENT_TYPE")) and request.mimetype in _FORM_TYPES
+    if query_nul or (form_sent and _has_nul(request.form)):
         abort(400)
 
 

@@ -18,5 +18,7 @@ def public_base_url() -> str:
     if configured:
         return configured
     if has_request_context():
-        return request.host_url.rstrip("/")
+        # The Host header as sent (hosts.py has checked it), not request.host_url, which
+        # decodes IDNA and percent-escapes on every call: a URL for clients stays ASCII.
+        return f"{request.scheme}://{request.host}"
     return ""

@@ -9,7 +9,7 @@ from functools import wraps
 from flask import current_app, g, request
 
 from ..errors import InvalidApiKey, IpNotAllowed, MissingApiKey, RateLimited
-from ..extensions import db, writing
+from ..extensions import db, reading_only, writing
 from ..ratelimit import key_rate_limiter
 from ..services import keys
 from .blueprint import bp
@@ -53,7 +53,10 @@ def authenticate_request() -> Caller:
     KEY_CACHE_SECONDS, so most requests send no query for the key at all.
     """
     token = _bearer_token()
-    key = keys.authenticate(db.session, token, max_age=current_app.config["KEY_CACHE_SECONDS"])
+    # A request that only reads looks the key up on its Core connection (the one its
+    # view reads with); one that writes, in the session its work commits in.
+    database = db.connection if reading_only() else db.session
+    key = keys.authenticate(database, token, max_age=current_app.config["KEY_CACHE_SECONDS"])
     if key is None:
         raise InvalidApiKey("This API key is not valid; it may have been disabled or deleted.")
     if not _ip_allowed(key.ip_allowlist, request.remote_addr):

@@ -87,7 +87,7 @@ def create_run():
 @require_key
 def get_run(run_id: str):
     """One run of the caller's account."""
-    run = runs.get_public_run(db.session, g.caller.user_id, run_id)
+    run = runs.get_public_run(db.connection, g.caller.user_id, run_id)
     return jsonify(run_object(run, public_base_url()))
 
 

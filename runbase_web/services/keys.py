@@ -7,10 +7,11 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, event, or_, select, update
+from sqlalchemy import Connection, Engine, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
@@ -130,17 +131,24 @@ class KeyCache:
 
 
 _caches: dict[str, KeyCache] = {}
+_caches_by_engine: "weakref.WeakKeyDictionary[Engine, KeyCache]" = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 
 
 def key_cache(engine: Engine) -> KeyCache:
-    """The process's key cache for the database `engine` points at."""
-    name = engine.url.render_as_string(hide_password=True)
-    cache = _caches.get(name)
+    """The process's key cache for the database `engine` points at (engines of several
+    apps on one database share it)."""
+    cache = _caches_by_engine.get(engine)
     if cache is None:
+        name = engine.url.render_as_string(hide_password=True)
         with _caches_lock:
             cache = _caches.setdefault(name, KeyCache())
+        _caches_by_engine[engine] = cache  # rendering the URL costs more than the look-up
     return cache
+
+
+def _engine_of(database: Session | Connection) -> Engine:
+    return database.engine if isinstance(database, Connection) else database.get_bind()
 
 
 @event.listens_for(Session, "after_flush")
@@ -162,18 +170,19 @@ def _drop_changed_mark(session: Session) -> None:
     session.info.pop("api_keys_changed", None)
 
 
-def authenticate(session: Session, full_key: str, *, max_age: float) -> KeyIdentity | None:
+def authenticate(database: Session | Connection, full_key: str, *,
+                 max_age: float) -> KeyIdentity | None:
     """The active key with this value, from the cache when looked up less than `max_age`
     seconds ago, else from the database (by its hash); None when there is no such key."""
     if not looks_like_key(full_key):
         return None
     digest = hash_key(full_key)
-    cache = key_cache(session.get_bind())
+    cache = key_cache(_engine_of(database))
     found, identity = cache.get(digest, max_age)
     if found:
         return identity
     generation = cache.generation
-    row = session.execute(
+    row = database.execute(
         select(ApiKey.id, ApiKey.user_id, ApiKey.ip_allowlist, ApiKey.last_used_at)
         .where(ApiKey.key_hash == digest, ApiKey.disabled.is_(False),
                ApiKey.deleted_at.is_(None))).first()

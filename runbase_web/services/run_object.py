@@ -3,7 +3,7 @@ micro-USD. One definition for the API's answers and the webhook payloads, so a r
 gets exactly what GET /api/v1/runs/<id> returns."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from ..models import Run, RunStatus
@@ -14,7 +14,10 @@ def iso_time(moment: datetime | None) -> str | None:
     """`2026-06-01T12:00:04.200Z`: UTC with milliseconds."""
     if moment is None:
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.utcoffset():
+        moment = moment.astimezone(timezone.utc)
+    # isoformat is C code, strftime far slower: on a GET this is three calls per answer.
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def run_object(run: Run, public_url: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunNotFound
@@ -35,12 +35,13 @@ _PUBLIC_RUN = select(*PUBLIC_COLUMNS).where(Run.__table__.c.id == bindparam("run
                                             Run.__table__.c.user_id == bindparam("user_id"))
 
 
-def get_public_run(session: Session, user_id: int, run_id: str):
+def get_public_run(database: Session | Connection, user_id: int, run_id: str):
     """The user's run as a row of PUBLIC_COLUMNS: what GET /api/v1/runs/<id> answers with,
-    read in one query without building an ORM object (the API's hottest path)."""
+    read in one query without building an ORM object (the API's hottest path, which
+    passes a Core connection)."""
     row = None
     if isinstance(run_id, str) and len(run_id) <= 40:
-        row = session.execute(_PUBLIC_RUN, {"run_id": run_id, "user_id": user_id}).first()
+        row = database.execute(_PUBLIC_RUN, {"run_id": run_id, "user_id": user_id}).first()
     if row is None:
         raise RunNotFound(f"No run with id '{run_id}' for this account.")
     return row

@@ -85,6 +85,27 @@ def test_on_postgresql_a_get_is_one_round_trip_and_a_create_three(app, client, a
     assert seen == [("WITH", False)]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_get_sends_no_begin_and_a_create_begins_immediate(app, client, auth):
+    """Reads run in pysqlite's autocommit (no BEGIN, nothing to roll back at the end); a
+    create's statements run inside BEGIN IMMEDIATE. Seen from sqlite3 itself."""
+    seen = []
+
+    def record(conn, _cursor, statement, *_args):
+        seen.append((statement.split()[0].upper(), conn.connection.dbapi_connection.in_transaction))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    client.get(f"/api/v1/runs/{run_id}", headers=auth)
+    seen.clear()
+    assert client.get(f"/api/v1/runs/{run_id}", headers=auth).status_code == 200
+    assert seen == [("SELECT", False)]
+    seen.clear()
+    assert client.post("/api/v1/runs", json=SKETCH, headers=auth).status_code == 201
+    assert seen[0] == ("BEGIN", False) and all(in_transaction for _, in_transaction in seen[1:])
+
+
 def test_a_create_is_one_transaction(app, client, auth, statements):
     client.post("/api/v1/runs", json=SKETCH, headers=auth)
     statements.reset()

@@ -86,3 +86,23 @@ def test_sign_in_starts_a_fresh_session(client, user, path, data):
     with client.session_transaction() as session:
         assert "planted" not in session and session.get("csrf_token") != "planted-token"
         assert session.get("_user_id")
+
+
+def test_a_rotated_secret_key_takes_effect_at_once(app, client, user):
+    """The session signer is built once per set of keys (cookie_session.py), so a key
+    rotated in the config must still be picked up: a cookie signed with the old key
+    keeps working while it is listed as a fallback, and stops working when it isn't."""
+    sign_in(client, remember=False)
+    assert client.get("/settings/keys").status_code == 200
+    old = app.secret_key
+    app.config.update(SECRET_KEY="a-new-secret-key-for-this-test", SECRET_KEY_FALLBACKS=[old])
+    assert client.get("/settings/keys").status_code == 200
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert client.get("/settings/keys").status_code == 302  # to the sign-in page
+
+
+def test_api_answers_neither_set_nor_vary_on_cookies(client, auth):
+    response = client.get("/api/v1/runs", headers=auth)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" not in response.headers.get("Vary", "")
