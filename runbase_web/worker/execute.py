@@ -27,6 +27,7 @@ from ..services import callbacks, files, runs, uploads
 from ..catalog import ModelSpec
 from ..urls import public_base_url
 from .claim import ClaimedRun, Release, release
+from .finish_group import finish_group
 
 log = logging.getLogger(__name__)
 #: Longest wait between retries of a failing provider call.
@@ -265,8 +266,9 @@ def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
 
 def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done, *, job: Job,
             owner: str, retries: dict) -> Step:
-    """Store every output, then mark the run succeeded, in one transaction; never
-    succeeded without files. Storage that fails is retried like a provider failure."""
+    """Store every output, then record them and mark the run succeeded, in one transaction
+    (shared with other runs: finish_group.py); never succeeded without files. Storage
+    that fails is retried like a provider failure."""
     storage = state.storage(app)
     rows = []
     try:
@@ -292,13 +294,9 @@ def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done, *, job:
         session.commit()
         return Step(ended=ended)
     faults.point("before_finish")
-    files.record_outputs(session, rows)
-    ended = runs.mark_succeeded(session, run.id, [files.url_path(row) for row in rows],
-                                public_url=app.config["PUBLIC_URL"])
-    if not ended:
-        files.discard_run_files(session, storage, run.id)  # ended meanwhile (e.g. timed out)
-    session.commit()
-    return Step(ended=ended)
+    # Written with the other threads' finished runs, in a shared transaction.
+    session.rollback()  # nothing of this turn is left to write here
+    return Step(ended=finish_group(app).succeed(run.id, rows))
 
 
 def _delete_quietly(storage, name: str) -> None:

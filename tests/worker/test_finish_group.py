@@ -1,0 +1,137 @@
+"""Finishing succeeded runs together (worker/finish_group.py) and queueing runs ahead of
+free threads: many threads finishing at once share transactions, each run still ends
+exactly once with its files recorded, one run's failure never fails another's finish,
+and a worker stopping gives back the runs it had only queued."""
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import func, select
+
+from runbase_web import create_app, state
+from runbase_web.extensions import db
+from runbase_web.models import LedgerEntry, Run, RunStatus, StoredFile
+from runbase_web.services import files, runs
+from runbase_web.worker import Worker
+from runbase_web.worker.claim import claim_work, give_back_leases
+from runbase_web.worker.finish_group import FinishGroup
+from tests.fakes.replicate import tiny_png
+from tests.worker.test_claim_loop import BlockingAdapter, _create
+from tests.worker.test_transactions import TransactionCounter
+
+
+def _claimed(app, client, auth, count: int) -> list[str]:
+    ids = _create(client, auth, count)
+    claim = claim_work(app, "owner-a", count, 60)
+    assert sorted(run.id for run in claim.runs) == sorted(ids)
+    return ids
+
+
+def _saved(app, run_id: str) -> list[StoredFile]:
+    with app.app_context():
+        return [files.save_output(state.storage(app), user_id=_owner(app, run_id),
+                                  run_id=run_id, data=tiny_png(), content_type="image/png")]
+
+
+def _owner(app, run_id: str) -> int:
+    with app.app_context():
+        return db.session.get(Run, run_id).user_id
+
+
+def _finish_all(group: FinishGroup, work: dict[str, list[StoredFile]]) -> dict[str, object]:
+    """Every run's succeed() from its own thread, all released at once; outcomes by id."""
+    outcomes, start = {}, threading.Barrier(len(work))
+
+    def finish(run_id, rows):
+        start.wait()
+        try:
+            outcomes[run_id] = group.succeed(run_id, rows)
+        except Exception as error:  # noqa: BLE001 - the outcome under test
+            outcomes[run_id] = error
+
+    threads = [threading.Thread(target=finish, args=item) for item in work.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+def test_threads_finishing_at_once_share_transactions_and_each_run_ends_once(
+        app, client, auth):
+    ids = _claimed(app, client, auth, 12)
+    work = {run_id: _saved(app, run_id) for run_id in ids}
+    counter = TransactionCounter(db.state(app).engine)
+    outcomes = _finish_all(FinishGroup(app), work)
+    assert outcomes == {run_id: True for run_id in ids}
+    assert counter.commits < len(ids), "every run paid a transaction of its own"
+    with app.app_context():
+        for run_id in ids:
+            run = db.session.get(Run, run_id)
+            assert run.status == RunStatus.SUCCEEDED.value
+            assert run.output_urls == [files.url_path(row) for row in work[run_id]]
+        assert db.session.scalar(select(func.count()).select_from(StoredFile)) == len(ids)
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)
+                                 .where(LedgerEntry.kind == "refund")) == 0
+
+
+def test_a_run_that_ended_meanwhile_is_not_succeeded_and_its_files_go(app, client, auth):
+    ended, live = _claimed(app, client, auth, 2)
+    with app.app_context():
+        assert runs.mark_failed(db.session, ended, message="Too late.", code="timeout")
+        db.session.commit()
+    work = {ended: _saved(app, ended), live: _saved(app, live)}
+    assert _finish_all(FinishGroup(app), work) == {ended: False, live: True}
+    storage = state.storage(app)
+    with app.app_context():
+        assert db.session.get(Run, ended).status == RunStatus.FAILED.value
+        assert db.session.scalars(select(StoredFile.run_id)).all() == [live]
+    assert storage.read(work[ended][0].name) is None
+
+
+def test_one_run_failing_its_finish_does_not_fail_the_others(app, client, auth):
+    ids = _claimed(app, client, auth, 6)
+    work = {run_id: _saved(app, run_id) for run_id in ids}
+    broken = ids[2]
+    work[broken][0].user_id = 10 ** 9  # no such user: its row breaks the foreign key
+    outcomes = _finish_all(FinishGroup(app), work)
+    assert isinstance(outcomes.pop(broken), Exception)
+    assert outcomes == {run_id: True for run_id in ids if run_id != broken}
+    with app.app_context():
+        assert db.session.get(Run, broken).status == RunStatus.PROCESSING.value  # lease expires
+        assert sorted(db.session.scalars(select(StoredFile.run_id))) == sorted(outcomes)
+
+
+def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client, auth,
+                                                                      monkeypatch):
+    adapter = BlockingAdapter()
+    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
+    worker = Worker(worker_app, threads=2)
+    ids = _create(client, auth, 10)
+    worker.start()
+    try:
+        assert adapter.entered.wait(15)
+        # Both threads are in a call; with the backlog, queue_ahead more are leased.
+        deadline = threading.Event()
+        for _ in range(100):
+            if len(worker.active_runs()) == worker.threads + worker.queue_ahead:
+                break
+            deadline.wait(0.05)
+        assert len(worker.active_runs()) == worker.threads + worker.queue_ahead
+        assert worker.busy_slots() == worker.threads
+        worker.stop_claiming()
+        assert len(worker.active_runs()) == worker.threads  # the queued ones are dropped
+    finally:
+        adapter.release.set()
+        worker.stop(wait=True)
+        db.state(worker_app).engine.dispose()
+    with app.app_context():
+        given_back = give_back_leases(db.session, worker.owner)
+        db.session.commit()
+        found = {run.id: run for run in db.session.scalars(select(Run))}
+    assert len(given_back) == worker.queue_ahead
+    # Free for any worker at once: no lease, due now, never started by this one.
+    assert all(found[run_id].lease_owner is None for run_id in given_back)
+    assert sum(run.status == RunStatus.SUCCEEDED.value for run in found.values()) == 2
+    assert set(found) == set(ids)
