@@ -50,6 +50,11 @@ RELEASE_DELAY_SECONDS = 0.5
 #: claim per create per worker would spend more on empty claims than on runs as workers
 #: are added. An idle worker still claims at once.
 NOTIFY_GATHER_SECONDS = 0.05
+#: Runs are queued ahead of free threads only while turns take less than this on average:
+#: a queued run waits for one of this worker's threads, which costs nothing when turns are
+#: about as short as a claim, and delays a run another worker could start when they are
+#: long (with a 2 s provider, 4 workers made 3.0x of one worker's runs/s instead of 3.9x).
+QUEUE_AHEAD_TURN_SECONDS = 0.25
 #: After a failed claim (the database is down or restarting), the loop waits this long,
 #: or the poll interval if shorter, before the next try.
 CLAIM_RETRY_SECONDS = 1.0
@@ -66,11 +71,13 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: With a backlog, claim once this many threads are free (or the linger is over).
         self.claim_batch = max(1, self.threads // 2)
-        #: With a backlog, runs leased beyond the threads, queued here for the next
-        #: thread that comes free: a thread then never waits for a claim transaction (a
-        #: quarter of the pool stood idle so at a 0 ms provider). A stop gives them back.
+        #: With a backlog of short turns, runs leased beyond the threads, queued here for
+        #: the next thread that comes free: a thread then never waits for a claim
+        #: transaction (a quarter of the pool stood idle so at a 0 ms provider). A stop
+        #: gives them back. See QUEUE_AHEAD_TURN_SECONDS.
         self.queue_ahead = self.claim_batch
         self._queued: dict[str, Future] = {}
+        self._turn_seconds: float | None = None  # a moving average of a run's turn
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
         self._active: set[str] = set()
         #: Ended runs whose upstream job this worker is asking the provider to stop.
@@ -160,7 +167,8 @@ class Worker:
         backlog nothing is queued: a run due now goes to a worker with a free thread."""
         if self._draining:
             return 0
-        ahead = self.queue_ahead if self._backlog else 0
+        queue = self._backlog and (self._turn_seconds or 0.0) < QUEUE_AHEAD_TURN_SECONDS
+        ahead = self.queue_ahead if queue else 0
         return self.threads + ahead - len(self._active) - len(self._canceling)
 
     def _slots_to_claim(self) -> tuple[int, bool, list[Release]]:
@@ -291,9 +299,14 @@ class Worker:
         with self._lock:
             self._queued.pop(run.id, None)
         step = Step()
+        started = time.monotonic()
         try:
             step = execute_run(self.app, run, self.owner)
         finally:
+            took = time.monotonic() - started
+            with self._lock:
+                last = self._turn_seconds
+                self._turn_seconds = took if last is None else last + 0.3 * (took - last)
             self._turn_over(run=run.id, step=step)
         if step.ended and run.webhook_url:
             # Its webhook was queued with the outcome: send it without waiting.

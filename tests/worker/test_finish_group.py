@@ -5,6 +5,7 @@ and a worker stopping gives back the runs it had only queued."""
 from __future__ import annotations
 
 import threading
+import time
 
 from sqlalchemy import func, select
 
@@ -12,7 +13,8 @@ from runbase_web import create_app, state
 from runbase_web.extensions import db
 from runbase_web.models import LedgerEntry, Run, RunStatus, StoredFile
 from runbase_web.services import files, runs
-from runbase_web.worker import Worker
+from runbase_web.providers.base import Done, Output
+from runbase_web.worker import Worker, runner
 from runbase_web.worker.claim import claim_work, give_back_leases
 from runbase_web.worker.finish_group import FinishGroup
 from tests.fakes.replicate import tiny_png
@@ -135,3 +137,37 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
     assert all(found[run_id].lease_owner is None for run_id in given_back)
     assert sum(run.status == RunStatus.SUCCEEDED.value for run in found.values()) == 2
     assert set(found) == set(ids)
+
+
+class SlowAdapter:
+    """A provider call that takes `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.calls = seconds, 0
+
+    def start(self, job):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return Done([Output("image/png", tiny_png())])
+
+
+def test_with_long_turns_nothing_is_queued_ahead(app, client, auth, monkeypatch):
+    """A run queued behind this worker's slow calls could start at once on another."""
+    adapter = SlowAdapter(runner.QUEUE_AHEAD_TURN_SECONDS * 1.5)
+    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
+    worker = Worker(worker_app, threads=2)
+    ids = _create(client, auth, 12)
+    worker.start()
+    try:
+        while adapter.calls < 6:  # the first turns show how long turns take
+            time.sleep(0.02)
+        most = 0
+        for _ in range(40):
+            most = max(most, len(worker.active_runs()))
+            time.sleep(0.02)
+        assert most <= worker.threads
+    finally:
+        worker.stop(wait=True)
+        db.state(worker_app).engine.dispose()
+    assert len(ids) == 12
