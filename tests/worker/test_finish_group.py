@@ -104,12 +104,17 @@ def test_one_run_failing_its_finish_does_not_fail_the_others(app, client, auth):
         assert sorted(db.session.scalars(select(StoredFile.run_id))) == sorted(outcomes)
 
 
+def _worker_calling(adapter, app, monkeypatch) -> tuple[Worker, object]:
+    """An unstarted two-thread worker, in an app of its own, whose provider is `adapter`."""
+    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
+    return Worker(worker_app, threads=2), worker_app
+
+
 def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client, auth,
                                                                       monkeypatch):
     adapter = BlockingAdapter()
-    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
-    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
-    worker = Worker(worker_app, threads=2)
+    worker, worker_app = _worker_calling(adapter, app, monkeypatch)
     ids = _create(client, auth, 10)
     worker.start()
     try:
@@ -154,9 +159,7 @@ class SlowAdapter:
 def test_with_long_turns_nothing_is_queued_ahead(app, client, auth, monkeypatch):
     """A run queued behind this worker's slow calls could start at once on another."""
     adapter = SlowAdapter(runner.QUEUE_AHEAD_TURN_SECONDS * 1.5)
-    monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
-    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
-    worker = Worker(worker_app, threads=2)
+    worker, worker_app = _worker_calling(adapter, app, monkeypatch)
     ids = _create(client, auth, 12)
     worker.start()
     try:
