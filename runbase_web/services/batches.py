@@ -9,7 +9,6 @@ over a session; the views parse forms into cells and decide what to render.
 from __future__ import annotations
 
 import copy
-import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
 from ..models import Batch, Run, RunStatus, utcnow
+from . import sharing
 from .run_creation import MAX_SEED, RunCreator, last_seed
 
 #: The most runs one grid makes: enough for a 6×6 sweep, few enough to watch at once.
 MAX_CELLS = 36
-#: What secrets.token_urlsafe(24) produces; anything else is not worth a query.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The axis kinds a grid knows (see playground/grid.py for how the form names them).
 AXIS_KINDS = ("seed", "field", "prompt", "replace", "model")
@@ -194,16 +192,10 @@ def rerun_batch(session: Session, creator: RunCreator, user_id: int,
 
 
 def share_batch(session: Session, user_id: int, batch_id: str, *, hide_prompt: bool) -> Batch:
-    """Share the user's grid under one link (or change whether its prompts are hidden).
-
-    An already shared grid keeps its token. Revoking clears the token and sharing again
-    mints a new one, so a revoked link never comes back to life.
-    """
+    """Share the user's grid under one link (or change whether its prompts are hidden),
+    as a run is shared (sharing.grant): revoking and sharing again makes a new link."""
     batch = get_batch(session, user_id, batch_id)
-    if batch.share_token is None:
-        batch.share_token = secrets.token_urlsafe(24)
-        batch.shared_at = utcnow()
-    batch.share_hide_prompt = bool(hide_prompt)
+    sharing.grant(batch, hide_prompt=hide_prompt)
     session.flush()
     return batch
 
@@ -211,23 +203,24 @@ def share_batch(session: Session, user_id: int, batch_id: str, *, hide_prompt: b
 def revoke_batch_share(session: Session, user_id: int, batch_id: str) -> Batch:
     """Stop sharing the user's grid: its link answers 404 from now on."""
     batch = get_batch(session, user_id, batch_id)
-    batch.share_token = None
-    batch.shared_at = None
-    batch.share_hide_prompt = False
+    sharing.withdraw(batch)
     session.flush()
     return batch
 
 
 def find_shared_batch(session: Session, token: str) -> Batch | None:
     """The grid shared under `token`, or None (unknown, revoked or malformed token)."""
-    if not isinstance(token, str) or not TOKEN_RE.match(token):
-        return None
-    return session.scalar(select(Batch).where(Batch.share_token == token))
+    return sharing.find_by_token(session, Batch, token)
 
 
 def shared_prompt(batch: Batch, run: Run) -> str | None:
     """A cell's prompt as the public may see it, or None when the owner hid prompts."""
-    return None if batch.share_hide_prompt else (run.input or {}).get("prompt")
+    return sharing.public_prompt(run.input, hide_prompt=batch.share_hide_prompt)
+
+
+def shared_input(batch: Batch, run: Run) -> dict:
+    """A cell's input as the public may see it (no prompt when the owner hid prompts)."""
+    return sharing.public_input(run.input, hide_prompt=batch.share_hide_prompt)
 
 
 def shared_axes(batch: Batch) -> dict:

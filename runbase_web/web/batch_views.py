@@ -4,38 +4,24 @@ shows every cell, prompts hidden if the owner chose so.
 
 The public side shows outputs, models and (unless hidden) prompts: never the owner or
 run ids. Its files are served through the token, as copies without metadata, like a
-shared run's (share_views.py).
+shared run's (share_views.py, which also sets the link pages' privacy headers).
 """
 from __future__ import annotations
 
-from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import htmx, media_metadata, recipe, state
+from .. import htmx, state
 from ..errors import RunbaseError
 from ..extensions import db, reads_only
-from ..files_web import send_stored, stored_file_or_404
+from ..files_web import stored_file_or_404
 from ..models import Batch, Run
 from ..playground.presenters import can_reference, card_context
 from ..services import batches, files, restore, workspace
 from ..services.run_creation import ManyRunsRefused
 from ..urls import absolute_url, public_base_url
 from .blueprint import bp
-
-#: Endpoints answered for anonymous visitors holding a link: no referrer, no indexing.
-PUBLIC_ENDPOINTS = frozenset({"web.shared_batch", "web.shared_batch_output"})
-#: Shared files may be cached briefly; after a revoke they stop being served.
-SHARED_FILE_MAX_AGE = 60
-
-
-@bp.after_request
-def _private_link_headers(response: Response) -> Response:
-    """The token is in the URL: don't send it on as a referrer, and keep it out of search."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Robots-Tag"] = "noindex, nofollow"
-    return response
-
+from .share_views import public_file_response
 
 def _own_batch(batch_id: str) -> Batch:
     """The signed-in account's grid; anyone else's is a 404 like a missing one."""
@@ -183,34 +169,6 @@ def shared_batch_output(token: str, row: int, col: int, index: int):
     if run is None or not batches.shared_output_ok(run) or index >= len(run.output_urls or []):
         abort(404)
     row_file = stored_file_or_404(run.output_urls[index].removeprefix(files.URL_PREFIX))
-    if row_file.content_type.startswith("video/"):
-        response = send_stored(row_file, max_age=SHARED_FILE_MAX_AGE)
-    else:
-        data = state.storage().read(row_file.name)
-        if data is None:
-            abort(404)
-        response = Response(_public_image(batch, run, row_file.content_type, data),
-                            mimetype=row_file.content_type)
-    response.cache_control.public = True
-    response.cache_control.max_age = SHARED_FILE_MAX_AGE
-    return response
-
-
-def _public_image(batch: Batch, run: Run, content_type: str, data: bytes) -> bytes:
-    """The image without any metadata (a provider's chunks may repeat the prompt), PNGs
-    with the recipe a stranger may see: model, input (prompt only if shown), grid page."""
-    try:
-        clean = media_metadata.public_copy(data, content_type)
-    except media_metadata.MetadataError:
-        abort(404)
-    if content_type != "image/png":
-        return clean
-    shown = dict(run.input or {})
-    if batch.share_hide_prompt:
-        shown.pop("prompt", None)
-    public = {"model": run.model, "input": shown,
-              "run": absolute_url(public_base_url(), url_for(".shared_batch", token=batch.share_token))}
-    try:
-        return recipe.embed_png_recipe(clean, public)
-    except ValueError:
-        return clean
+    page_url = absolute_url(public_base_url(), url_for(".shared_batch", token=batch.share_token))
+    return public_file_response(row_file, model=run.model,
+                                shown_input=batches.shared_input(batch, run), page_url=page_url)

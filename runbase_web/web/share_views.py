@@ -22,8 +22,10 @@ from ..urls import absolute_url, public_base_url
 from .blueprint import bp
 from .outputs_views import attachment, poster_response
 
-#: Endpoints answered for anonymous visitors holding a link: no referrer, no indexing.
-PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output", "web.shared_poster"})
+#: Endpoints answered for anonymous visitors holding a link (a run's, or a grid's from
+#: batch_views.py): no referrer, no indexing.
+PUBLIC_ENDPOINTS = frozenset({"web.shared_run", "web.shared_output", "web.shared_poster",
+                              "web.shared_batch", "web.shared_batch_output"})
 #: Shared files may be cached briefly; after a revoke they stop being served.
 SHARED_FILE_MAX_AGE = 60
 DESCRIPTION_CHARS = 200
@@ -143,18 +145,8 @@ def shared_output(token: str, index: int):
     with a recipe without the run id (and without the prompt when it is hidden); videos
     are sent as stored. With ?download=1 browsers save it under a readable name."""
     run, row = _shared_file_or_404(token, index)
-    if row.content_type.startswith("video/"):
-        # Players ask for ranges of a large file. Our own videos are muxed without
-        # metadata (local_media); a provider's are served as they came.
-        response = send_stored(row, max_age=SHARED_FILE_MAX_AGE)
-    else:
-        data = state.storage().read(row.name)
-        if data is None:
-            abort(404)
-        response = Response(_public_image(run, row.content_type, data),
-                            mimetype=row.content_type)
-    response.cache_control.public = True
-    response.cache_control.max_age = SHARED_FILE_MAX_AGE
+    response = public_file_response(row, model=run.model, shown_input=sharing.shared_input(run),
+                                    page_url=_share_page_url(run.share_token))
     if request.args.get("download"):
         attachment(response, download_name(prompt=sharing.shared_prompt(run), model=run.model,
                                            number=index + 1, path=row.name))
@@ -185,22 +177,36 @@ def _shared_file_or_404(token: str, index: int):
     return run, stored_file_or_404(paths[index].removeprefix(files.URL_PREFIX))
 
 
-def _public_image(run: Run, content_type: str, data: bytes) -> bytes:
-    """The image without any metadata, whether or not the prompt is hidden: a provider's
-    text chunks, EXIF, XMP or comments may repeat the prompt, or anything else.
-    A file that holds no readable image is not served at all."""
-    try:
-        clean = media_metadata.public_copy(data, content_type)
-    except media_metadata.MetadataError:
-        abort(404)
-    return _public_png(run, clean) if content_type == "image/png" else clean
+def public_file_response(row, *, model: str, shown_input: dict, page_url: str) -> Response:
+    """A shared output (of a run's link or a grid's) as strangers get it, cacheable.
+
+    Images are copies without any metadata, whether or not the prompt is hidden (a
+    provider's text chunks, EXIF, XMP or comments may repeat it, or anything else); PNGs
+    then carry the recipe a stranger may see: `model`, `shown_input`, `page_url`. A file
+    that holds no readable image is not served at all. Videos are sent as stored: players
+    ask for ranges, our own are muxed without metadata (local_media), a provider's are
+    served as they came."""
+    if row.content_type.startswith("video/"):
+        response = send_stored(row, max_age=SHARED_FILE_MAX_AGE)
+    else:
+        data = state.storage().read(row.name)
+        if data is None:
+            abort(404)
+        try:
+            clean = media_metadata.public_copy(data, row.content_type)
+        except media_metadata.MetadataError:
+            abort(404)
+        if row.content_type == "image/png":
+            clean = _with_public_recipe(clean, {"model": model, "input": shown_input,
+                                                "run": page_url})
+        response = Response(clean, mimetype=row.content_type)
+    response.cache_control.public = True
+    response.cache_control.max_age = SHARED_FILE_MAX_AGE
+    return response
 
 
-def _public_png(run: Run, data: bytes) -> bytes:
-    """The PNG with the recipe a stranger may see: model, shared input, share page."""
-    public = {"model": run.model, "input": sharing.shared_input(run),
-              "run": _share_page_url(run.share_token)}
+def _with_public_recipe(png: bytes, public: dict) -> bytes:
     try:
-        return recipe.embed_png_recipe(data, public)
+        return recipe.embed_png_recipe(png, public)
     except ValueError:
-        return data  # a recipe too large to embed: the bare copy, which has none
+        return png  # a recipe too large to embed: the bare copy, which has none
