@@ -168,6 +168,14 @@ def auth(api_key):
 
 
 @pytest.fixture
+def signed_in(client, user):
+    """The test client, signed in as `user` (alice, $1.00) through the real form."""
+    from tests.web import sign_in
+    sign_in(client, user.email)
+    return client
+
+
+@pytest.fixture
 def worker(app):
     """An embedded worker on the test app, woken on create like `python app.py`'s."""
     running = Worker(app, threads=4).start()

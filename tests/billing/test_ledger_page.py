@@ -11,14 +11,6 @@ from runbase_web.extensions import db
 from runbase_web.models import EntryKind
 from runbase_web.services import ledger
 from tests.billing import add_grants, entries_of
-from tests.web import sign_in
-
-
-@pytest.fixture
-def signed_in(client, user):
-    """The test client, signed in as `user` (alice, $1.00 signup grant)."""
-    sign_in(client, user.email)
-    return client
 
 
 def entry_ids(html: str) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import re
 
-import pytest
 
 from runbase_web.extensions import db
 from runbase_web.models import Batch, Run
@@ -18,12 +17,6 @@ from tests.web import HTMX, balance_of, run_count, sign_in
 GRID = {"model": "local/test", "prompt": "a grid of tests", "grid": "1",
         "grid_x": "seed", "grid_x_values": "1, 2, 3",
         "grid_y": "f:outcome", "grid_y_pick": ["succeed", "fail"]}
-
-
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
 
 
 def grid_price(client, **query) -> str:

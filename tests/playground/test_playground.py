@@ -19,13 +19,6 @@ from tests.web import HTMX, balance_of, card_root, field_error, run_count, sign_
 SKETCH = {"model": "local/sketch", "prompt": "a lighthouse at dusk"}
 
 
-@pytest.fixture
-def signed_in(client, user):
-    """The test client, signed in as `user` (alice, $1.00)."""
-    sign_in(client, user.email)
-    return client
-
-
 def create(client, data, **headers):
     """POST the Playground form as htmx does."""
     return client.post("/playground/runs", data=data, headers={**HTMX, **headers})

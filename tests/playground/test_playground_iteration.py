@@ -20,12 +20,6 @@ from tests.web import HTMX, run_count, sign_in
 SKETCH = {"model": "local/sketch", "prompt": "a lighthouse at dusk"}
 
 
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
-
-
 def create(client, data, status=201):
     response = client.post("/playground/runs", data=data, headers=HTMX)
     assert response.status_code == status, response.text

@@ -12,13 +12,7 @@ from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
 from runbase_web.services import billing, run_creation, runs, workspace
-from tests.web import HTMX, balance_of, sign_in
-
-
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
+from tests.web import HTMX, balance_of
 
 
 def make_run(app, user_id: int, prompt: str, **extra) -> str:

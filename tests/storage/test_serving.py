@@ -23,7 +23,7 @@ from runbase_web.storage import S3Storage
 from tests.conftest import wait_for_run
 from tests.support.s3_server import PREFIX
 from tests.support import s3_server
-from tests.web import HTMX, sign_in
+from tests.web import HTMX
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a lighthouse in fog"}}
 
@@ -142,12 +142,6 @@ def test_presigned_links_are_fresh_for_each_request(app, client, auth, worker, p
     first = client.get(path).headers["Location"]
     time.sleep(1.1)
     assert client.get(path).headers["Location"] != first  # signed again, from now
-
-
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
 
 
 def share_token(app, client, run_id: str) -> str:

@@ -43,3 +43,13 @@ def card_root(html: str) -> str:
     match = re.search(r"<article [^>]*data-run-card[^>]*>", html)
     assert match, html
     return match.group(0)
+
+
+def playground_run(app, client, data: dict) -> str:
+    """Submit the Playground form (as htmx does) and wait until the run has ended; its id."""
+    from tests.conftest import wait_for_run
+    response = client.post("/playground/runs", data=data, headers=HTMX)
+    assert response.status_code == 201, response.text
+    run_id = re.search(r'id="run-(run_[a-z0-9]+)"', response.text).group(1)
+    wait_for_run(app, run_id, timeout=60)
+    return run_id

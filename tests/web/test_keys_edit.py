@@ -9,14 +9,7 @@ import pytest
 from runbase_web.extensions import db
 from runbase_web.models import ApiKey, LedgerEntry
 from tests.conftest import wait_for_run
-from tests.web import field_error, sign_in
-
-
-@pytest.fixture
-def signed_in(client, user):
-    """The test client, signed in as `user` (alice)."""
-    sign_in(client, user.email)
-    return client
+from tests.web import field_error
 
 
 @pytest.fixture

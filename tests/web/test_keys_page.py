@@ -3,20 +3,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 from runbase_web.extensions import db
 from runbase_web.models import ApiKey
-from tests.web import field_error, sign_in
+from tests.web import field_error
 
 KEY_RE = re.compile(r"sk-[A-Za-z0-9_-]{32,}")
-
-
-@pytest.fixture
-def signed_in(client, user):
-    """The test client, signed in as `user` (alice)."""
-    sign_in(client, user.email)
-    return client
 
 
 def api_status(client, full_key: str) -> int:

@@ -3,29 +3,20 @@
 ffmpeg and served exactly to whom the video is."""
 from __future__ import annotations
 
-import re
 
-import pytest
 
 from runbase_web import posters, state
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from runbase_web.presenters.outputs import download_name, slug
-from tests.conftest import wait_for_run
-from tests.web import HTMX, sign_in
-
-
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
+from tests.web import HTMX, playground_run, sign_in
 
 
 def make_run(app, client, data) -> str:
-    response = client.post("/playground/runs", data=data, headers=HTMX)
-    assert response.status_code == 201, response.text
-    run_id = re.search(r'id="run-(run_[a-z0-9]+)"', response.text).group(1)
-    assert wait_for_run(app, run_id, timeout=60).status == "succeeded"
+    """A Playground run that succeeded; its id."""
+    run_id = playground_run(app, client, data)
+    with app.app_context():
+        assert db.session.get(Run, run_id).status == "succeeded"
     return run_id
 
 

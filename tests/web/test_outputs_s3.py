@@ -13,18 +13,12 @@ from runbase_web.models import Run
 from tests.conftest import wait_for_run
 from tests.support.s3_server import (s3_bucket, s3_env, s3_server,  # noqa: F401 (fixtures)
                                      s3_storage_url)
-from tests.web import HTMX, sign_in
+from tests.web import HTMX
 
 
 @pytest.fixture
 def app_config(s3_storage_url):  # noqa: F811 (the fixture imported above)
     return {"STORAGE_URL": s3_storage_url}
-
-
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
 
 
 def test_poster_and_download_of_a_video_in_a_bucket(app, signed_in, worker):

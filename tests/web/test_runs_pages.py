@@ -24,13 +24,6 @@ TEST_COST = 100
 
 
 @pytest.fixture
-def signed_in(client, user):
-    """The test client, signed in as `user` (alice, $1.00)."""
-    sign_in(client, user.email)
-    return client
-
-
-@pytest.fixture
 def make_run(app):
     """Factory: a run of `user` created through the real service, then ended as asked."""
     def make(user, prompt: str = "a lighthouse", *, model: str = "local/test", status: str = "pending",

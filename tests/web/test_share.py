@@ -11,8 +11,7 @@ import pytest
 from runbase_web.extensions import db
 from runbase_web.models import Run
 from tests.support.png_recipe import read_png_recipe
-from tests.conftest import wait_for_run
-from tests.web import HTMX, sign_in
+from tests.web import HTMX, playground_run, sign_in
 
 PROMPT = "a <b>secret</b> garden at night"
 
@@ -23,23 +22,9 @@ def app_config():
 
 
 @pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
-
-
-def make_run(app, client, data) -> str:
-    response = client.post("/playground/runs", data=data, headers=HTMX)
-    assert response.status_code == 201, response.text
-    run_id = re.search(r'id="run-(run_[a-z0-9]+)"', response.text).group(1)
-    wait_for_run(app, run_id, timeout=60)
-    return run_id
-
-
-@pytest.fixture
 def run_id(app, signed_in, worker):
     """A succeeded local/test run of alice's, with one PNG output."""
-    return make_run(app, signed_in, {"model": "local/test", "prompt": PROMPT, "seed": "3"})
+    return playground_run(app, signed_in, {"model": "local/test", "prompt": PROMPT, "seed": "3"})
 
 
 def share(client, run_id, **form):
@@ -127,7 +112,7 @@ def test_hide_prompt_keeps_it_off_the_page_the_file_and_the_playground(app, sign
 
 def test_the_panel_says_when_the_model_writes_the_prompt_into_the_image(app, signed_in, run_id):
     # local/sketch captions its images with the prompt: hiding it can't take that out.
-    sketch = make_run(app, signed_in, {"model": "local/sketch", "prompt": PROMPT, "seed": "1",
+    sketch = playground_run(app, signed_in, {"model": "local/sketch", "prompt": PROMPT, "seed": "1",
                                        "aspect_ratio": "1:1", "resolution": "512"})
     note = "This model writes the prompt into the image itself"
     assert note in signed_in.get(f"/runs/{sketch}").text  # before sharing, by the box
@@ -174,7 +159,7 @@ def test_anonymous_cannot_share(app, run_id):
 
 
 def test_only_a_succeeded_run_can_be_shared(app, signed_in, worker):
-    failed = make_run(app, signed_in, {"model": "local/test", "prompt": "x", "outcome": "fail"})
+    failed = playground_run(app, signed_in, {"model": "local/test", "prompt": "x", "outcome": "fail"})
     panel = share(signed_in, failed)
     assert panel.status_code == 200 and "Only a run that succeeded can be shared." in panel.text
     assert token_of(app, failed) is None
@@ -194,7 +179,7 @@ def test_unknown_tokens_are_404(client, token):
 
 
 def test_a_shared_video_has_og_video(app, signed_in, worker):
-    run_id = make_run(app, signed_in, {"model": "local/sketch-video", "prompt": "waves", "duration": "1"})
+    run_id = playground_run(app, signed_in, {"model": "local/sketch-video", "prompt": "waves", "duration": "1"})
     share(signed_in, run_id)
     token = token_of(app, run_id)
     text = app.test_client().get(f"/s/{token}").text

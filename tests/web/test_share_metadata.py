@@ -17,7 +17,7 @@ from runbase_web.models import Run
 from runbase_web.services import files
 from tests.support.png_recipe import read_png_recipe
 from tests.conftest import wait_for_run
-from tests.web import HTMX, sign_in
+from tests.web import HTMX
 
 #: What a Stable-Diffusion-style provider writes into its files: the prompt and settings.
 PROMPT = "an orchid greenhouse at dusk, Negative prompt: blurry"
@@ -112,12 +112,6 @@ def assert_same_pixels(served: bytes, original: bytes) -> None:
 
 
 # --- a shared run with these outputs ---------------------------------------------------------
-
-
-@pytest.fixture
-def signed_in(client, user):
-    sign_in(client, user.email)
-    return client
 
 
 @pytest.fixture
