@@ -1,6 +1,8 @@
 """Runbase: a self-hosted gateway and playground for AI image and video generation."""
 from __future__ import annotations
 
+import weakref
+from inspect import iscoroutinefunction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,7 +48,29 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 class RunbaseFlask(Flask):
     """Flask, with each view run once more when its first try met a database connection
     the server had dropped before the view wrote anything (extensions.retry_on_disconnect),
-    and static files that are closed whatever the client does."""
+    static files that are closed whatever the client does, and hooks checked for
+    `async def` once instead of on every request."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync_functions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def ensure_sync(self, func):
+        """`func` as Flask would run it, remembering which functions are plain `def`.
+
+        Flask asks `inspect.iscoroutinefunction` about every hook and view on every
+        request: fifteen times for an API call, a tenth of a cached GET's own CPU.
+        The answer cannot change for a function object, so it is kept (weakly) per object.
+        """
+        try:
+            if func in self._sync_functions:
+                return func
+        except TypeError:  # not weak-referenceable: ask each time, as Flask does
+            return super().ensure_sync(func)
+        if iscoroutinefunction(func):
+            return self.async_to_sync(func)
+        self._sync_functions[func] = True
+        return func
 
     def dispatch_request(self):
         """Dispatch, retrying once on a dead pooled connection."""

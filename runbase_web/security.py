@@ -6,6 +6,7 @@ import io
 from flask import Flask, Response, abort, current_app, request
 
 from .errors import InvalidQuery
+from .responses import add_missing_headers
 
 #: No inline script or style, no eval, nothing from other origins; media from our files.
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -86,12 +87,14 @@ def _has_nul(fields) -> bool:
                for key, value in fields.items(multi=True))
 
 
+_EVERY_RESPONSE = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"))
+_PAGES = (("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("X-Frame-Options", "DENY"))
+
+
 def _add_headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+    add_missing_headers(response.headers, _EVERY_RESPONSE)
     if not request.path.startswith("/api/"):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        add_missing_headers(response.headers, _PAGES)
     return response
 
 

@@ -11,6 +11,7 @@ from flask import current_app, g, request
 from ..errors import InvalidApiKey, IpNotAllowed, MissingApiKey, RateLimited
 from ..extensions import db, reading_only, writing
 from ..ratelimit import key_rate_limiter
+from ..responses import add_missing_headers
 from ..services import keys
 from .blueprint import bp
 
@@ -107,8 +108,7 @@ def _rate_limit_headers(response):
     """Every answer to a counted request says where its key stands in the window."""
     verdict = g.pop("rate_limit_verdict", None)
     if verdict is not None:
-        for name, value in verdict.headers().items():
-            response.headers.setdefault(name, value)
+        add_missing_headers(response.headers, verdict.headers().items())
     return response
 
 
