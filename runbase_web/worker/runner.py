@@ -111,7 +111,8 @@ class Worker:
         self.deliveries.start()
         engine = db.state(self.app).engine
         if engine.dialect.name == "postgresql":  # woken by NOTIFY on create; polling stays
-            self._listener = RunListener(engine, self.run_created).start()
+            self._listener = RunListener(engine, self.run_created,
+                                         gather_seconds=NOTIFY_GATHER_SECONDS).start()
         log.info("worker %s started with %d threads", self.owner, self.threads)
         return self
 
