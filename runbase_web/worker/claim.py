@@ -2,10 +2,12 @@
 releasing runs to the pool.
 
 The worker claims through claim_work: one transaction writes back the polls that stayed
-pending, leases the next batch, counts the attempts of runs about to start and reads
-what each run's turn needs (ClaimedRun), so a turn reads nothing more. The functions
-named lease_*, count_attempts and release_many write in the caller's transaction; the
-other claim_* functions commit their own."""
+pending, leases the next batch (counting the attempts of runs about to start in the same
+write) and reads what each run's turn needs (ClaimedRun), so a turn reads nothing more.
+A claim that finds fewer runs than it has slots costs six round trips on PostgreSQL:
+BEGIN, two reads, the lease, when the next waiting work falls due, COMMIT. The functions
+named choose_*, lease_* and release_many write in the caller's transaction; the other
+claim_* functions commit their own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,7 +62,9 @@ _WAITING_RUNS = (select(*TURN_COLUMNS, _C.created_at, _C.next_check_at)
                  .order_by(_C.next_check_at)
                  .limit(bindparam("limit"))
                  .with_for_update(skip_locked=True))
-_LEASE = (update(_RUNS).where(_C.id.in_(bindparam("ids", expanding=True)))
+#: One run's lease, written per row (executemany: one round trip for the batch) because
+#: a run about to start has its attempt counted and its adapter fixed in the same write.
+_LEASE = (update(_RUNS).where(_C.id == bindparam("run_id"))
           .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
                   status=RunStatus.PROCESSING.value,
                   # A run created while this claim waited for SQLite's write lock is newer
@@ -68,9 +72,8 @@ _LEASE = (update(_RUNS).where(_C.id.in_(bindparam("ids", expanding=True)))
                   started_at=func.coalesce(_C.started_at, case(
                       (_C.created_at > _NOW, _C.created_at), else_=_NOW)),
                   # A provider's callback is read once: the turn that leased it takes it.
-                  callback_body=None))
-_COUNT_ATTEMPT = (update(_RUNS).where(_C.id == bindparam("run_id"))
-                  .values(attempts=bindparam("counted"), adapter=bindparam("chosen")))
+                  callback_body=None,
+                  attempts=bindparam("counted"), adapter=bindparam("chosen")))
 _RELEASE = (update(_RUNS).where(_C.id == bindparam("run_id"), _C.lease_owner == bindparam("owner"),
                                 # Not IN (...): an expanding list can't be sent as executemany.
                                 or_(*(_C.status == status for status in ACTIVE_STATUSES)))
@@ -94,8 +97,18 @@ class Release:
 def lease_due_runs(session: Session, owner: str, limit: int, lease_seconds: float, *,
                    at: datetime | None = None) -> list[Row]:
     """Lease up to `limit` due runs to `owner` in the session's transaction, without
-    committing; returns their TURN_COLUMNS as read (before the lease was written). Up to
-    NEW_RUN_SHARE of them are runs never claimed yet, the rest go by due time.
+    committing; returns their TURN_COLUMNS as read (before the lease was written)."""
+    at = at or utcnow()
+    chosen = choose_due_runs(session, limit, at=at)
+    lease_runs(session, owner, [Lease(row.id, row.attempts, row.adapter) for row in chosen],
+               lease_seconds, at=at)
+    return chosen
+
+
+def choose_due_runs(session: Session, limit: int, *, at: datetime) -> list[Row]:
+    """Lock up to `limit` due runs in the session's transaction and return their
+    TURN_COLUMNS (lease_runs then leases them). Up to NEW_RUN_SHARE of them are runs
+    never claimed yet, the rest go by due time.
 
     Due means active, not leased by a live worker (an expired lease is how a crashed
     worker's runs come back), and not waiting for a later check. PostgreSQL skips
@@ -104,14 +117,31 @@ def lease_due_runs(session: Session, owner: str, limit: int, lease_seconds: floa
     """
     if limit <= 0:
         return []
-    at = at or utcnow()
     fresh = list(session.execute(_FRESH_RUNS, {"at": at, "limit": limit}))
     waiting = list(session.execute(_WAITING_RUNS, {"at": at, "limit": limit}))
-    chosen = _by_due_time(fresh, waiting, limit)
-    if chosen:
-        session.execute(_LEASE, {"ids": [row.id for row in chosen], "owner": owner, "now": at,
-                                 "until": at + timedelta(seconds=lease_seconds)})
-    return chosen
+    return _by_due_time(fresh, waiting, limit)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A chosen run as its lease writes it: with its attempts (one more for a run about
+    to call its provider) and the adapter it runs with."""
+
+    run_id: str
+    attempts: int
+    adapter: str | None
+
+
+def lease_runs(session: Session, owner: str, leases: list[Lease], lease_seconds: float, *,
+               at: datetime) -> None:
+    """Lease the chosen runs to `owner` in the session's transaction (one statement for
+    the batch): processing, started (once), the callback taken, attempts and adapter
+    written."""
+    if leases:
+        until = at + timedelta(seconds=lease_seconds)
+        session.execute(_LEASE, [{"run_id": lease.run_id, "owner": owner, "now": at,
+                                  "until": until, "counted": lease.attempts,
+                                  "chosen": lease.adapter} for lease in leases])
 
 
 def _by_due_time(fresh: list[Row], waiting: list[Row], limit: int) -> list[Row]:
@@ -124,14 +154,6 @@ def _by_due_time(fresh: list[Row], waiting: list[Row], limit: int) -> list[Row]:
     others = sorted(fresh[len(reserved):] + waiting,
                     key=lambda row: (row.next_check_at or row.created_at, row.id))
     return reserved + others[:limit - len(reserved)]
-
-
-def count_attempts(session: Session, counted: list[tuple[str, int, str | None]]) -> None:
-    """Record (run id, attempts, adapter) for runs about to call their provider, in the
-    session's transaction (one statement for the batch)."""
-    if counted:
-        session.execute(_COUNT_ATTEMPT, [{"run_id": run_id, "counted": attempts, "chosen": adapter}
-                                         for run_id, attempts, adapter in counted])
 
 
 def release_many(session: Session, owner: str, releases: list[Release]) -> None:
@@ -171,18 +193,23 @@ def lease_due_cancels(session: Session, limit: int, lease_seconds: float, *,
     return ids
 
 
-def next_due_at(session: Session, at: datetime) -> datetime | None:
-    """When the next run that is waiting for a later look falls due (a poll, a retry, an
-    upstream cancel), or None when none waits. Runs created from now on are not
-    counted: creation wakes the worker. Both look-ups walk an index from its low end."""
-    poll = session.scalar(select(Run.next_check_at)
-                          .where(Run.status == RunStatus.PROCESSING.value, Run.next_check_at > at)
-                          .order_by(Run.next_check_at).limit(1))
-    cancel = session.scalar(select(Run.next_check_at)
-                            .where(Run.upstream_cancel == UPSTREAM_CANCEL_REQUESTED,
-                                   Run.next_check_at > at)
-                            .order_by(Run.next_check_at).limit(1))
-    return min((value for value in (poll, cancel) if value is not None), default=None)
+_NEXT_POLL = (select(_C.next_check_at)
+              .where(_C.status == RunStatus.PROCESSING.value, _C.next_check_at > bindparam("at"))
+              .order_by(_C.next_check_at).limit(1).scalar_subquery())
+_FIRST_CANCEL = (select(_C.next_check_at)
+                 .where(_C.upstream_cancel == UPSTREAM_CANCEL_REQUESTED,
+                        _C.next_check_at.is_not(None))
+                 .order_by(_C.next_check_at).limit(1).scalar_subquery())
+_WAITING_TIMES = select(_NEXT_POLL.label("poll"), _FIRST_CANCEL.label("cancel"))
+
+
+def waiting_times(session: Session, at: datetime) -> tuple[datetime | None, datetime | None]:
+    """In one statement: when the next run waiting for a later look (a poll, a retry)
+    falls due after `at`, and when the earliest requested upstream cancel falls due, due
+    already or not (None when none waits). Runs created from now on are not counted:
+    creation wakes the worker. Both look-ups walk an index from its low end."""
+    row = session.execute(_WAITING_TIMES, {"at": at}).one()
+    return row.poll, row.cancel
 
 
 def delivery_due(session: Session, at: datetime) -> bool:
@@ -290,14 +317,13 @@ def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
         try:
             at = utcnow()
             release_many(session, owner, list(releases))
-            turns = [_start_turn(app, row, at)
-                     for row in lease_due_runs(session, owner, slots, lease_seconds, at=at)]
-            count_attempts(session, [counted for _run, counted in turns if counted])
-            left = slots - len(turns)
-            cancels = lease_due_cancels(session, left, lease_seconds, at=at) if left > 0 else []
+            turns = [_start_turn(app, row, at) for row in choose_due_runs(session, slots, at=at)]
+            lease_runs(session, owner, [lease for _run, lease in turns], lease_seconds, at=at)
+            cancels, next_due = _cancels_and_next_due(session, slots - len(turns),
+                                                      lease_seconds, at)
             short = len(turns) + len(cancels) < slots
-            result = Claim([run for run, _counted in turns], cancels, short,
-                           next_due_at(session, at) if short else None,
+            result = Claim([run for run, _lease in turns], cancels, short,
+                           next_due if short else None,
                            peek_deliveries and delivery_due(session, at))
             session.commit()
             return result
@@ -308,22 +334,40 @@ def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
             db.state(app).session.remove()
 
 
-def _start_turn(app: Flask, row, at: datetime) -> tuple[ClaimedRun, tuple | None]:
-    """The run's snapshot for its turn, and for a run that is to be started, its counted
-    attempt and adapter (committed with the claim, before the provider is called; the
-    adapter it starts with stays its adapter for polls and cancel, whatever the
-    variables route to later)."""
+def _cancels_and_next_due(session: Session, left: int, lease_seconds: float,
+                          at: datetime) -> tuple[list[str], datetime | None]:
+    """With `left` slots free after the runs: lease due upstream cancels for them, and
+    say when the next waiting run or cancel falls due. One statement when no cancel is
+    due, the usual case (cancels are leased, and the times read again, only when one is)."""
+    if left <= 0:
+        return [], None
+    next_poll, first_cancel = waiting_times(session, at)
+    cancels = []
+    if first_cancel is not None and first_cancel <= at:
+        cancels = lease_due_cancels(session, left, lease_seconds, at=at)
+        next_poll, first_cancel = waiting_times(session, at)
+    return cancels, _earliest(next_poll, first_cancel)
+
+
+def _earliest(*times: datetime | None) -> datetime | None:
+    return min((value for value in times if value is not None), default=None)
+
+
+def _start_turn(app: Flask, row, at: datetime) -> tuple[ClaimedRun, Lease]:
+    """The run's snapshot for its turn, and its lease: a run that is to be started has
+    its attempt counted and its adapter fixed (committed with the claim, before the
+    provider is called; the adapter it starts with stays its adapter for polls and
+    cancel, whatever the variables route to later)."""
     spec = state.catalog(app).get(row.model)
     refusal = _refusal(row, spec, at)
-    attempts, adapter, counted = row.attempts, row.adapter, None
+    attempts, adapter = row.attempts, row.adapter
     if refusal is None and row.upstream_id is None:
         attempts += 1
         adapter = adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
-        counted = (row.id, attempts, adapter)
     run = ClaimedRun(row.id, row.user_id, row.model, row.input, row.deadline_at, attempts,
                      row.upstream_id, row.upstream_state, adapter, row.webhook_url, refusal,
                      row.callback_body)
-    return run, counted
+    return run, Lease(row.id, attempts, adapter)
 
 
 def _refusal(run, spec: ModelSpec | None, at: datetime) -> tuple[str, str] | None:

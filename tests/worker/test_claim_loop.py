@@ -55,12 +55,12 @@ def test_a_claim_reads_no_more_runs_than_free_slots(app, client, auth, monkeypat
     ids = _create(client, auth, 5)
     asked = []
 
-    def lease(session, owner, limit, lease_seconds, **kwargs):
-        rows = real(session, owner, limit, lease_seconds, **kwargs)
+    def choose(session, limit, **kwargs):
+        rows = real(session, limit, **kwargs)
         asked.append((limit, len(rows)))
         return rows
-    real = claim_module.lease_due_runs
-    monkeypatch.setattr(claim_module, "lease_due_runs", lease)
+    real = claim_module.choose_due_runs
+    monkeypatch.setattr(claim_module, "choose_due_runs", choose)
     claim = claim_work(app, "owner-a", 2, 30)
     assert asked == [(2, 2)]  # LIMIT in the query: the other three rows are never read
     assert len(claim.runs) == 2 and not claim.short
@@ -78,6 +78,48 @@ def test_a_claim_that_took_everything_says_when_the_next_run_falls_due(app, clie
     claim = claim_work(app, "owner-a", 4, 30)
     assert claim.runs == [] and claim.short
     assert abs((claim.next_due - due).total_seconds()) < 0.01
+
+
+class StatementCounter:
+    """Counts the statements (cursor executes; an executemany is one) sent on an engine."""
+
+    def __init__(self, engine):
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args):
+        self.count += 1
+
+
+def test_a_short_claim_is_four_statements_between_begin_and_commit(app, client, auth):
+    ids = _create(client, auth, 3)
+    statements = StatementCounter(db.state(app).engine)
+    claim = claim_work(app, "owner-a", 8, 30)
+    # new runs, waiting runs, the lease (attempts counted in it), the next due times
+    assert statements.count == 4 and len(claim.runs) == 3 and claim.short
+    statements.count = 0
+    assert claim_work(app, "owner-b", 8, 30).runs == []
+    assert statements.count == 3  # nothing to lease
+    assert all(run.lease_owner == "owner-a" and run.attempts == 1 for run in _runs(app, ids))
+
+
+def test_a_due_upstream_cancel_is_taken_and_a_later_one_sets_the_next_due_time(app, client,
+                                                                                 auth):
+    due_now, later = _create(client, auth, 2)
+    in_seven = utcnow() + timedelta(seconds=7)
+    with app.app_context():
+        for run_id, check_at in ((due_now, utcnow() - timedelta(seconds=1)), (later, in_seven)):
+            db.session.execute(update(Run).where(Run.id == run_id).values(
+                status="canceled", upstream_id="job", upstream_cancel="requested",
+                next_check_at=check_at))
+        db.session.commit()
+    claim = claim_work(app, "owner-a", 4, 30)
+    assert claim.runs == [] and claim.cancels == [due_now] and claim.short
+    assert abs((claim.next_due - in_seven).total_seconds()) < 0.01
+    # The taken cancel is pushed out by the lease: no other worker takes it meanwhile.
+    again = claim_work(app, "owner-b", 4, 30)
+    assert again.cancels == []
+    assert abs((again.next_due - in_seven).total_seconds()) < 0.01
 
 
 def test_a_run_out_of_attempts_is_not_counted_again(app, client, auth):
