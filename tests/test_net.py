@@ -487,3 +487,23 @@ def test_worker_refuses_loopback_outputs_by_default(server, app, client, auth, w
     assert "not allowed" in failed.error
     assert _ledger(app, failed.id)[-1] == ("refund", 100)
     assert len(server.requests) == before
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_worker_fetcher_is_one_per_app_with_the_app_s_guard(app, app_config):
+    """Every run shares the app's fetcher (its pool keeps checked, pinned connections),
+    built with the app's loopback rule and size cap, and it still refuses loopback."""
+    from runbase_web import state
+    app.config["FETCH_MAX_BYTES"] = 12345
+    shared = state.fetcher(app)
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(state.fetcher(app))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(fetcher is shared for fetcher in made)
+    assert shared.max_bytes == 12345 and shared.allow_loopback is False
+    with pytest.raises(FetchError) as refused:
+        shared.get("http://127.0.0.1:9/secret")
+    assert refused.value.code == "url_blocked"

@@ -132,9 +132,8 @@ def provider_context(app: Flask, adapter: str | None = None, *,
     adapter a run started with (`Run.adapter`; None, for a row from before that column,
     routes by the variables as catalog.effective_adapter says), and where its provider
     should call back (None: poll only)."""
-    fetcher = net.Fetcher(allow_loopback=app.config.get("FETCH_ALLOW_LOOPBACK", False),
-                          max_bytes=app.config.get("FETCH_MAX_BYTES", net.DEFAULT_MAX_BYTES))
-    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=fetcher, adapter=adapter,
+    return ProviderContext(env=app.config["PROVIDER_ENV"], fetcher=state.fetcher(app),
+                           adapter=adapter,
                            callback_url=callback_url,
                            callback_poll_seconds=app.config.get("CALLBACK_POLL_SECONDS"),
                            read_own_file=uploads.own_file_reader(
