@@ -288,6 +288,8 @@ class ClaimedRun:
     #: A verified provider callback taken with the lease (services/callbacks.py): read
     #: instead of polling. A worker that dies with it leaves the run to the fallback poll.
     callback: dict | None = None
+    #: The claim counted this turn as an attempt (a provider call is about to start).
+    attempt_counted: bool = False
 
 
 @dataclass(frozen=True)
@@ -366,7 +368,7 @@ def _start_turn(app: Flask, row, at: datetime) -> tuple[ClaimedRun, Lease]:
         adapter = adapter or effective_adapter(spec, app.config["PROVIDER_ENV"])
     run = ClaimedRun(row.id, row.user_id, row.model, row.input, row.deadline_at, attempts,
                      row.upstream_id, row.upstream_state, adapter, row.webhook_url, refusal,
-                     row.callback_body)
+                     row.callback_body, attempt_counted=attempts != row.attempts)
     return run, Lease(row.id, attempts, adapter)
 
 
@@ -382,15 +384,22 @@ def _refusal(run, spec: ModelSpec | None, at: datetime) -> tuple[str, str] | Non
     return None
 
 
-def give_back_leases(session: Session, owner: str) -> list[str]:
+def give_back_leases(session: Session, owner: str, *, never_started: list[str] = ()) -> list[str]:
     """Clear every lease `owner` holds on a run it has not finished and make the run due
     now, then commit; returns their ids. A worker that stops (SIGTERM) calls this last,
     so other workers take its runs at once instead of when the leases would have expired.
+    Runs in `never_started` had an attempt counted by their claim but never called their
+    provider: that attempt is taken back, so restarts cannot use up a run's attempts.
 
     Conditional on the owner and an active status: a run that ended meanwhile, or one
     that was never ours, is left alone. On PostgreSQL, listening workers are woken.
     """
     runs = Run.__table__
+    if never_started:
+        session.execute(update(runs).where(
+            runs.c.id.in_(list(never_started)), runs.c.lease_owner == owner,
+            is_active(runs.c.status), runs.c.upstream_id.is_(None), runs.c.attempts > 0)
+            .values(attempts=runs.c.attempts - 1))
     given_back = list(session.scalars(
         update(runs).where(runs.c.lease_owner == owner, is_active(runs.c.status))
         .values(lease_owner=None, lease_until=None, next_check_at=utcnow())

@@ -77,6 +77,10 @@ class Worker:
         #: gives them back. See QUEUE_AHEAD_TURN_SECONDS.
         self.queue_ahead = self.claim_batch
         self._queued: dict[str, Future] = {}
+        #: Queued runs dropped by a stop whose attempt the claim had counted: they never
+        #: called their provider, so giving them back takes the attempt back too.
+        self._never_started: list[str] = []
+        self._counted: dict[str, bool] = {}  # queued run -> whether its attempt was counted
         self._turn_seconds: float | None = None  # a moving average of a run's turn
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
         self._active: set[str] = set()
@@ -246,6 +250,7 @@ class Worker:
         for run in claim.runs:
             with self._lock:
                 self._queued[run.id] = self._pool.submit(self._execute, run)
+                self._counted[run.id] = run.attempt_counted
         for run_id in claim.cancels:
             self._pool.submit(self._cancel_upstream, run_id)
         if claim.delivery_due:
@@ -299,6 +304,7 @@ class Worker:
     def _execute(self, run: ClaimedRun) -> None:
         with self._lock:
             self._queued.pop(run.id, None)
+            self._counted.pop(run.id, None)
         step = Step()
         started = time.monotonic()
         try:
@@ -359,6 +365,14 @@ class Worker:
         dropped = [run_id for run_id, future in queued.items() if future.cancel()]
         with self._lock:
             self._active.difference_update(dropped)
+            self._never_started += [run_id for run_id in dropped
+                                    if self._counted.pop(run_id, False)]
+
+    def never_started(self) -> list[str]:
+        """Runs this worker leased and counted an attempt for, then dropped from its queue
+        on stopping without calling their provider (see shutdown.drain)."""
+        with self._lock:
+            return list(self._never_started)
 
     def busy_slots(self) -> int:
         """Pool threads taken by runs and upstream cancels right now (runs queued for a

@@ -41,7 +41,8 @@ def drain(worker: Worker, grace_seconds: float) -> list[str]:
     worker.stop(wait=False)
     try:
         with worker.app.app_context():
-            given_back = give_back_leases(db.session, worker.owner)
+            given_back = give_back_leases(db.session, worker.owner,
+                                          never_started=worker.never_started())
     except Exception:  # noqa: BLE001 - e.g. the database is down: still stop
         log.exception("worker %s: could not give back its leases; they expire within "
                       "RUNBASE_LEASE_SECONDS and other workers take the runs then", worker.owner)

@@ -133,15 +133,27 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
         adapter.release.set()
         worker.stop(wait=True)
         db.state(worker_app).engine.dispose()
+    # The dropped runs are the ones it still holds: the two it started have ended.
+    assert sorted(worker.never_started()) == sorted(
+        run_id for run_id in ids if _leased_by(app, run_id) == worker.owner)
     with app.app_context():
-        given_back = give_back_leases(db.session, worker.owner)
+        given_back = give_back_leases(db.session, worker.owner,
+                                      never_started=worker.never_started())
         db.session.commit()
         found = {run.id: run for run in db.session.scalars(select(Run))}
     assert len(given_back) == worker.queue_ahead
-    # Free for any worker at once: no lease, due now, never started by this one.
+    # Free for any worker at once: no lease, due now, never started by this one, and
+    # the attempt its claim counted taken back (restarts can't use up its attempts).
     assert all(found[run_id].lease_owner is None for run_id in given_back)
-    assert sum(run.status == RunStatus.SUCCEEDED.value for run in found.values()) == 2
+    assert all(found[run_id].attempts == 0 for run_id in given_back)
+    started = [run for run in found.values() if run.status == RunStatus.SUCCEEDED.value]
+    assert len(started) == 2 and all(run.attempts == 1 for run in started)
     assert set(found) == set(ids)
+
+
+def _leased_by(app, run_id: str) -> str | None:
+    with app.app_context():
+        return db.session.get(Run, run_id).lease_owner
 
 
 class SlowAdapter:
