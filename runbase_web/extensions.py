@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Callable, Iterator, TypeVar
@@ -35,7 +36,9 @@ class Database:
         """Create the engine and session registry for `app` and tidy sessions per request."""
         engine = make_engine(app.config["DATABASE_URL"])
         factory = sessionmaker(engine, expire_on_commit=False)
-        app.extensions[self.key] = _AppDatabase(engine, factory, scoped_session(factory))
+        state = app.extensions[self.key] = _AppDatabase(engine, factory, scoped_session(factory))
+        held = weakref.ref(state)  # the hook must not keep a finished app alive
+        os.register_at_fork(after_in_child=lambda: held() and held().after_fork())
         app.teardown_appcontext(lambda _exc: app.extensions[self.key].end_context())
         app.before_request(_declare_reads)
         app.teardown_request(_end_reads)
@@ -101,32 +104,113 @@ def remove_session(registry: scoped_session) -> None:
         registry.registry.clear()
 
 
+#: A thread keeps its read connection between requests for at most this long, then gives
+#: it back to the pool and takes another, so kept connections are recycled too.
+KEPT_CONNECTION_SECONDS = 300.0
+#: The kept connections of processes this one was forked from: never used, closed or
+#: collected here (closing or collecting would reset them over a socket the parent
+#: still uses); see _AppDatabase.after_fork.
+_INHERITED: list = []
+
+
+class _KeptConnection:
+    """A thread's Core connection for reads, kept checked out from one request to the
+    next: giving it back to the pool and taking it out again cost a tenth of a cached
+    GET on PostgreSQL (the pool's checkout, reset and checkin bookkeeping). It goes back
+    to the pool when its thread ends (this object goes with the thread's local storage),
+    when it is older than KEPT_CONNECTION_SECONDS, when it failed, and when the app's
+    database is disposed."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.since = time.monotonic()
+
+    def alive(self) -> bool:
+        """Whether it can still be used (not failed, not closed)."""
+        return not self.connection.invalidated and not self.connection.closed
+
+    def end_use(self) -> bool:
+        """End what the request left open (reads run in autocommit, so nothing is sent);
+        False if the connection is not to be kept: it failed, or is due for recycling."""
+        if not self.alive() or time.monotonic() - self.since >= KEPT_CONNECTION_SECONDS:
+            return False
+        try:
+            self.connection.rollback()
+        except DBAPIError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Give the connection back to the pool (a dead one is discarded)."""
+        try:
+            self.connection.close()
+        except DBAPIError:
+            log.warning("closing a database connection failed; it is discarded",
+                        exc_info=True)
+
+    def __del__(self):
+        # Its thread ended. Errors cannot propagate from here, and at interpreter exit
+        # the pool may already be gone.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class _AppDatabase:
     def __init__(self, engine: Engine, factory: sessionmaker, session: scoped_session):
         self.engine = engine
         self.factory = factory
         self.session = session
         self._connections = threading.local()
+        self._kept: weakref.WeakSet[_KeptConnection] = weakref.WeakSet()
+        self._kept_lock = threading.Lock()
 
     def connection(self) -> Connection:
-        """This thread's Core connection, checked out from the pool on first use."""
-        connection = getattr(self._connections, "current", None)
-        if connection is None:
-            connection = self._connections.current = self.engine.connect()
-        return connection
+        """This thread's Core connection: the one it kept from its last request if still
+        usable, else one checked out from the pool."""
+        kept = getattr(self._connections, "current", None)
+        if kept is not None and not kept.alive():
+            self._forget(kept)
+            kept = None
+        if kept is None:
+            kept = self._connections.current = _KeptConnection(self.engine.connect())
+            with self._kept_lock:
+                self._kept.add(kept)
+        return kept.connection
 
     def end_context(self) -> None:
-        """Give back what this thread's context used: the session and the connection
-        (closing either rolls back anything left uncommitted)."""
+        """Give back what this thread's context used: the session, and the connection
+        unless the thread may keep it for its next request (see _KeptConnection).
+        Closing either rolls back anything left uncommitted."""
         remove_session(self.session)
-        connection = getattr(self._connections, "current", None)
-        if connection is not None:
-            self._connections.current = None
-            try:
-                connection.close()
-            except DBAPIError:
-                log.warning("closing a database connection failed; it is discarded",
-                            exc_info=True)
+        kept = getattr(self._connections, "current", None)
+        if kept is not None and not kept.end_use():
+            self._forget(kept)
+
+    def _forget(self, kept: _KeptConnection) -> None:
+        self._connections.current = None
+        with self._kept_lock:
+            self._kept.discard(kept)
+        kept.close()
+
+    def dispose(self) -> None:
+        """Give back every thread's kept connection and close the pool's connections (an
+        app that is done with its database: tests, tools)."""
+        with self._kept_lock:
+            kept, self._kept = list(self._kept), weakref.WeakSet()
+        for connection in kept:
+            connection.close()
+        self._connections = threading.local()
+        self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """In a forked child: start with no kept connection. The parent's stay referenced
+        (in _INHERITED) so that nothing here resets or closes them."""
+        _INHERITED.append((self._connections, self._kept))
+        self._connections = threading.local()
+        self._kept = weakref.WeakSet()
+        self._kept_lock = threading.Lock()
 
 
 def make_engine(url: str) -> Engine:

@@ -47,7 +47,7 @@ def pg_database(pg_server):
     url = pg_server.create_database("runbase_test")
     app = create_app({"DATABASE_URL": url, "DATA_DIR": pg_server.datadir.parent / "appdata"})
     upgrade_database(app)
-    db.state(app).engine.dispose()
+    db.state(app).dispose()
     return url
 
 
@@ -67,7 +67,7 @@ def sqlite_template(tmp_path_factory):
     path = directory / "runbase.db"
     app = create_app({"DATABASE_URL": f"sqlite:///{path}", "DATA_DIR": str(directory / "data")})
     upgrade_database(app)
-    db.state(app).engine.dispose()
+    db.state(app).dispose()
     return path
 
 
@@ -114,7 +114,7 @@ def app(database_url, tmp_path, app_config):
         worker.stop(wait=True)
     with application.app_context():
         problems = ledger.invariant_violations(db.session)
-    db.state(application).engine.dispose()
+    db.state(application).dispose()
     assert problems == [], "ledger invariants (M6) broken:\n" + "\n".join(problems)
 
 

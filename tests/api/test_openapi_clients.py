@@ -150,7 +150,7 @@ def openai_server(app, fake_openai_url):
     server.shutdown()
     thread.join(timeout=10)
     worker.stop(wait=True)
-    db.state(other).engine.dispose()
+    db.state(other).dispose()
 
 
 # --- the Python client ----------------------------------------------------------------------

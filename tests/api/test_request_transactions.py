@@ -4,6 +4,7 @@ forgotten when a key changes), and a request that meets a connection the server 
 is retried once when it had not written yet."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -173,6 +174,7 @@ def test_last_use_is_recorded(app, client, auth, api_key):
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_requests_survive_connections_the_server_dropped(app, client, auth):
     run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    client.get(f"/api/v1/runs/{run_id}", headers=auth)  # this thread now keeps a connection
     with app.app_context():
         target = db.engine.url.database
         info = conninfo(db.engine)
@@ -212,3 +214,80 @@ def test_a_call_is_retried_once_only_when_it_had_not_written(app, user):
             extensions.retry_on_disconnect(write_then_drop)
         assert calls == ["write"]
         db.session.rollback()
+
+
+class PoolTraffic:
+    """Counts connections taken from and given back to an engine's pool."""
+
+    def __init__(self, engine):
+        self.engine, self.checkouts, self.checkins = engine, 0, 0
+        event.listen(engine, "checkout", self._checkout)
+        event.listen(engine, "checkin", self._checkin)
+
+    def _checkout(self, *_args):
+        self.checkouts += 1
+
+    def _checkin(self, *_args):
+        self.checkins += 1
+
+    def reset(self):
+        self.checkouts = self.checkins = 0
+
+
+@pytest.fixture
+def pool(app):
+    with app.app_context():
+        return PoolTraffic(db.engine)
+
+
+def _get_twice(client, auth, run_id):
+    for _ in range(2):
+        assert client.get(f"/api/v1/runs/{run_id}", headers=auth).status_code == 200
+
+
+def test_a_thread_keeps_its_read_connection_from_one_get_to_the_next(app, client, auth, pool):
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    client.get(f"/api/v1/runs/{run_id}", headers=auth)
+    pool.reset()
+    _get_twice(client, auth, run_id)
+    assert (pool.checkouts, pool.checkins) == (0, 0)
+    db.state(app).dispose()  # an app done with its database gives it back
+    assert pool.checkins == 1 and db.state(app).engine.pool.checkedout() == 0
+
+
+def test_a_kept_connection_goes_back_to_the_pool_when_its_thread_ends(app, client, auth, pool):
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    before = db.state(app).engine.pool.checkedout()
+    pool.reset()
+    served = threading.Thread(target=_get_twice, args=(client, auth, run_id))
+    served.start()
+    served.join()
+    assert pool.checkouts == 1 and pool.checkins == 1  # kept for its second GET, then back
+    assert db.state(app).engine.pool.checkedout() == before
+
+
+def test_a_kept_connection_is_recycled_after_its_time(app, client, auth, pool, monkeypatch):
+    monkeypatch.setattr(extensions, "KEPT_CONNECTION_SECONDS", 0.0)
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    client.get(f"/api/v1/runs/{run_id}", headers=auth)
+    pool.reset()
+    _get_twice(client, auth, run_id)
+    assert pool.checkouts == 2 and pool.checkins == 2
+
+
+def test_a_forked_child_never_touches_the_connection_its_parent_kept(app, client, auth, pool):
+    run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+    client.get(f"/api/v1/runs/{run_id}", headers=auth)  # kept by this thread
+    pool.reset()
+    child = os.fork()
+    if child == 0:  # the child: its own connection, and the parent's left alone at exit
+        try:
+            ok = client.get(f"/api/v1/runs/{run_id}", headers=auth).status_code == 200
+            db.state(app).dispose()
+            os._exit(0 if ok and pool.checkouts == 1 else 1)
+        except BaseException:  # noqa: BLE001 - never return into pytest in the child
+            os._exit(2)
+    _pid, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _get_twice(client, auth, run_id)  # the parent's kept connection still works
+    assert (pool.checkouts, pool.checkins) == (0, 0)

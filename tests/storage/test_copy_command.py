@@ -31,7 +31,7 @@ def moved(app, s3_bucket):
         "PUBLIC_URL", "TRUSTED_PROXIES", "WTF_CSRF_ENABLED")}
     application = create_app({**settings, "STORAGE_URL": f"s3://{s3_bucket}/{PREFIX}"})
     yield application
-    db.state(application).engine.dispose()
+    db.state(application).dispose()
 
 
 def test_copy_then_rerun_then_serve_from_the_bucket(app, client, auth, worker, moved,

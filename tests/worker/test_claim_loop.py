@@ -146,7 +146,7 @@ def quiet_worker(app):
     yield start
     for worker in started:
         worker.stop(wait=True)
-        db.state(worker.app).engine.dispose()
+        db.state(worker.app).dispose()
 
 
 def test_polls_follow_the_providers_schedule_not_the_worker_poll(app, client, auth,
@@ -283,4 +283,4 @@ def test_a_worker_whose_threads_are_all_busy_waits_instead_of_spinning(app, clie
     finally:
         adapter.release.set()
         worker.stop(wait=True)
-        db.state(worker_app).engine.dispose()
+        db.state(worker_app).dispose()

@@ -61,7 +61,7 @@ def standalone(app):
     yield start
     for worker in started:
         worker.stop(wait=True)
-        db.state(worker.app).engine.dispose()
+        db.state(worker.app).dispose()
 
 
 def _create(client, auth, webhook: str | None = None, **input_) -> str:

@@ -132,7 +132,7 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
     finally:
         adapter.release.set()
         worker.stop(wait=True)
-        db.state(worker_app).engine.dispose()
+        db.state(worker_app).dispose()
     # The dropped runs are the ones it still holds: the two it started have ended.
     assert sorted(worker.never_started()) == sorted(
         run_id for run_id in ids if _leased_by(app, run_id) == worker.owner)
@@ -184,5 +184,5 @@ def test_with_long_turns_nothing_is_queued_ahead(app, client, auth, monkeypatch)
         assert most <= worker.threads
     finally:
         worker.stop(wait=True)
-        db.state(worker_app).engine.dispose()
+        db.state(worker_app).dispose()
     assert len(ids) == 12

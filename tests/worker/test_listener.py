@@ -30,7 +30,7 @@ def standalone_worker(app):
     time.sleep(1.5)  # its first claim (at start) is done; from now on it waits
     yield worker
     worker.stop(wait=True)
-    db.state(worker_app).engine.dispose()
+    db.state(worker_app).dispose()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -96,7 +96,7 @@ def counted_worker(app):
     counter.reset()
     yield worker, counter
     worker.stop(wait=True)
-    db.state(worker_app).engine.dispose()
+    db.state(worker_app).dispose()
 
 
 def _create(client, auth, body) -> str:
