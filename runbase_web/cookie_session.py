@@ -26,6 +26,9 @@ class CookieSessionInterface(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """The session in the request's cookie; an empty one when there is no cookie."""
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        # No Cookie header at all (every API call) is decided without parsing cookies:
+        # a missing key in Werkzeug's cookie dict costs a raised and caught KeyError.
+        if app.secret_key and (not request.environ.get("HTTP_COOKIE")
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)

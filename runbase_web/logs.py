@@ -48,8 +48,12 @@ def current_request_id() -> str:
     return secrets.token_hex(8)
 
 
+#: Where WSGI puts the header (read directly: it is looked up on every request).
+_HEADER_ENVIRON_KEY = "HTTP_" + HEADER.upper().replace("-", "_")
+
+
 def _incoming_id() -> str:
-    given = request.headers.get(HEADER, "")
+    given = request.environ.get(_HEADER_ENVIRON_KEY, "")
     return given if SAFE_REQUEST_ID.match(given) else secrets.token_hex(8)
 
 
