@@ -127,3 +127,12 @@ class _Closing:
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
+
+    def __del__(self):
+        # Werkzeug's server can also drop the response without close() and without its
+        # iterator: when the client's connection breaks while the server drains it after
+        # the body. Close the file before it is collected, not with a ResourceWarning.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing can be raised from a finalizer
+            pass

@@ -40,6 +40,17 @@ def test_a_download_dropped_midway_is_closed_when_dropped(app, tmp_path):
     assert handle.closed
 
 
+def test_a_response_dropped_unread_without_close_is_closed(app, tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 100_000)
+    with app.test_request_context(environ_overrides=WERKZEUG):
+        response = close_when_dropped(send_file(path))
+        handle = _opened(response)
+        del response  # abandoned by the server before its first chunk, never closed
+        gc.collect()
+    assert handle.closed
+
+
 def test_gunicorn_gets_the_response_as_it_was(app, tmp_path):
     path = tmp_path / "a.bin"
     path.write_bytes(b"x")
