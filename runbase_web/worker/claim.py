@@ -348,10 +348,11 @@ def _cancels_and_next_due(session: Session, left: int, lease_seconds: float,
     if first_cancel is not None and first_cancel <= at:
         cancels = lease_due_cancels(session, left, lease_seconds, at=at)
         next_poll, first_cancel = waiting_times(session, at)
-    return cancels, _earliest(next_poll, first_cancel)
+    return cancels, earliest(next_poll, first_cancel)
 
 
-def _earliest(*times: datetime | None) -> datetime | None:
+def earliest(*times):
+    """The earliest of the times given (datetimes, or monotonic seconds), None if none is."""
     return min((value for value in times if value is not None), default=None)
 
 

@@ -28,7 +28,7 @@ from flask import Flask
 
 from ..extensions import db
 from ..models import utcnow
-from .claim import Claim, ClaimedRun, Release, claim_work, renew_leases
+from .claim import Claim, ClaimedRun, Release, claim_work, earliest, renew_leases
 from .execute import Step, cancel_upstream_job, execute_run
 from .listener import RunListener
 from .webhook_delivery import DeliveryLoop
@@ -76,11 +76,10 @@ class Worker:
         #: transaction (a quarter of the pool stood idle so at a 0 ms provider). A stop
         #: gives them back. See QUEUE_AHEAD_TURN_SECONDS.
         self.queue_ahead = self.claim_batch
-        self._queued: dict[str, Future] = {}
+        self._queued: dict[str, tuple[Future, ClaimedRun]] = {}
         #: Queued runs dropped by a stop whose attempt the claim had counted: they never
         #: called their provider, so giving them back takes the attempt back too.
         self._never_started: list[str] = []
-        self._counted: dict[str, bool] = {}  # queued run -> whether its attempt was counted
         self._turn_seconds: float | None = None  # a moving average of a run's turn
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
         self._active: set[str] = set()
@@ -249,8 +248,7 @@ class Worker:
         self._note_claim(claim, started)
         for run in claim.runs:
             with self._lock:
-                self._queued[run.id] = self._pool.submit(self._execute, run)
-                self._counted[run.id] = run.attempt_counted
+                self._queued[run.id] = (self._pool.submit(self._execute, run), run)
         for run_id in claim.cancels:
             self._pool.submit(self._cancel_upstream, run_id)
         if claim.delivery_due:
@@ -293,7 +291,7 @@ class Worker:
             # A claim that took everything due knows the next due time, but perhaps not
             # of runs this worker released while it ran; with a backlog, freed threads
             # claim again anyway.
-            self._due = _earliest(due, self._released_due)
+            self._due = earliest(due, self._released_due)
 
     def _cancel_upstream(self, run_id: str) -> None:
         try:
@@ -304,7 +302,6 @@ class Worker:
     def _execute(self, run: ClaimedRun) -> None:
         with self._lock:
             self._queued.pop(run.id, None)
-            self._counted.pop(run.id, None)
         step = Step()
         started = time.monotonic()
         try:
@@ -329,8 +326,8 @@ class Worker:
             if self._freed_at is None:
                 self._freed_at = now
             if step is not None and step.check_after is not None:
-                self._due = _earliest(self._due, now + step.check_after)
-                self._released_due = _earliest(self._released_due, now + step.check_after)
+                self._due = earliest(self._due, now + step.check_after)
+                self._released_due = earliest(self._released_due, now + step.check_after)
             direct = step is not None and step.release is not None and self._draining
             if step is not None and step.release is not None and not direct:
                 self._hand_back([step.release], now)
@@ -362,11 +359,10 @@ class Worker:
     def _drop_queued(self) -> None:
         with self._lock:
             queued, self._queued = self._queued, {}
-        dropped = [run_id for run_id, future in queued.items() if future.cancel()]
+        dropped = [run for future, run in queued.values() if future.cancel()]
         with self._lock:
-            self._active.difference_update(dropped)
-            self._never_started += [run_id for run_id in dropped
-                                    if self._counted.pop(run_id, False)]
+            self._active.difference_update(run.id for run in dropped)
+            self._never_started += [run.id for run in dropped if run.attempt_counted]
 
     def never_started(self) -> list[str]:
         """Runs this worker leased and counted an attempt for, then dropped from its queue
@@ -380,7 +376,3 @@ class Worker:
         with self._lock:
             return len(self._active) - len(self._queued) + len(self._canceling)
 
-
-def _earliest(*times: float | None) -> float | None:
-    """The earliest of the times given, None if none is."""
-    return min((value for value in times if value is not None), default=None)

@@ -18,7 +18,7 @@ from runbase_web.worker import Worker, runner
 from runbase_web.worker.claim import claim_work, give_back_leases
 from runbase_web.worker.finish_group import FinishGroup
 from tests.fakes.replicate import tiny_png
-from tests.worker.test_claim_loop import BlockingAdapter, _create
+from tests.worker.test_claim_loop import BlockingAdapter, _create, _runs
 from tests.worker.test_transactions import TransactionCounter
 
 
@@ -135,7 +135,7 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
         db.state(worker_app).dispose()
     # The dropped runs are the ones it still holds: the two it started have ended.
     assert sorted(worker.never_started()) == sorted(
-        run_id for run_id in ids if _leased_by(app, run_id) == worker.owner)
+        run.id for run in _runs(app, ids) if run.lease_owner == worker.owner)
     with app.app_context():
         given_back = give_back_leases(db.session, worker.owner,
                                       never_started=worker.never_started())
@@ -149,11 +149,6 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
     started = [run for run in found.values() if run.status == RunStatus.SUCCEEDED.value]
     assert len(started) == 2 and all(run.attempts == 1 for run in started)
     assert set(found) == set(ids)
-
-
-def _leased_by(app, run_id: str) -> str | None:
-    with app.app_context():
-        return db.session.get(Run, run_id).lease_owner
 
 
 class SlowAdapter:
