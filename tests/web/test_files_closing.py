@@ -12,43 +12,38 @@ from runbase_web.files_web import close_when_dropped
 WERKZEUG = {"SERVER_SOFTWARE": "Werkzeug/3.1.8"}
 
 
-def _opened(response):
-    """The file object behind a send_file response."""
-    return response.response._chunks.file
+def _sent(tmp_path):
+    """(response, its open file) for a 100 kB file sent as under Werkzeug's server; call
+    inside a request context with WERKZEUG's environ."""
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 100_000)
+    response = close_when_dropped(send_file(path))
+    return response, response.response._chunks.file
 
 
 def test_a_response_never_read_is_closed_by_close(app, tmp_path):
-    path = tmp_path / "a.bin"
-    path.write_bytes(b"x" * 100_000)
     with app.test_request_context(environ_overrides=WERKZEUG):
-        response = close_when_dropped(send_file(path))
-        handle = _opened(response)
+        response, handle = _sent(tmp_path)
         response.close()
     assert handle.closed
 
 
 def test_a_download_dropped_midway_is_closed_when_dropped(app, tmp_path):
-    path = tmp_path / "a.bin"
-    path.write_bytes(b"x" * 100_000)
     with app.test_request_context(environ_overrides=WERKZEUG):
-        response = close_when_dropped(send_file(path))
-        handle = _opened(response)
+        response, handle = _sent(tmp_path)
         chunks = iter(response.response)
         next(chunks)  # the client read one chunk, then went away; nobody calls close()
         del chunks, response
         gc.collect()
-    assert handle.closed
+        assert handle.closed
 
 
 def test_a_response_dropped_unread_without_close_is_closed(app, tmp_path):
-    path = tmp_path / "a.bin"
-    path.write_bytes(b"x" * 100_000)
     with app.test_request_context(environ_overrides=WERKZEUG):
-        response = close_when_dropped(send_file(path))
-        handle = _opened(response)
+        response, handle = _sent(tmp_path)
         del response  # abandoned by the server before its first chunk, never closed
         gc.collect()
-    assert handle.closed
+        assert handle.closed
 
 
 def test_gunicorn_gets_the_response_as_it_was(app, tmp_path):
