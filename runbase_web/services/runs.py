@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from ..driver_query import DriverQuery
 from ..errors import RunNotFound
 from ..models import Run, RunStatus, is_active, utcnow
 from . import ledger, webhooks
@@ -29,19 +30,17 @@ def get_run(session: Session, user_id: int, run_id: str) -> Run:
 PUBLIC_COLUMNS = tuple(Run.__table__.c[name] for name in (
     "id", "model", "status", "cost_micros", "input", "output_urls", "error", "error_code",
     "created_at", "started_at", "completed_at"))
-# Built once: a plain-table statement with bound parameters skips the ORM's compile step
-# and hits the statement cache on every call.
-_PUBLIC_RUN = select(*PUBLIC_COLUMNS).where(Run.__table__.c.id == bindparam("run_id"),
-                                            Run.__table__.c.user_id == bindparam("user_id"))
+# Read on the driver's cursor: this is the API's hottest statement (see driver_query).
+_PUBLIC_RUN = DriverQuery(select(*PUBLIC_COLUMNS).where(
+    Run.__table__.c.id == bindparam("run_id"), Run.__table__.c.user_id == bindparam("user_id")))
 
 
-def get_public_run(database: Session | Connection, user_id: int, run_id: str):
+def get_public_run(connection: Connection, user_id: int, run_id: str):
     """The user's run as a row of PUBLIC_COLUMNS: what GET /api/v1/runs/<id> answers with,
-    read in one query without building an ORM object (the API's hottest path, which
-    passes a Core connection)."""
+    read in one query without building an ORM object."""
     row = None
     if isinstance(run_id, str) and len(run_id) <= 40:
-        row = database.execute(_PUBLIC_RUN, {"run_id": run_id, "user_id": user_id}).first()
+        row = _PUBLIC_RUN.first(connection, {"run_id": run_id, "user_id": user_id})
     if row is None:
         raise RunNotFound(f"No run with id '{run_id}' for this account.")
     return row
