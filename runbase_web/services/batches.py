@@ -18,6 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
+from ..ids import random_text
 from ..models import Batch, Run, RunStatus, utcnow
 from . import sharing
 from .run_creation import MAX_SEED, RunCreator, last_seed
@@ -54,7 +55,7 @@ class GridCell:
 
 def new_batch_id() -> str:
     """`grid_` and 24 random characters: unguessable and URL-safe."""
-    return "grid_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    return "grid_" + random_text(_ID_ALPHABET, 24)
 
 
 def axis_size(axes: Mapping[str, Any], name: str) -> int:

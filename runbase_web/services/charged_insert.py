@@ -18,7 +18,7 @@ SQLite has no data-modifying CTEs; there run_creation sends the statements one b
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import BigInteger, Boolean, bindparam, column, text
 from sqlalchemy.orm import Session
 
 from ..models import EntryKind, LedgerEntry, Run
@@ -65,7 +65,11 @@ def _statement(channel: str, columns: tuple[str, ...]):
     run_columns = Run.__table__.c
     typed = [bindparam(name, type_=run_columns[name].type) for name in columns]
     typed.append(bindparam("kind", type_=_ENTRY_TYPES.kind.type))
-    return text(sql).bindparams(*typed)
+    # Typed result columns: the result's description is then known once, not rebuilt from
+    # the cursor on every create.
+    return text(sql).bindparams(*typed).columns(
+        column("balance", BigInteger), column("key_charged", Boolean),
+        column("inserted", BigInteger))
 
 
 #: Built once per channel and set of columns (a grid's runs name three more).

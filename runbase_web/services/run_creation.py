@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from .. import jsontext
 from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
 from ..errors import InsufficientBalance, InvalidInput, ModelNotFound, RunbaseError
+from ..ids import random_text
 from ..models import Run, RunStatus, utcnow
 from ..money import format_usd
 from . import ledger, runs, uploads
@@ -45,7 +46,7 @@ WAKE_CHANNEL = "runbase_runs"
 
 def new_run_id() -> str:
     """`run_` and 24 random characters: unguessable and URL-safe."""
-    return "run_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    return "run_" + random_text(_ID_ALPHABET, 24)
 
 
 def resolve_model(catalog: Catalog, model_id: str, provider_env: Mapping[str, str]) -> ModelSpec:

@@ -20,6 +20,7 @@ from sqlalchemy import desc, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import RunNotFound
+from ..ids import random_text
 from ..models import Run, User, WebhookAttempt, WebhookDelivery, utcnow
 from .run_object import run_object
 
@@ -92,7 +93,7 @@ def signed_headers(secret: str, message_id: str, timestamp: int, body: bytes) ->
 
 def new_message_id() -> str:
     """`msg_` and 24 random letters and digits (the `webhook-id`, same on every retry)."""
-    return "msg_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    return "msg_" + random_text(_ID_ALPHABET, 24)
 
 
 def payload_for(run: Run, public_url: str) -> str:

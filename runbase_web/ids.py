@@ -1,0 +1,20 @@
+"""Random public ids (`run_…`, `grid_…`, `msg_…`): unguessable, URL-safe, uniform."""
+from __future__ import annotations
+
+import secrets
+
+
+def random_text(alphabet: str, length: int) -> str:
+    """`length` characters drawn uniformly and independently from `alphabet`, from the
+    operating system's CSPRNG.
+
+    One random number below len(alphabet) ** length, written in that base: the same
+    distribution as a `secrets.choice` per character, at one draw instead of `length`
+    (a create spent a tenth of its time on the id when each character was a draw)."""
+    base = len(alphabet)
+    value = secrets.randbelow(base ** length)
+    characters = []
+    for _ in range(length):
+        value, digit = divmod(value, base)
+        characters.append(alphabet[digit])
+    return "".join(characters)
