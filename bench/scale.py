@@ -83,10 +83,11 @@ def turn(topology: Topology, count: int, clients: int, roles: Roles, shares: lis
         response.raise_for_status()
         return response.json()["id"]
 
+    database = topology.database_url.replace("postgresql+psycopg", "postgresql")
+    commits_before = commits(database)
     before, started, own = roles.read(), time.monotonic(), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         ids = list(pool.map(create, range(count)))
-    database = topology.database_url.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(database, autocommit=True) as connection:
         while connection.execute("SELECT count(*) FROM runs WHERE id = ANY(%s) AND status IN "
                                  "('pending', 'processing')", (ids,)).fetchone()[0]:
@@ -98,6 +99,7 @@ def turn(topology: Topology, count: int, clients: int, roles: Roles, shares: lis
     after = roles.read()
     share = {role: (after[role] - before.get(role, 0)) / harness.TICK / wall for role in after}
     share["client"] = (time.process_time() - own) / wall
+    share["commits/run"] = (commits(database) - commits_before) / count
     shares.append(share)
     done = [(float(end) - float(begin)) * 1000 for status, begin, end in rows
             if status == "succeeded"]
@@ -107,6 +109,15 @@ def turn(topology: Topology, count: int, clients: int, roles: Roles, shares: lis
     p99 = done[min(len(done) - 1, int(len(done) * 0.99))] if done else None
     return (len(done) / (last - first), statistics.median(done) if done else None, p99,
             count - len(done))
+
+
+def commits(database: str) -> int:
+    """Transactions committed in the database so far (PostgreSQL's statistics; they lag
+    by up to a second, which a turn of a few seconds absorbs)."""
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("SELECT pg_stat_force_next_flush()")
+        return connection.execute("SELECT xact_commit FROM pg_stat_database "
+                                  "WHERE datname = current_database()").fetchone()[0]
 
 
 def with_workers(topology: Topology, wanted: int) -> None:
@@ -161,11 +172,13 @@ def report(latency: float, web: int, results: dict[int, tuple]) -> None:
     base = results[min(results)][0]
     print(f"\nprovider {latency:g} s, gunicorn x {web}: medians")
     for workers, (rate, p50, p99, foreign, cpu, kept) in sorted(results.items()):
+        cpu = dict(cpu)
+        per_run = cpu.pop("commits/run")
         where = ", ".join(f"{role} {share:.2f}" for role, share in
                           sorted(cpu.items(), key=lambda item: -item[1]))
         print(f"  {workers} worker(s): {rate:7.1f} runs/s  ratio {rate / base:4.2f}  "
               f"p50 {p50:7.0f} ms  p99 {p99:7.0f} ms  others {foreign:4.1%}  n={kept}  "
-              f"cores used: {where}")
+              f"commits per run {per_run:.1f}  cores used: {where}")
     print(flush=True)
 
 
