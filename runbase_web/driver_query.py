@@ -21,11 +21,9 @@ bind processing; it refuses others when compiled.
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from sqlalchemy import Connection, Dialect, Select
-
-Processor = Callable[[Any], Any]
 
 
 class _Plan:

@@ -12,6 +12,7 @@ from runbase_web.driver_query import DriverQuery
 from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
 from runbase_web.services import runs
+from tests.api.test_request_transactions import _in_transaction
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a lighthouse \u00e9 \u2603 \"quoted\""}}
 _STATEMENT = select(*runs.PUBLIC_COLUMNS).where(Run.__table__.c.id == bindparam("run_id"))
@@ -46,15 +47,11 @@ def test_rows_match_core_in_every_state(app, run_ids):
         assert query.first(connection, {"run_id": "run_missing"}) is None
 
 
-def test_the_engine_events_see_the_statement_and_it_reads_outside_a_transaction(app, run_ids,
-                                                                               database_url):
+def test_the_engine_events_see_the_statement_and_it_reads_outside_a_transaction(app, run_ids):
     seen = []
 
     def record(conn, _cursor, statement, *_args):
-        raw = conn.connection.dbapi_connection
-        in_transaction = raw.in_transaction if database_url.startswith("sqlite") \
-            else not raw.autocommit
-        seen.append((statement.split()[0], in_transaction))
+        seen.append((statement.split()[0], _in_transaction(conn.connection.dbapi_connection)))
 
     query = DriverQuery(_STATEMENT)
     with app.app_context():
