@@ -119,10 +119,12 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
     worker.start()
     try:
         assert adapter.entered.wait(15)
-        # Both threads are in a call; with the backlog, queue_ahead more are leased.
+        # Both threads get into a call (the second may start a moment after the first);
+        # with the backlog, queue_ahead more are leased.
         deadline = threading.Event()
         for _ in range(100):
-            if len(worker.active_runs()) == worker.threads + worker.queue_ahead:
+            if (len(worker.active_runs()) == worker.threads + worker.queue_ahead
+                    and worker.busy_slots() == worker.threads):
                 break
             deadline.wait(0.05)
         assert len(worker.active_runs()) == worker.threads + worker.queue_ahead
