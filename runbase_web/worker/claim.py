@@ -6,7 +6,7 @@ pending, leases the next batch (counting the attempts of runs about to start in 
 write) and reads what each run's turn needs (ClaimedRun), so a turn reads nothing more.
 A claim that finds fewer runs than it has slots costs six round trips on PostgreSQL:
 BEGIN, two reads, the lease, when the next waiting work falls due, COMMIT. The functions
-named choose_*, lease_* and release_many write in the caller's transaction; the other
+named choose_*, lease_* and release_many work in the caller's transaction; the other
 claim_* functions commit their own."""
 from __future__ import annotations
 
@@ -94,17 +94,6 @@ class Release:
     upstream_state: dict | None
 
 
-def lease_due_runs(session: Session, owner: str, limit: int, lease_seconds: float, *,
-                   at: datetime | None = None) -> list[Row]:
-    """Lease up to `limit` due runs to `owner` in the session's transaction, without
-    committing; returns their TURN_COLUMNS as read (before the lease was written)."""
-    at = at or utcnow()
-    chosen = choose_due_runs(session, limit, at=at)
-    lease_runs(session, owner, [Lease(row.id, row.attempts, row.adapter) for row in chosen],
-               lease_seconds, at=at)
-    return chosen
-
-
 def choose_due_runs(session: Session, limit: int, *, at: datetime) -> list[Row]:
     """Lock up to `limit` due runs in the session's transaction and return their
     TURN_COLUMNS (lease_runs then leases them). Up to NEW_RUN_SHARE of them are runs
@@ -165,14 +154,6 @@ def release_many(session: Session, owner: str, releases: list[Release]) -> None:
         session.execute(_RELEASE, [{"run_id": item.run_id, "owner": owner, "now": now,
                                     "check_at": item.check_at, "job_id": item.upstream_id,
                                     "job_state": item.upstream_state} for item in releases])
-
-
-def claim_due(session: Session, owner: str, limit: int, lease_seconds: int) -> list[str]:
-    """Lease up to `limit` due runs to `owner` and commit; returns their ids (the worker
-    claims through claim_work, which reads what the runs' turns need)."""
-    ids = [run.id for run in lease_due_runs(session, owner, limit, lease_seconds)]
-    session.commit()
-    return ids
 
 
 def lease_due_cancels(session: Session, limit: int, lease_seconds: float, *,

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
-from runbase_web.worker.claim import claim_due
+from runbase_web.worker.claim import claim_work
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "x"}}
 
@@ -25,10 +25,14 @@ def _set(app, run_id: str, **values) -> None:
         db.session.commit()
 
 
+def _claim(app, slots: int) -> list[str]:
+    """What the worker's claim takes with `slots` free threads, in its order."""
+    return [run.id for run in claim_work(app, "test-owner", slots, 30).runs]
+
+
 def _claim_one(app) -> str:
-    with app.app_context():
-        [claimed] = claim_due(db.session, "test-owner", 1, 30)
-        return claimed
+    [claimed] = _claim(app, 1)
+    return claimed
 
 
 def test_a_new_run_goes_before_polls_that_fell_due_after_it(app, client, auth):
@@ -61,7 +65,6 @@ def test_a_claim_of_several_keeps_half_its_slots_for_new_runs(app, client, auth)
         _set(app, run_id, status="processing", created_at=now - timedelta(minutes=5),
              upstream_id="job", next_check_at=now - timedelta(seconds=30))
     new = [_create(client, auth) for _ in range(3)]
-    with app.app_context():
-        claimed = claim_due(db.session, "test-owner", 4, 30)
+    claimed = _claim(app, 4)
     assert set(claimed) & set(new) == set(new[:2])  # the two oldest new runs
     assert len(set(claimed) & set(overdue)) == 2  # and the polls keep their half
