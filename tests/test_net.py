@@ -16,7 +16,7 @@ import urllib3.response
 from PIL import Image
 from sqlalchemy import select
 
-from runbase_web import net, recipe
+from runbase_web import net, recipe, state
 from runbase_web.extensions import db
 from runbase_web.models import LedgerEntry
 from runbase_web.net import FetchError, Fetcher, check_url
@@ -490,10 +490,9 @@ def test_worker_refuses_loopback_outputs_by_default(server, app, client, auth, w
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_worker_fetcher_is_one_per_app_with_the_app_s_guard(app, app_config):
+def test_the_worker_fetcher_is_one_per_app_with_the_app_s_guard(app):
     """Every run shares the app's fetcher (its pool keeps checked, pinned connections),
     built with the app's loopback rule and size cap, and it still refuses loopback."""
-    from runbase_web import state
     app.config["FETCH_MAX_BYTES"] = 12345
     shared = state.fetcher(app)
     made = []

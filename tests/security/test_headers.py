@@ -5,7 +5,9 @@ import json
 import re
 
 import pytest
+from werkzeug.datastructures import Headers
 
+from runbase_web.responses import add_missing_headers
 from runbase_web.security import CONTENT_SECURITY_POLICY
 from tests.security import TagCollector
 from tests.web import sign_in
@@ -92,3 +94,11 @@ def test_pages_have_no_inline_script_style_or_handlers(client, user, url):
         assert not [name for name in attrs if name.startswith(("hx-on", "data-hx-on"))], (tag, attrs)
         if tag == "script":
             assert attrs.get("src", "").startswith("/static/"), attrs
+
+
+def test_a_header_a_view_set_is_kept_whatever_its_case_and_never_doubled():
+    headers = Headers([("referrer-policy", "no-referrer")])
+    add_missing_headers(headers, [("Referrer-Policy", "same-origin"),
+                                  ("X-Content-Type-Options", "nosniff")])
+    assert headers.getlist("Referrer-Policy") == ["no-referrer"]
+    assert headers.getlist("X-Content-Type-Options") == ["nosniff"]
