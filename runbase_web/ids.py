@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import secrets
+import string
+
+#: The alphabet of run and grid ids (`run_…`, `grid_…`).
+LOWERCASE_AND_DIGITS = string.ascii_lowercase + string.digits
 
 
 def random_text(alphabet: str, length: int) -> str:

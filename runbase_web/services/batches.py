@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import secrets
-import string
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -18,14 +17,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..errors import RunbaseError
-from ..ids import random_text
+from ..ids import LOWERCASE_AND_DIGITS, random_text
 from ..models import Batch, Run, RunStatus, utcnow
 from . import sharing
 from .run_creation import MAX_SEED, RunCreator, last_seed
 
 #: The most runs one grid makes: enough for a 6×6 sweep, few enough to watch at once.
 MAX_CELLS = 36
-_ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The axis kinds a grid knows (see playground/grid.py for how the form names them).
 AXIS_KINDS = ("seed", "field", "prompt", "replace", "model")
 
@@ -55,7 +53,7 @@ class GridCell:
 
 def new_batch_id() -> str:
     """`grid_` and 24 random characters: unguessable and URL-safe."""
-    return "grid_" + random_text(_ID_ALPHABET, 24)
+    return "grid_" + random_text(LOWERCASE_AND_DIGITS, 24)
 
 
 def axis_size(axes: Mapping[str, Any], name: str) -> int:

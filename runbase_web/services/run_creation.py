@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import string
 from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any, Mapping, Sequence
@@ -22,13 +21,12 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from .. import jsontext
 from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
 from ..errors import InsufficientBalance, InvalidInput, ModelNotFound, RunbaseError
-from ..ids import random_text
+from ..ids import LOWERCASE_AND_DIGITS, random_text
 from ..models import Run, RunStatus, utcnow
 from ..money import format_usd
 from . import ledger, runs, uploads
 from .charged_insert import insert_charged_run
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
 #: The largest seed models accept; a run without one gets a random seed so it can be repeated.
 MAX_SEED = 2_147_483_647
 MAX_WEBHOOK_URL = 2048
@@ -46,7 +44,7 @@ WAKE_CHANNEL = "runbase_runs"
 
 def new_run_id() -> str:
     """`run_` and 24 random characters: unguessable and URL-safe."""
-    return "run_" + random_text(_ID_ALPHABET, 24)
+    return "run_" + random_text(LOWERCASE_AND_DIGITS, 24)
 
 
 def resolve_model(catalog: Catalog, model_id: str, provider_env: Mapping[str, str]) -> ModelSpec:
