@@ -111,6 +111,23 @@ def wait_for_upstream_cancel(app, run_id: str, outcome: str = "sent", timeout: f
         time.sleep(0.05)
 
 
+def callbacks_sent(fake) -> list[dict]:
+    """The callbacks a fake provider sent, each with our answer."""
+    return list(fake.state.data.get("callbacks", []))
+
+
+def wait_for_callbacks(fake, count: int, timeout: float = 10.0) -> list[dict]:
+    """Wait until the fake has sent `count` callbacks and recorded our answers.
+
+    A fake records a callback only once our answer is back, and the run it ends may be
+    seen as ended a moment before that, so a test that waited for the run waits here too."""
+    deadline = time.monotonic() + timeout
+    while len(callbacks_sent(fake)) < count:
+        assert time.monotonic() < deadline, f"only {len(callbacks_sent(fake))} callbacks were sent"
+        time.sleep(0.02)
+    return callbacks_sent(fake)
+
+
 def restart_worker(app) -> None:
     """Crash the embedded worker between polls and start a fresh one (W2)."""
     app.extensions.pop(WORKER).stop(wait=False)

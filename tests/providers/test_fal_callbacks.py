@@ -14,8 +14,8 @@ from runbase_web.models import Run
 from tests.conftest import wait_for_run
 from tests.fakes import fal as fake_fal
 from tests.providers.support import (
-    PNG, assert_stored, balance, create, ledger, start_fake, stop_soon, wait_for_upstream_id,
-    write_catalog)
+    PNG, assert_stored, balance, callbacks_sent, create, ledger, start_fake, stop_soon,
+    wait_for_callbacks, wait_for_upstream_id, write_catalog)
 from tests.providers.test_fal import FLUX, KEY
 
 MODEL = FLUX["id"]
@@ -41,11 +41,6 @@ def polls(fake) -> int:
     return len([c for c in fake.state.calls_to("GET", "/fal-ai/") if "/requests/" in c.path])
 
 
-def sent(fake) -> list[dict]:
-    """The callbacks the fake sent, with our answers."""
-    return list(fake.state.data.get("callbacks", []))
-
-
 def test_run_finishes_from_the_callback_without_a_single_poll(fake, app, public_url, client,
                                                               auth, worker):
     run = create(client, auth, MODEL)
@@ -54,7 +49,7 @@ def test_run_finishes_from_the_callback_without_a_single_poll(fake, app, public_
     assert polls(fake) == 0
     [submit] = fake.state.calls_to("POST", "/fal-ai/flux/dev")
     assert submit.args["fal_webhook"].startswith(f"{public_url}/callbacks/fal/{run['id']}/")
-    [callback] = sent(fake)
+    [callback] = wait_for_callbacks(fake, 1)
     assert callback["status"] == 200 and callback["answer"]["outcome"] == "accepted"
     assert ledger(app, run["id"]) == [("charge", -25000)]
 
@@ -81,7 +76,7 @@ def test_a_callback_signed_with_another_key_is_refused_and_polling_ends_the_run(
     run = create(client, auth, MODEL)
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "succeeded", done.error
-    [forged] = sent(fake)
+    [forged] = wait_for_callbacks(fake, 1)
     assert forged["status"] == 401 and forged["answer"]["error"]["code"] == "bad_signature"
     assert polls(fake) >= 2  # status, then the result
 
@@ -99,7 +94,8 @@ def test_stale_tampered_and_replayed_callbacks_are_refused(fake, app, public_url
     body = json.dumps({"request_id": request_id, "gateway_request_id": request_id,
                        "status": "OK", "payload": None, "payload_error": "not valid JSON"})
     headers = fake_fal.fal_headers(fake_fal.signing_key(fake.state), request_id, body.encode())
-    signed = fake_fal.post_callback(fake.state, sent(fake)[0]["url"], headers, body)
+    [stale_sent] = wait_for_callbacks(fake, 1)
+    signed = fake_fal.post_callback(fake.state, stale_sent["url"], headers, body)
     assert signed["answer"]["outcome"] == "accepted"
     deadline = time.monotonic() + 10
     while polls(fake) < 1:
@@ -129,4 +125,4 @@ def test_without_a_public_url_no_webhook_is_asked_for(fake, app, client, auth, w
     assert done.status == "succeeded", done.error
     [submit] = fake.state.calls_to("POST", "/fal-ai/flux/dev")
     assert "fal_webhook" not in submit.args
-    assert polls(fake) >= 2 and not sent(fake)
+    assert polls(fake) >= 2 and not callbacks_sent(fake)

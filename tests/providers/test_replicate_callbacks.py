@@ -13,8 +13,8 @@ from runbase_web.models import ProviderCallback, Run, StoredFile
 from tests.conftest import wait_for_run
 from tests.fakes import replicate as fake_replicate
 from tests.providers.support import (
-    PAINTER, PNG, assert_stored, balance, create, ledger, start_fake, stop_soon,
-    wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
+    PAINTER, PNG, assert_stored, balance, callbacks_sent, create, ledger, start_fake, stop_soon,
+    wait_for_callbacks, wait_for_upstream_cancel, wait_for_upstream_id, write_catalog)
 
 TOKEN = "r8-test"
 MODEL = PAINTER["id"]
@@ -39,20 +39,6 @@ def polls(fake) -> int:
     return len(fake.state.calls_to("GET", "/v1/predictions/"))
 
 
-def sent(fake) -> list[dict]:
-    """The callbacks the fake sent, with our answers."""
-    return list(fake.state.data.get("callbacks", []))
-
-
-def wait_for_callbacks(fake, count: int, timeout: float = 10.0) -> list[dict]:
-    """Wait until the fake has sent (and we answered) `count` callbacks."""
-    deadline = time.monotonic() + timeout
-    while len(sent(fake)) < count:
-        assert time.monotonic() < deadline, f"only {len(sent(fake))} callbacks were sent"
-        time.sleep(0.02)
-    return sent(fake)
-
-
 def stored_files(app, run_id: str) -> int:
     """How many files we stored for the run."""
     with app.app_context():
@@ -69,7 +55,7 @@ def test_run_finishes_from_the_callback_without_a_single_poll(fake, app, public_
     [submit] = fake.state.calls_to("POST", "/v1/models/")
     assert submit.json["webhook"].startswith(f"{public_url}/callbacks/replicate/{run['id']}/")
     assert submit.json["webhook_events_filter"] == ["completed"]
-    [callback] = sent(fake)
+    [callback] = wait_for_callbacks(fake, 1)
     assert callback["status"] == 200 and callback["answer"]["outcome"] == "accepted"
     # The signing secret is fetched with the API token, once, and cached.
     [secret_get] = fake.state.calls_to("GET", "/v1/webhooks/default/secret")
@@ -88,7 +74,7 @@ def test_a_callback_that_overtakes_the_create_answer_still_ends_the_run(fake, ap
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "succeeded", done.error
     assert polls(fake) == 0
-    assert [c["answer"]["outcome"] for c in sent(fake)] == ["accepted"]
+    assert [c["answer"]["outcome"] for c in wait_for_callbacks(fake, 1)] == ["accepted"]
 
 
 def test_a_forged_callback_is_refused_and_the_fallback_poll_ends_the_run(fake, app, public_url,
@@ -152,7 +138,7 @@ def test_callbacks_after_the_run_ended_change_nothing(fake, app, public_url, cli
     run = create(client, auth, MODEL)
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "succeeded", done.error
-    [first] = sent(fake)
+    [first] = wait_for_callbacks(fake, 1)
     # The same message again (Replicate retrying a delivery it thinks failed), and a new
     # message about the same prediction: both are answered 200 and ignored.
     again = fake_replicate.resend(fake.state, first)
@@ -213,7 +199,7 @@ def test_without_a_public_url_no_webhook_is_asked_for(fake, app, client, auth, w
     assert done.status == "succeeded", done.error
     [submit] = fake.state.calls_to("POST", "/v1/models/")
     assert "webhook" not in submit.json and "webhook_events_filter" not in submit.json
-    assert polls(fake) >= 1 and not sent(fake)
+    assert polls(fake) >= 1 and not callbacks_sent(fake)
     assert not fake.state.calls_to("GET", "/v1/webhooks/")
 
 

@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import wait_for_run
 from tests.fakes import runbase as fake_runbase
 from tests.fakes.replicate import WEBHOOK_SECRET
-from tests.providers.support import PNG, assert_stored, create, ledger, start_fake, stop_soon
+from tests.providers.support import (
+    PNG, assert_stored, callbacks_sent, create, ledger, start_fake, stop_soon, wait_for_callbacks)
 from tests.providers.test_upstream import KEY, MODEL
 
 OTHER_SECRET = "whsec_QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
@@ -34,11 +35,6 @@ def polls(fake) -> int:
     return len(fake.state.calls_to("GET", "/api/v1/runs/"))
 
 
-def sent(fake) -> list[dict]:
-    """The callbacks the fake sent, with our answers."""
-    return list(fake.state.data.get("callbacks", []))
-
-
 def test_run_finishes_from_the_upstream_webhook_without_a_single_poll(fake, app, public_url,
                                                                      client, auth, worker):
     run = create(client, auth, MODEL)
@@ -47,7 +43,7 @@ def test_run_finishes_from_the_upstream_webhook_without_a_single_poll(fake, app,
     assert polls(fake) == 0
     [create_call] = fake.state.calls_to("POST", "/api/v1/runs")
     assert create_call.json["webhook"].startswith(f"{public_url}/callbacks/runbase/{run['id']}/")
-    [callback] = sent(fake)
+    [callback] = wait_for_callbacks(fake, 1)
     assert callback["status"] == 200 and callback["answer"]["outcome"] == "accepted"
     assert ledger(app, run["id"]) == [("charge", -run["costUsd"])]
 
@@ -59,7 +55,7 @@ def test_a_failed_upstream_run_fails_ours_with_its_code_and_one_refund(fake, app
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "failed" and done.error_code == "content_rejected", done.error
     assert polls(fake) == 0
-    replay = fake_runbase.resend(fake.state, sent(fake)[0])
+    replay = fake_runbase.resend(fake.state, wait_for_callbacks(fake, 1)[0])
     assert replay["status"] == 200 and replay["answer"]["outcome"] == "ignored"
     assert ledger(app, run["id"]) == [("charge", -run["costUsd"]), ("refund", run["costUsd"])]
 
@@ -71,7 +67,7 @@ def test_a_webhook_signed_with_another_secret_is_refused_and_polling_ends_the_ru
     run = create(client, auth, MODEL)
     done = wait_for_run(app, run["id"], timeout=15)
     assert done.status == "succeeded", done.error
-    [forged] = sent(fake)
+    [forged] = wait_for_callbacks(fake, 1)
     assert forged["status"] == 401
     assert polls(fake) >= 1
 
@@ -86,7 +82,7 @@ def test_without_the_upstream_webhook_secret_no_webhook_is_asked_for(fake, app, 
     assert done.status == "succeeded", done.error
     [create_call] = fake.state.calls_to("POST", "/api/v1/runs")
     assert "webhook" not in create_call.json
-    assert polls(fake) >= 1 and not sent(fake)
+    assert polls(fake) >= 1 and not callbacks_sent(fake)
 
 
 def test_without_a_public_url_no_webhook_is_asked_for(fake, app, client, auth, worker):
