@@ -2,8 +2,9 @@
 releasing runs to the pool.
 
 The worker claims through claim_work: one transaction writes back the polls that stayed
-pending, leases the next batch (counting the attempts of runs about to start in the same
-write) and reads what each run's turn needs (ClaimedRun), so a turn reads nothing more.
+pending and the runs that succeeded (finish_group.py), leases the next batch (counting
+the attempts of runs about to start in the same write) and reads what each run's turn
+needs (ClaimedRun), so a turn reads nothing more.
 A claim that finds fewer runs than it has slots costs six round trips on PostgreSQL:
 BEGIN, two reads, the lease, when the next waiting work falls due, COMMIT. The functions
 named choose_*, lease_* and release_many work in the caller's transaction; the other
@@ -24,6 +25,7 @@ from ..models import ACTIVE_STATUSES, Run, RunStatus, WebhookDelivery, is_active
 from ..models import utcnow
 from ..services.run_creation import notify_workers
 from ..services.runs import UPSTREAM_CANCEL_REQUESTED
+from .finish_group import Finished, write_finished
 
 
 #: Up to this share of a claim's slots go to runs never claimed yet, ahead of polls that
@@ -286,20 +288,25 @@ class Claim:
     next_due: datetime | None
     #: A webhook delivery is due (only looked at when asked).
     delivery_due: bool
+    #: Per succeeded run written (`finished`), whether this claim ended it.
+    ended: list[bool] = ()
 
 
 def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
-               releases: list[Release] = (), peek_deliveries: bool = False) -> Claim:
-    """One transaction: write back `releases` (polls that stayed pending), lease up to
-    `slots` due runs, then due upstream cancels for the slots left. A run about to be
-    started has its attempt counted and its adapter fixed in it too. When less than
-    `slots` was due, it also reads when the next waiting run falls due, so the caller can
-    sleep until then instead of asking again."""
+               releases: list[Release] = (), finished: list[Finished] = (),
+               peek_deliveries: bool = False) -> Claim:
+    """One transaction: write back `releases` (polls that stayed pending), write the
+    `finished` runs (finish_group.py), lease up to `slots` due runs, then due upstream
+    cancels for the slots left. A run about to be started has its attempt counted and
+    its adapter fixed in it too. When less than `slots` was due, it also reads when the
+    next waiting run falls due, so the caller can sleep until then instead of asking
+    again."""
     with app.app_context():
         session = db.session
         try:
             at = utcnow()
             release_many(session, owner, list(releases))
+            ended = write_finished(session, app, list(finished))
             turns = [_start_turn(app, row, at) for row in choose_due_runs(session, slots, at=at)]
             lease_runs(session, owner, [lease for _run, lease in turns], lease_seconds, at=at)
             cancels, next_due = _cancels_and_next_due(session, slots - len(turns),
@@ -307,7 +314,7 @@ def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
             short = len(turns) + len(cancels) < slots
             result = Claim([run for run, _lease in turns], cancels, short,
                            next_due if short else None,
-                           peek_deliveries and delivery_due(session, at))
+                           peek_deliveries and delivery_due(session, at), ended)
             session.commit()
             return result
         except Exception:

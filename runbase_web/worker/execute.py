@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from .. import faults, net, recipe, state
 from ..extensions import db
-from ..models import Run, utcnow
+from ..models import Run, StoredFile, utcnow
 from ..providers.base import Done, Job, Pending, ProviderError
 from ..providers.media import sniff_output_type
 from ..providers.registry import ProviderContext, adapter_for
@@ -27,7 +27,6 @@ from ..services import callbacks, files, runs, uploads
 from ..catalog import ModelSpec
 from ..urls import public_base_url
 from .claim import ClaimedRun, Release, release
-from .finish_group import finish_group
 
 log = logging.getLogger(__name__)
 #: Longest wait between retries of a failing provider call.
@@ -56,6 +55,9 @@ class Step:
     check_after: float | None = None
     #: A poll that stayed pending, for the caller to write back (claim.claim_work).
     release: Release | None = None
+    #: The run succeeded and these are its saved outputs: the worker records them and
+    #: marks the run succeeded with its next claim (finish_group.py).
+    outputs: list[StoredFile] | None = None
 
 
 def execute_run(app: Flask, run: ClaimedRun, owner: str) -> Step:
@@ -265,9 +267,10 @@ def _on_provider_error(app: Flask, session: Session, job: Job, owner: str,
 
 def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done, *, job: Job,
             owner: str, retries: dict) -> Step:
-    """Store every output, then record them and mark the run succeeded, in one transaction
-    (shared with other runs: finish_group.py); never succeeded without files. Storage
-    that fails is retried like a provider failure."""
+    """Store every output; the step returned carries them, for the worker to record and
+    mark the run succeeded in one transaction (shared with other runs and its next claim:
+    finish_group.py); never succeeded without files. Storage that fails is retried like a
+    provider failure."""
     storage = state.storage(app)
     rows = []
     try:
@@ -293,9 +296,10 @@ def _finish(app: Flask, session: Session, run: ClaimedRun, result: Done, *, job:
         session.commit()
         return Step(ended=ended)
     faults.point("before_finish")
-    # Written with the other threads' finished runs, in a shared transaction.
     session.rollback()  # nothing of this turn is left to write here
-    return Step(ended=finish_group(app).succeed(run.id, rows))
+    # Written with other finished runs, in a shared transaction, while the thread goes
+    # on to its next run.
+    return Step(outputs=rows)
 
 
 def _delete_quietly(storage, name: str) -> None:

@@ -10,7 +10,9 @@ due: a wake-up from outside (a run was created, canceled, or a webhook resent), 
 known time the next waiting run falls due (read in each claim that took everything
 due, and moved earlier by this worker's own releases), a backlog (the last claim
 filled every free thread), or, as the fallback for everything else, WORKER_POLL_SECONDS
-since the last claim. One claim transaction leases a whole batch. Webhook deliveries
+since the last claim. One claim transaction leases a whole batch, and writes the runs
+that succeeded since the last one (their threads went straight on to other runs);
+succeeded runs are written at once, with a claim or alone. Webhook deliveries
 have their own loop and pool (webhook_delivery.DeliveryLoop), told when a run this
 worker ended has a webhook.
 """
@@ -30,6 +32,7 @@ from ..extensions import db
 from ..models import utcnow
 from .claim import Claim, ClaimedRun, Release, claim_work, earliest, renew_leases
 from .execute import Step, cancel_upstream_job, execute_run
+from .finish_group import Finished, write_each
 from .listener import RunListener
 from .webhook_delivery import DeliveryLoop
 
@@ -83,6 +86,9 @@ class Worker:
         self._turn_seconds: float | None = None  # a moving average of a run's turn
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="runbase-run")
         self._active: set[str] = set()
+        #: Succeeded runs whose threads have gone on to other runs, not yet written:
+        #: still leased (the heartbeat renews them) until the next claim writes them.
+        self._finishing: set[str] = set()
         #: Ended runs whose upstream job this worker is asking the provider to stop.
         self._canceling: set[str] = set()
         self._lock = threading.Lock()
@@ -99,6 +105,7 @@ class Worker:
         self._released_due: float | None = None  # the earliest own release since the claim
         self._releases: list[Release] = []  # pending polls to write back with the next claim
         self._releases_since: float | None = None  # when the oldest of them was handed over
+        self._finished: list[Finished] = []  # succeeded runs to write with the next claim
         self._draining = False  # stopped: turns that end write their own releases
         self._last_claim = 0.0
         self._paused_until = 0.0  # no claim before this, after a failed one
@@ -152,17 +159,23 @@ class Worker:
         self.deliveries.stop(wait=wait)
 
     def active_runs(self) -> list[str]:
-        """Ids of the runs this worker is executing right now."""
+        """Ids of the runs this worker is executing right now, or has queued for a thread."""
         with self._lock:
             return list(self._active)
+
+    def held_runs(self) -> list[str]:
+        """Ids of every run this worker holds a lease on: the active runs, and those that
+        succeeded and wait to be written with the next claim."""
+        with self._lock:
+            return list(self._active | self._finishing)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             # Clear before deciding: a wake that lands during the claim is not lost.
             self._wake.clear()
-            slots, peek, releases = self._slots_to_claim()
-            if slots:
-                self._claim(slots, peek, releases)
+            slots, peek, releases, finished = self._slots_to_claim()
+            if slots or finished:
+                self._claim(slots, peek, releases, finished)
             self._wake.wait(self._seconds_to_wait())
 
     def _free_slots(self) -> int:
@@ -175,22 +188,26 @@ class Worker:
         ahead = self.queue_ahead if queue else 0
         return self.threads + ahead - len(self._active) - len(self._canceling)
 
-    def _slots_to_claim(self) -> tuple[int, bool, list[Release]]:
+    def _slots_to_claim(self) -> tuple[int, bool, list[Release], list[Finished]]:
         """How many runs to claim now (0: none can be due, or no thread is free), whether
         to look for a due webhook delivery in the same transaction, and the pending
-        polls that transaction writes back."""
+        polls and succeeded runs that transaction writes. Succeeded runs are written at
+        once, with a claim if one is wanted (with a backlog, their freed threads want
+        one), else alone."""
         now = time.monotonic()
         with self._lock:
+            if now < self._paused_until:
+                return 0, False, [], []
+            finished, self._finished = self._finished, []
             free = self._free_slots()
-            if free <= 0 or now < self._paused_until:
-                return 0, False, []
-            if not self._claim_wanted(now, free):
-                return 0, False, []
+            wanted = free > 0 and ((bool(finished) and self._backlog) or self._claim_wanted(now, free))
+            if not wanted:
+                return 0, False, [], finished
             peek, self._look, self._peek_deliveries = self._peek_deliveries, False, False
             self._heard = False
             self._freed_at = self._released_due = self._releases_since = None
             releases, self._releases = self._releases, []
-            return free, peek, releases
+            return free, peek, releases, finished
 
     def _claim_wanted(self, now: float, free: int) -> bool:
         """Whether something can be due (under _lock): a wake-up from outside, a waiting
@@ -212,6 +229,8 @@ class Worker:
         """Until the loop must look again, if nothing wakes it first (None: until woken)."""
         now = time.monotonic()
         with self._lock:
+            if self._finished:  # written at once (after a failed claim's pause)
+                return max(self._paused_until - now, 0.0)
             if self._free_slots() <= 0:
                 # Nothing can be claimed before a thread comes free, and _turn_over wakes
                 # the loop when one does. Counting down to the next poll instead would spin
@@ -231,19 +250,31 @@ class Worker:
                 until.append(self._releases_since + RELEASE_DELAY_SECONDS)
         return max(min(until) - now, 0.0)
 
-    def _claim(self, slots: int, peek: bool, releases: list[Release]) -> None:
+    def _claim(self, slots: int, peek: bool, releases: list[Release],
+               finished: list[Finished]) -> None:
         started = time.monotonic()
         try:
             claim = claim_work(self.app, self.owner, slots, self.lease_seconds,
-                               releases=releases, peek_deliveries=peek)
+                               releases=releases, finished=finished, peek_deliveries=peek)
         except Exception:
             log.exception("worker %s: claiming failed; trying again shortly", self.owner)
+            # Perhaps one succeeded run's write broke the transaction: each is written
+            # alone, and unless all of them failed too, the claim is tried again at once.
+            outcomes = write_each(self.app, finished)
+            for item, (ended, error) in zip(finished, outcomes):
+                self._written(item, ended, error)
+            pause = not outcomes or all(error is not None for _ended, error in outcomes)
             with self._lock:
-                self._last_claim, self._backlog = started, False
-                self._paused_until = started + min(CLAIM_RETRY_SECONDS, self.poll_seconds)
                 self._look = True  # what this claim was for is still owed
                 self._peek_deliveries = self._peek_deliveries or peek
                 self._hand_back(releases, started)
+                if pause:
+                    self._last_claim, self._backlog = started, False
+                    self._paused_until = started + min(CLAIM_RETRY_SECONDS, self.poll_seconds)
+            return
+        for item, ended in zip(finished, claim.ended):
+            self._written(item, ended, None)
+        if not slots:
             return
         self._note_claim(claim, started)
         for run in claim.runs:
@@ -261,23 +292,41 @@ class Worker:
             self._releases_since = min(self._releases_since or since, since)
 
     def _write_back(self) -> None:
-        """On stop: write back the polls still pending, so their runs need not wait for
-        their leases to expire; turns still running (stop without waiting) write their
-        own from now on."""
+        """On stop: write back the polls still pending and the succeeded runs not yet
+        written, so their runs need not wait for their leases to expire; turns still
+        running (stop without waiting) write their own from now on."""
         with self._lock:
             self._draining = True
             releases, self._releases = self._releases, []
-        self._write_releases(releases)
+            finished, self._finished = self._finished, []
+        self._write_alone(releases, finished)
 
-    def _write_releases(self, releases: list[Release]) -> None:
-        """Write pending polls back in a transaction of their own."""
-        if not releases:
+    def _write_alone(self, releases: list[Release], finished: list[Finished]) -> None:
+        """Write pending polls and succeeded runs in a transaction of their own."""
+        if not releases and not finished:
             return
         try:
-            claim_work(self.app, self.owner, 0, self.lease_seconds, releases=releases)
+            claim = claim_work(self.app, self.owner, 0, self.lease_seconds,
+                               releases=releases, finished=finished)
         except Exception:
-            log.exception("worker %s: writing back %d polls failed; their leases expire",
-                          self.owner, len(releases))
+            log.exception("worker %s: writing back %d polls and %d succeeded runs failed; "
+                          "the runs are written one by one, the polls' leases expire",
+                          self.owner, len(releases), len(finished))
+            outcomes = write_each(self.app, finished)
+        else:
+            outcomes = [(ended, None) for ended in claim.ended]
+        for item, (ended, error) in zip(finished, outcomes):
+            self._written(item, ended, error)
+
+    def _written(self, item: Finished, ended: bool, error: BaseException | None) -> None:
+        """A succeeded run was written (or its write failed): it is no longer held here."""
+        with self._lock:
+            self._finishing.discard(item.run_id)
+        if error is not None:
+            # Its lease expires and another claim tries the run again (attempts bound it).
+            log.error("run %s: recording its outputs failed: %r", item.run_id, error)
+        elif ended and item.webhook_url:
+            self.deliveries.wake()  # its webhook was queued with the outcome
 
     def _note_claim(self, claim: Claim, started: float) -> None:
         """Record what the claim took and what it learnt about the next due time."""
@@ -311,28 +360,36 @@ class Worker:
             with self._lock:
                 last = self._turn_seconds
                 self._turn_seconds = took if last is None else last + 0.3 * (took - last)
-            self._turn_over(run=run.id, step=step)
+            self._turn_over(run=run, step=step)
         if step.ended and run.webhook_url:
             # Its webhook was queued with the outcome: send it without waiting.
             self.deliveries.wake()
 
-    def _turn_over(self, *, run: str | None = None, canceled: str | None = None,
+    def _turn_over(self, *, run: ClaimedRun | None = None, canceled: str | None = None,
                    step: Step | None = None) -> None:
-        """A thread came free: note when the run it held falls due again."""
+        """A thread came free: note when the run it held falls due again, and hand its
+        pending poll or succeeded run to the claim loop to write (or, once the worker is
+        stopping and no claim will come, write it here)."""
+        step = step or Step()
         now = time.monotonic()
+        release = [step.release] if step.release is not None else []
+        finished = [] if step.outputs is None else [
+            Finished(run.id, step.outputs, run.webhook_url)]
         with self._lock:
-            self._active.discard(run)
+            self._active.discard(run.id if run is not None else None)
             self._canceling.discard(canceled)
+            self._finishing.update(item.run_id for item in finished)
             if self._freed_at is None:
                 self._freed_at = now
-            if step is not None and step.check_after is not None:
+            if step.check_after is not None:
                 self._due = earliest(self._due, now + step.check_after)
                 self._released_due = earliest(self._released_due, now + step.check_after)
-            direct = step is not None and step.release is not None and self._draining
-            if step is not None and step.release is not None and not direct:
-                self._hand_back([step.release], now)
-        if direct:  # stopped: no claim will come to write it back
-            self._write_releases([step.release])
+            write_here = self._draining
+            if not write_here:
+                self._hand_back(release, now)
+                self._finished += finished
+        if write_here:
+            self._write_alone(release, finished)
         self._wake.set()
 
     def _heartbeat(self) -> None:
@@ -342,7 +399,7 @@ class Worker:
         while not self._stop.wait(interval):
             try:
                 with self.app.app_context():
-                    renew_leases(db.session, self.owner, self.active_runs(), self.lease_seconds)
+                    renew_leases(db.session, self.owner, self.held_runs(), self.lease_seconds)
             except Exception:
                 log.exception("worker %s: lease renewal failed", self.owner)
 

@@ -1,7 +1,8 @@
-"""Finishing succeeded runs together (worker/finish_group.py) and queueing runs ahead of
-free threads: many threads finishing at once share transactions, each run still ends
-exactly once with its files recorded, one run's failure never fails another's finish,
-and a worker stopping gives back the runs it had only queued."""
+"""Writing succeeded runs with the next claim (worker/finish_group.py) and queueing runs
+ahead of free threads: the runs handed over by then are written in the claim's own
+transaction, each ends exactly once with its files recorded, one run's failed write
+never fails another's or the claims, and a worker stopping gives back the runs it had
+only queued."""
 from __future__ import annotations
 
 import threading
@@ -16,7 +17,8 @@ from runbase_web.services import files, runs
 from runbase_web.providers.base import Done, Output
 from runbase_web.worker import Worker, runner
 from runbase_web.worker.claim import claim_work, give_back_leases
-from runbase_web.worker.finish_group import FinishGroup
+from runbase_web.worker.finish_group import Finished
+from tests.conftest import wait_for_run
 from tests.fakes.replicate import tiny_png
 from tests.worker.test_claim_loop import BlockingAdapter, _create, _runs
 from tests.worker.test_transactions import TransactionCounter
@@ -29,10 +31,11 @@ def _claimed(app, client, auth, count: int) -> list[str]:
     return ids
 
 
-def _saved(app, run_id: str) -> list[StoredFile]:
+def _saved(app, run_id: str) -> Finished:
     with app.app_context():
-        return [files.save_output(state.storage(app), user_id=_owner(app, run_id),
-                                  run_id=run_id, data=tiny_png(), content_type="image/png")]
+        row = files.save_output(state.storage(app), user_id=_owner(app, run_id),
+                                run_id=run_id, data=tiny_png(), content_type="image/png")
+    return Finished(run_id, [row])
 
 
 def _owner(app, run_id: str) -> int:
@@ -40,38 +43,20 @@ def _owner(app, run_id: str) -> int:
         return db.session.get(Run, run_id).user_id
 
 
-def _finish_all(group: FinishGroup, work: dict[str, list[StoredFile]]) -> dict[str, object]:
-    """Every run's succeed() from its own thread, all released at once; outcomes by id."""
-    outcomes, start = {}, threading.Barrier(len(work))
-
-    def finish(run_id, rows):
-        start.wait()
-        try:
-            outcomes[run_id] = group.succeed(run_id, rows)
-        except Exception as error:  # noqa: BLE001 - the outcome under test
-            outcomes[run_id] = error
-
-    threads = [threading.Thread(target=finish, args=item) for item in work.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return outcomes
-
-
-def test_threads_finishing_at_once_share_transactions_and_each_run_ends_once(
-        app, client, auth):
+def test_succeeded_runs_are_written_in_the_next_claims_transaction(app, client, auth):
     ids = _claimed(app, client, auth, 12)
-    work = {run_id: _saved(app, run_id) for run_id in ids}
+    finished = [_saved(app, run_id) for run_id in ids]
+    waiting = _create(client, auth, 3)
     counter = TransactionCounter(db.state(app).engine)
-    outcomes = _finish_all(FinishGroup(app), work)
-    assert outcomes == {run_id: True for run_id in ids}
-    assert counter.commits < len(ids), "every run paid a transaction of its own"
+    claim = claim_work(app, "owner-a", 3, 60, finished=finished)
+    assert counter.commits == 1
+    assert claim.ended == [True] * len(ids)
+    assert sorted(run.id for run in claim.runs) == sorted(waiting)  # the freed threads' next
     with app.app_context():
-        for run_id in ids:
-            run = db.session.get(Run, run_id)
+        for item in finished:
+            run = db.session.get(Run, item.run_id)
             assert run.status == RunStatus.SUCCEEDED.value
-            assert run.output_urls == [files.url_path(row) for row in work[run_id]]
+            assert run.output_urls == [files.url_path(row) for row in item.rows]
         assert db.session.scalar(select(func.count()).select_from(StoredFile)) == len(ids)
         assert db.session.scalar(select(func.count()).select_from(LedgerEntry)
                                  .where(LedgerEntry.kind == "refund")) == 0
@@ -82,26 +67,52 @@ def test_a_run_that_ended_meanwhile_is_not_succeeded_and_its_files_go(app, clien
     with app.app_context():
         assert runs.mark_failed(db.session, ended, message="Too late.", code="timeout")
         db.session.commit()
-    work = {ended: _saved(app, ended), live: _saved(app, live)}
-    assert _finish_all(FinishGroup(app), work) == {ended: False, live: True}
+    finished = [_saved(app, ended), _saved(app, live)]
+    assert claim_work(app, "owner-a", 0, 60, finished=finished).ended == [False, True]
     storage = state.storage(app)
     with app.app_context():
         assert db.session.get(Run, ended).status == RunStatus.FAILED.value
         assert db.session.scalars(select(StoredFile.run_id)).all() == [live]
-    assert storage.read(work[ended][0].name) is None
+    assert storage.read(finished[0].rows[0].name) is None
 
 
-def test_one_run_failing_its_finish_does_not_fail_the_others(app, client, auth):
-    ids = _claimed(app, client, auth, 6)
-    work = {run_id: _saved(app, run_id) for run_id in ids}
+class InstantAdapter:
+    """A provider call that answers one PNG at once."""
+
+    def start(self, job):
+        return Done([Output("image/png", tiny_png())])
+
+
+def test_one_run_failing_its_write_does_not_fail_the_others_or_the_claims(
+        app, client, auth, monkeypatch):
+    ids = _create(client, auth, 8)
     broken = ids[2]
-    work[broken][0].user_id = 10 ** 9  # no such user: its row breaks the foreign key
-    outcomes = _finish_all(FinishGroup(app), work)
-    assert isinstance(outcomes.pop(broken), Exception)
-    assert outcomes == {run_id: True for run_id in ids if run_id != broken}
+    save = files.save_output
+
+    def save_breaking_one(storage, **fields):
+        row = save(storage, **fields)
+        if fields["run_id"] == broken:
+            row.user_id = 10 ** 9  # no such user: its row breaks the foreign key
+        return row
+
+    monkeypatch.setattr(files, "save_output", save_breaking_one)
+    worker, worker_app = _worker_calling(InstantAdapter(), app, monkeypatch)
+    worker.start()
+    try:
+        for run_id in ids:
+            if run_id != broken:
+                assert wait_for_run(app, run_id, timeout=15).status == "succeeded"
+        deadline = time.monotonic() + 10
+        while broken in worker.held_runs():  # its write was tried alone, and failed
+            assert time.monotonic() < deadline, "the broken run's write was never reported"
+            time.sleep(0.02)
+    finally:
+        worker.stop(wait=True)
+        db.state(worker_app).dispose()
     with app.app_context():
         assert db.session.get(Run, broken).status == RunStatus.PROCESSING.value  # lease expires
-        assert sorted(db.session.scalars(select(StoredFile.run_id))) == sorted(outcomes)
+        assert sorted(db.session.scalars(select(StoredFile.run_id))) == sorted(
+            run_id for run_id in ids if run_id != broken)
 
 
 def _worker_calling(adapter, app, monkeypatch) -> tuple[Worker, object]:
