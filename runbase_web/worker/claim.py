@@ -11,7 +11,7 @@ named choose_*, lease_* and release_many work in the caller's transaction; the o
 claim_* functions commit their own."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import Flask
@@ -289,7 +289,7 @@ class Claim:
     #: A webhook delivery is due (only looked at when asked).
     delivery_due: bool
     #: Per succeeded run written (`finished`), whether this claim ended it.
-    ended: list[bool] = ()
+    ended: list[bool] = field(default_factory=list)
 
 
 def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,

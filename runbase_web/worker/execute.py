@@ -1,11 +1,11 @@
 """Executing one claimed run: call its adapter, then release, retry, finish or fail it.
 
 A run is read (and, before a provider call that starts it, its attempt counted) in the
-claim's transaction (claim.claim_work), which leases a whole batch of runs. A poll that stays pending
-writes nothing itself: the worker hands its release to the next claim transaction, so a
-busy worker's polls cost a share of one transaction each. Any other outcome (a new job,
-a retry, the end of the run) is written in one transaction of its own. No database
-transaction is open while a provider is working.
+claim's transaction (claim.claim_work), which leases a whole batch of runs. A poll that
+stays pending and a run that succeeded write nothing themselves: the worker hands them
+to the next claim transaction, so on a busy worker they cost a share of one transaction
+each. Any other outcome (a new job, a retry, a failure) is written in one transaction
+of its own. No database transaction is open while a provider is working.
 """
 from __future__ import annotations
 
