@@ -106,7 +106,7 @@ class Worker:
         self._releases: list[Release] = []  # pending polls to write back with the next claim
         self._releases_since: float | None = None  # when the oldest of them was handed over
         self._finished: list[Finished] = []  # succeeded runs to write with the next claim
-        self._draining = False  # stopped: turns that end write their own releases
+        self._draining = False  # stopped: turns that end write their own polls and finishes
         self._last_claim = 0.0
         self._paused_until = 0.0  # no claim before this, after a failed one
         self.deliveries = DeliveryLoop(app, poll_seconds=self.poll_seconds)
@@ -200,7 +200,8 @@ class Worker:
                 return 0, False, [], []
             finished, self._finished = self._finished, []
             free = self._free_slots()
-            wanted = free > 0 and ((bool(finished) and self._backlog) or self._claim_wanted(now, free))
+            wanted = free > 0 and ((bool(finished) and self._backlog)
+                                   or self._claim_wanted(now, free))
             if not wanted:
                 return 0, False, [], finished
             peek, self._look, self._peek_deliveries = self._peek_deliveries, False, False
