@@ -261,20 +261,16 @@ class Worker:
             log.exception("worker %s: claiming failed; trying again shortly", self.owner)
             # Perhaps one succeeded run's write broke the transaction: each is written
             # alone, and unless all of them failed too, the claim is tried again at once.
-            outcomes = write_each(self.app, finished)
-            for item, (ended, error) in zip(finished, outcomes):
-                self._written(item, ended, error)
-            pause = not outcomes or all(error is not None for _ended, error in outcomes)
+            pause = not self._write_each(finished)
             with self._lock:
-                self._look = True  # what this claim was for is still owed
+                self._look = self._look or bool(slots)  # what this claim was for is owed
                 self._peek_deliveries = self._peek_deliveries or peek
                 self._hand_back(releases, started)
                 if pause:
                     self._last_claim, self._backlog = started, False
                     self._paused_until = started + min(CLAIM_RETRY_SECONDS, self.poll_seconds)
             return
-        for item, ended in zip(finished, claim.ended):
-            self._written(item, ended, None)
+        self._settle(finished, [(ended, None) for ended in claim.ended])
         if not slots:
             return
         self._note_claim(claim, started)
@@ -313,21 +309,29 @@ class Worker:
             log.exception("worker %s: writing back %d polls and %d succeeded runs failed; "
                           "the runs are written one by one, the polls' leases expire",
                           self.owner, len(releases), len(finished))
-            outcomes = write_each(self.app, finished)
+            self._write_each(finished)
         else:
-            outcomes = [(ended, None) for ended in claim.ended]
-        for item, (ended, error) in zip(finished, outcomes):
-            self._written(item, ended, error)
+            self._settle(finished, [(ended, None) for ended in claim.ended])
 
-    def _written(self, item: Finished, ended: bool, error: BaseException | None) -> None:
-        """A succeeded run was written (or its write failed): it is no longer held here."""
+    def _write_each(self, finished: list[Finished]) -> bool:
+        """After a shared write failed: each succeeded run in a transaction of its own;
+        True if any of them was written."""
+        outcomes = write_each(self.app, finished)
+        self._settle(finished, outcomes)
+        return any(error is None for _ended, error in outcomes)
+
+    def _settle(self, finished: list[Finished],
+                outcomes: list[tuple[bool, BaseException | None]]) -> None:
+        """Succeeded runs were written, or their writes failed: none is held here any more.
+        `outcomes` gives, per run, whether the write ended it and what it raised."""
         with self._lock:
-            self._finishing.discard(item.run_id)
-        if error is not None:
-            # Its lease expires and another claim tries the run again (attempts bound it).
-            log.error("run %s: recording its outputs failed: %r", item.run_id, error)
-        elif ended and item.webhook_url:
-            self.deliveries.wake()  # its webhook was queued with the outcome
+            self._finishing.difference_update(item.run_id for item in finished)
+        for item, (ended, error) in zip(finished, outcomes):
+            if error is not None:
+                # Its lease expires and another claim tries it again (attempts bound it).
+                log.error("run %s: recording its outputs failed: %r", item.run_id, error)
+            elif ended and item.webhook_url:
+                self.deliveries.wake()  # its webhook was queued with the outcome
 
     def _note_claim(self, claim: Claim, started: float) -> None:
         """Record what the claim took and what it learnt about the next due time."""
