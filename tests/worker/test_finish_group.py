@@ -115,11 +115,44 @@ def test_one_run_failing_its_write_does_not_fail_the_others_or_the_claims(
             run_id for run_id in ids if run_id != broken)
 
 
-def _worker_calling(adapter, app, monkeypatch) -> tuple[Worker, object]:
-    """An unstarted two-thread worker, in an app of its own, whose provider is `adapter`."""
+def _worker_calling(adapter, app, monkeypatch, **config) -> tuple[Worker, object]:
+    """An unstarted two-thread worker, in an app of its own (`config` on top of the
+    tests'), whose provider is `adapter`."""
     monkeypatch.setattr("runbase_web.worker.execute.adapter_for", lambda spec, context: adapter)
-    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05})
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": 0.05, **config})
     return Worker(worker_app, threads=2), worker_app
+
+
+def test_a_succeeded_run_waiting_to_be_written_keeps_its_lease(app, client, auth, monkeypatch):
+    """Its thread has gone on, but the worker still holds it: the heartbeat renews it, so
+    no other worker takes it (and calls its provider again) before it is written."""
+    [run_id] = _create(client, auth, 1)
+    held, let_go = threading.Event(), threading.Event()
+    claim = runner.claim_work
+
+    def slow_to_write(*args, finished=(), **kwargs):
+        if finished:
+            held.set()
+            let_go.wait(15)
+        return claim(*args, finished=finished, **kwargs)
+
+    monkeypatch.setattr(runner, "claim_work", slow_to_write)
+    worker, worker_app = _worker_calling(InstantAdapter(), app, monkeypatch, LEASE_SECONDS=2)
+    worker.start()
+    try:
+        assert held.wait(15)
+        [leased] = _runs(app, [run_id])
+        time.sleep(1.5)  # two heartbeats, and most of the lease
+        [waiting] = _runs(app, [run_id])
+        assert waiting.status == RunStatus.PROCESSING.value
+        assert waiting.lease_owner == worker.owner and waiting.lease_until > leased.lease_until
+        assert run_id in worker.held_runs() and run_id not in worker.active_runs()
+        let_go.set()
+        assert wait_for_run(app, run_id, timeout=15).status == "succeeded"
+    finally:
+        let_go.set()
+        worker.stop(wait=True)
+        db.state(worker_app).dispose()
 
 
 def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client, auth,
