@@ -53,6 +53,11 @@ _FRESH_RUNS = (select(*TURN_COLUMNS, _C.created_at, _C.next_check_at)
                .order_by(_C.created_at, _C.id)
                .limit(bindparam("limit"))
                .with_for_update(skip_locked=True))
+#: The same, only runs created by `fresh_before`: a worker that is not the first
+#: responder leaves newer ones to it (runner.HELPER_LAG_SECONDS). Not applied otherwise:
+#: on SQLite a run created while the claim waited for the write lock is newer than the
+#: claim's clock, and is still due.
+_AGED_FRESH_RUNS = _FRESH_RUNS.where(_C.created_at <= bindparam("fresh_before"))
 #: Runs waiting for a look (a poll, a retry) that has fallen due, most overdue first:
 #: read from the low end of an index range (ix_runs_due), so a claim costs the same with
 #: ten or ten thousand jobs in flight (ordering both kinds by one expression sorted every
@@ -96,10 +101,12 @@ class Release:
     upstream_state: dict | None
 
 
-def choose_due_runs(session: Session, limit: int, *, at: datetime) -> list[Row]:
+def choose_due_runs(session: Session, limit: int, *, at: datetime,
+                    fresh_before: datetime | None = None) -> list[Row]:
     """Lock up to `limit` due runs in the session's transaction and return their
     TURN_COLUMNS (lease_runs then leases them). Up to NEW_RUN_SHARE of them are runs
-    never claimed yet, the rest go by due time.
+    never claimed yet (with `fresh_before`, only those created by then), the rest go by
+    due time.
 
     Due means active, not leased by a live worker (an expired lease is how a crashed
     worker's runs come back), and not waiting for a later check. PostgreSQL skips
@@ -108,7 +115,11 @@ def choose_due_runs(session: Session, limit: int, *, at: datetime) -> list[Row]:
     """
     if limit <= 0:
         return []
-    fresh = list(session.execute(_FRESH_RUNS, {"at": at, "limit": limit}))
+    if fresh_before is None:
+        fresh = list(session.execute(_FRESH_RUNS, {"at": at, "limit": limit}))
+    else:
+        fresh = list(session.execute(_AGED_FRESH_RUNS, {"at": at, "limit": limit,
+                                                        "fresh_before": fresh_before}))
     waiting = list(session.execute(_WAITING_RUNS, {"at": at, "limit": limit}))
     return _by_due_time(fresh, waiting, limit)
 
@@ -294,20 +305,23 @@ class Claim:
 
 def claim_work(app: Flask, owner: str, slots: int, lease_seconds: float, *,
                releases: list[Release] = (), finished: list[Finished] = (),
-               peek_deliveries: bool = False) -> Claim:
+               peek_deliveries: bool = False, fresh_lag: float = 0.0) -> Claim:
     """One transaction: write back `releases` (polls that stayed pending), write the
     `finished` runs (finish_group.py), lease up to `slots` due runs, then due upstream
     cancels for the slots left. A run about to be started has its attempt counted and
-    its adapter fixed in it too. When less than `slots` was due, it also reads when the
-    next waiting run falls due, so the caller can sleep until then instead of asking
-    again."""
+    its adapter fixed in it too. With `fresh_lag`, runs never claimed are taken only
+    once they are that many seconds old. When less than `slots` was due, it also reads
+    when the next waiting run falls due, so the caller can sleep until then instead of
+    asking again."""
     with app.app_context():
         session = db.session
         try:
             at = utcnow()
             release_many(session, owner, list(releases))
             ended = write_finished(session, app, list(finished))
-            turns = [_start_turn(app, row, at) for row in choose_due_runs(session, slots, at=at)]
+            fresh_before = at - timedelta(seconds=fresh_lag) if fresh_lag else None
+            chosen = choose_due_runs(session, slots, at=at, fresh_before=fresh_before)
+            turns = [_start_turn(app, row, at) for row in chosen]
             lease_runs(session, owner, [lease for _run, lease in turns], lease_seconds, at=at)
             cancels, next_due = _cancels_and_next_due(session, slots - len(turns),
                                                       lease_seconds, at)

@@ -9,11 +9,17 @@ the gathering time are told in one wake-up. Every worker process hears every NOT
 at hundreds of creates a second a wake-up per NOTIFY per process (two thread switches
 and a trip through the claim loop each) cost more CPU with each worker added than the
 added worker brought.
+
+One listening worker is the first responder: the one whose listening connection holds
+a PostgreSQL advisory lock (its session's: it goes with the connection, so a worker that
+stops or dies hands it on, and another listener takes it within WAIT_SECONDS). The
+worker uses it to decide how soon to start new runs (runner.HELPER_LAG_SECONDS).
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 import psycopg
@@ -26,6 +32,9 @@ log = logging.getLogger(__name__)
 WAIT_SECONDS = 1.0
 #: Pause before reconnecting after the listening connection failed.
 RECONNECT_SECONDS = 2.0
+#: The advisory lock whose holder is the first responder ("Runbase" in ASCII). Advisory
+#: locks are per database, so deployments sharing a server do not meet.
+FIRST_RESPONDER_LOCK = 0x52756E62617365
 
 
 def conninfo(engine: Engine) -> str:
@@ -42,6 +51,8 @@ class RunListener:
         self._gather_seconds = gather_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runbase-listen", daemon=True)
+        #: This listener's connection holds the first responder's lock.
+        self.first_responder = False
 
     def start(self) -> "RunListener":
         """Start listening in the background."""
@@ -63,16 +74,29 @@ class RunListener:
                 self._stop.wait(RECONNECT_SECONDS)
 
     def _listen(self) -> None:
-        with psycopg.connect(self._conninfo, autocommit=True) as connection:
-            connection.execute(f"LISTEN {WAKE_CHANNEL}")
-            # Runs created while this connection was being opened were not heard: look.
-            self._wake()
-            while not self._stop.is_set():
-                if _drain(connection, timeout=WAIT_SECONDS):
-                    self._wake()
-                    # What arrives meanwhile waits in the connection's buffer, and the
-                    # next _drain takes all of it at once.
-                    self._stop.wait(self._gather_seconds)
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                connection.execute(f"LISTEN {WAKE_CHANNEL}")
+                self._try_to_lead(connection)
+                # Runs created while this connection was being opened were not heard: look.
+                self._wake()
+                tried = time.monotonic()
+                while not self._stop.is_set():
+                    if _drain(connection, timeout=WAIT_SECONDS):
+                        self._wake()
+                        # What arrives meanwhile waits in the connection's buffer, and the
+                        # next _drain takes all of it at once.
+                        self._stop.wait(self._gather_seconds)
+                    if not self.first_responder and time.monotonic() - tried >= WAIT_SECONDS:
+                        self._try_to_lead(connection)
+                        tried = time.monotonic()
+        finally:
+            self.first_responder = False  # the lock went with the connection
+
+    def _try_to_lead(self, connection: psycopg.Connection) -> None:
+        """Become the first responder if no other listener is (the lock is free)."""
+        self.first_responder = bool(connection.execute(
+            "SELECT pg_try_advisory_lock(%s)", (FIRST_RESPONDER_LOCK,)).fetchone()[0])
 
 
 def _drain(connection: psycopg.Connection, *, timeout: float) -> bool:

@@ -53,6 +53,14 @@ RELEASE_DELAY_SECONDS = 0.5
 #: claim per create per worker would spend more on empty claims than on runs as workers
 #: are added. An idle worker still claims at once.
 NOTIFY_GATHER_SECONDS = 0.05
+#: On PostgreSQL one worker is the first responder (listener.py) and starts new runs as
+#: soon as it hears of them; the others take a new run only once it has waited this long
+#: unclaimed: when the first responder falls behind, or its threads are all busy. Every
+#: worker claiming every new run at once split the runs into claims of one or two each,
+#: and with a 0 ms provider on 2 cores four workers made 0.83 of one worker's runs/s
+#: (bench/scale.py). Runs coming back for a poll or a retry are claimed by whoever is
+#: free, at once.
+HELPER_LAG_SECONDS = 0.2
 #: Runs are queued ahead of free threads only while turns take less than this on average:
 #: a queued run waits for one of this worker's threads, which costs nothing when turns are
 #: about as short as a claim, and delays a run another worker could start when they are
@@ -97,7 +105,10 @@ class Worker:
         self._threads: list[threading.Thread] = []
         # What the claim loop knows (under _lock); times are time.monotonic().
         self._look = True  # claim at the next turn: started, or woken from outside
-        self._heard = False  # a NOTIFY said a run was created somewhere (see run_created)
+        #: When a NOTIFY first said a run was created somewhere since the last claim, and
+        #: when the latest did (see run_created).
+        self._heard_at: float | None = None
+        self._last_heard: float | None = None
         self._peek_deliveries = True  # ... and see whether a webhook delivery is due
         self._backlog = False  # the last claim filled every free thread
         self._due: float | None = None  # when the next known waiting run falls due
@@ -140,10 +151,21 @@ class Worker:
     def run_created(self) -> None:
         """A run was created somewhere (PostgreSQL's NOTIFY): look for due runs, at once
         if this worker has not claimed within NOTIFY_GATHER_SECONDS, else when that has
-        passed (one claim then takes every run announced meanwhile)."""
+        passed (one claim then takes every run announced meanwhile); a worker that is not
+        the first responder looks HELPER_LAG_SECONDS later."""
+        now = time.monotonic()
         with self._lock:
-            self._heard = True
+            self._heard_at = earliest(self._heard_at, now)
+            self._last_heard = now
         self._wake.set()
+
+    def fresh_lag(self) -> float:
+        """How old a new run must be before this worker takes it: 0, except for a worker
+        that listens for NOTIFY and is not the first responder."""
+        listener = self._listener
+        if listener is None or listener.first_responder:
+            return 0.0
+        return HELPER_LAG_SECONDS
 
     def stop(self, wait: bool = True) -> None:
         """Stop claiming; with `wait`, let runs in progress reach their next resting point."""
@@ -205,7 +227,7 @@ class Worker:
             if not wanted:
                 return 0, False, [], finished
             peek, self._look, self._peek_deliveries = self._peek_deliveries, False, False
-            self._heard = False
+            self._heard_at = None
             self._freed_at = self._released_due = self._releases_since = None
             releases, self._releases = self._releases, []
             return free, peek, releases, finished
@@ -216,7 +238,7 @@ class Worker:
         enough threads free (or freed long enough ago), or pending polls to write back."""
         if self._look or now - self._last_claim >= self.poll_seconds:
             return True
-        if self._heard and now - self._last_claim >= NOTIFY_GATHER_SECONDS:
+        if self._heard_at is not None and now >= self._heard_due():
             return True
         if self._due is not None and self._due + CLAIM_GATHER_SECONDS <= now:
             return True
@@ -225,6 +247,10 @@ class Worker:
             return True
         return (self._releases_since is not None
                 and now - self._releases_since >= RELEASE_DELAY_SECONDS)
+
+    def _heard_due(self) -> float:
+        """When to claim for the runs NOTIFY announced (under _lock; _heard_at is set)."""
+        return max(self._heard_at + self.fresh_lag(), self._last_claim + NOTIFY_GATHER_SECONDS)
 
     def _seconds_to_wait(self) -> float | None:
         """Until the loop must look again, if nothing wakes it first (None: until woken)."""
@@ -241,8 +267,8 @@ class Worker:
             if now < self._paused_until:
                 return self._paused_until - now
             until = [self._last_claim + self.poll_seconds]
-            if self._heard:
-                until.append(self._last_claim + NOTIFY_GATHER_SECONDS)
+            if self._heard_at is not None:
+                until.append(self._heard_due())
             if self._due is not None:
                 until.append(self._due + CLAIM_GATHER_SECONDS)
             if self._backlog and self._freed_at is not None:
@@ -255,8 +281,10 @@ class Worker:
                finished: list[Finished]) -> None:
         started = time.monotonic()
         try:
+            lag = self.fresh_lag()
             claim = claim_work(self.app, self.owner, slots, self.lease_seconds,
-                               releases=releases, finished=finished, peek_deliveries=peek)
+                               releases=releases, finished=finished, peek_deliveries=peek,
+                               fresh_lag=lag)
         except Exception:
             log.exception("worker %s: claiming failed; trying again shortly", self.owner)
             # Perhaps one succeeded run's write broke the transaction: each is written
@@ -273,7 +301,7 @@ class Worker:
         self._settle(finished, [(ended, None) for ended in claim.ended])
         if not slots:
             return
-        self._note_claim(claim, started)
+        self._note_claim(claim, started, lag)
         for run in claim.runs:
             with self._lock:
                 self._queued[run.id] = (self._pool.submit(self._execute, run), run)
@@ -333,7 +361,7 @@ class Worker:
             elif ended and item.webhook_url:
                 self.deliveries.wake()  # its webhook was queued with the outcome
 
-    def _note_claim(self, claim: Claim, started: float) -> None:
+    def _note_claim(self, claim: Claim, started: float, lag: float) -> None:
         """Record what the claim took and what it learnt about the next due time."""
         due = None
         if claim.next_due is not None:
@@ -346,6 +374,10 @@ class Worker:
             # of runs this worker released while it ran; with a backlog, freed threads
             # claim again anyway.
             self._due = earliest(due, self._released_due)
+            # Runs announced less than `lag` before the claim were too new for it: look
+            # again when the latest of them is old enough, in case they still wait.
+            if lag and self._last_heard is not None and self._last_heard > started - lag:
+                self._heard_at = earliest(self._heard_at, self._last_heard)
 
     def _cancel_upstream(self, run_id: str) -> None:
         try:

@@ -68,3 +68,18 @@ def test_a_claim_of_several_keeps_half_its_slots_for_new_runs(app, client, auth)
     claimed = _claim(app, 4)
     assert set(claimed) & set(new) == set(new[:2])  # the two oldest new runs
     assert len(set(claimed) & set(overdue)) == 2  # and the polls keep their half
+
+
+def test_a_claim_with_a_fresh_lag_leaves_newer_runs_but_takes_due_polls(app, client, auth):
+    # A worker that is not the first responder (runner.HELPER_LAG_SECONDS) takes a new run
+    # only once it has waited unclaimed; a poll that fell due is anyone's at once.
+    now = utcnow()
+    new = _create(client, auth)
+    waited = _create(client, auth)
+    _set(app, waited, created_at=now - timedelta(seconds=5))
+    polled = _create(client, auth)
+    _set(app, polled, status="processing", created_at=now - timedelta(minutes=5),
+         upstream_id="job", next_check_at=now - timedelta(seconds=0.1))
+    helper = claim_work(app, "helper", 8, 30, fresh_lag=2.0)
+    assert {run.id for run in helper.runs} == {waited, polled}
+    assert _claim(app, 8) == [new]

@@ -1,8 +1,11 @@
 """Standalone workers on PostgreSQL are woken by NOTIFY when a run is created in another
-process, instead of waiting for their next poll; a refused create wakes nobody."""
+process, instead of waiting for their next poll; a refused create wakes nobody. One
+listening worker is the first responder and starts new runs at once; the others take a
+new run only once it has waited HELPER_LAG_SECONDS unclaimed."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -13,6 +16,7 @@ from runbase_web.extensions import db
 from runbase_web.services.run_creation import WAKE_CHANNEL, notify_workers
 from runbase_web.worker import Worker
 from runbase_web.worker import listener as listener_module
+from runbase_web.worker import runner
 from runbase_web.worker.listener import RunListener
 from tests.conftest import wait_for_run
 from tests.support.postgres import PostgresServer
@@ -21,20 +25,30 @@ SKETCH = {"model": "local/sketch", "input": {"prompt": "a quiet harbour"}}
 POLL_SECONDS = 30  # far longer than the test waits: only a notification can explain a start
 
 
-@pytest.fixture
-def standalone_worker(app):
+@contextmanager
+def _standalone(app):
     """A worker in an app of its own, as `flask --app app worker` runs beside the web app:
     the web app's in-process wake-up cannot reach it."""
     worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": POLL_SECONDS})
     worker = Worker(worker_app, threads=2).start()
     time.sleep(1.5)  # its first claim (at start) is done; from now on it waits
-    yield worker
-    worker.stop(wait=True)
-    db.state(worker_app).dispose()
+    try:
+        yield worker
+    finally:
+        worker.stop(wait=True)
+        db.state(worker_app).dispose()
+
+
+@pytest.fixture
+def standalone_worker(app):
+    """A standalone worker (see _standalone), the only one."""
+    with _standalone(app) as worker:
+        yield worker
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_standalone_worker_starts_a_new_run_at_once(app, client, auth, standalone_worker):
+    assert _wait_for(lambda: standalone_worker.fresh_lag() == 0), "alone, it leads"
     created = time.monotonic()
     run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
     run = wait_for_run(app, run_id, timeout=10, until=("processing", "succeeded", "failed"))
@@ -122,3 +136,50 @@ def test_a_burst_of_creates_wakes_a_worker_once_per_gathering_time(app):
         assert woken[1] - woken[0] >= 0.45
     finally:
         listener.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_one_listener_is_the_first_responder_and_hands_over_when_it_stops(app, monkeypatch):
+    monkeypatch.setattr(listener_module, "WAIT_SECONDS", 0.2)
+    engine = db.state(app).engine
+    listeners = [RunListener(engine, lambda: None).start() for _ in range(3)]
+    try:
+        assert _wait_for(lambda: sum(item.first_responder for item in listeners) == 1)
+        time.sleep(0.6)  # each has tried more than once by now
+        assert sum(item.first_responder for item in listeners) == 1
+        [leader] = [item for item in listeners if item.first_responder]
+        leader.stop()
+        others = [item for item in listeners if item is not leader]
+        assert _wait_for(lambda: sum(item.first_responder for item in others) == 1,
+                         timeout=3), "nobody took over from the stopped first responder"
+    finally:
+        for item in listeners:
+            item.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_behind_the_first_responder_takes_a_run_left_waiting(app, client, auth):
+    # The test's own connection holds the first responder's lock, as a worker whose
+    # threads are all busy would: the standalone worker must start the run itself, once
+    # the run has waited HELPER_LAG_SECONDS, and without waiting for its 30 s poll.
+    conninfo = listener_module.conninfo(db.state(app).engine)
+    with psycopg.connect(conninfo, autocommit=True) as first:
+        assert first.execute("SELECT pg_try_advisory_lock(%s)",
+                             (listener_module.FIRST_RESPONDER_LOCK,)).fetchone()[0]
+        with _standalone(app) as worker:
+            assert worker.fresh_lag() == runner.HELPER_LAG_SECONDS
+            sent = time.monotonic()
+            # The second comes while the worker waits to claim the first: too new for that
+            # claim, it needs a look of its own.
+            run_ids = []
+            for _ in range(2):
+                run_ids.append(client.post("/api/v1/runs", json=SKETCH,
+                                           headers=auth).get_json()["id"])
+                time.sleep(runner.HELPER_LAG_SECONDS / 2)
+            for run_id in run_ids:
+                run = wait_for_run(app, run_id, timeout=10,
+                                   until=("processing", "succeeded", "failed"))
+                assert time.monotonic() - sent < 5, "the worker waited for its poll"
+                waited = (run.started_at - run.created_at).total_seconds()
+                assert waited >= runner.HELPER_LAG_SECONDS, "it did not leave the run waiting"
+                assert wait_for_run(app, run_id).status == "succeeded"
