@@ -10,9 +10,11 @@ due: a wake-up from outside (a run was created, canceled, or a webhook resent), 
 known time the next waiting run falls due (read in each claim that took everything
 due, and moved earlier by this worker's own releases), a backlog (the last claim
 filled every free thread), or, as the fallback for everything else, WORKER_POLL_SECONDS
-since the last claim. One claim transaction leases a whole batch, and writes the runs
-that succeeded since the last one (their threads went straight on to other runs);
-succeeded runs are written at once, with a claim or alone. Webhook deliveries
+since the last claim. On PostgreSQL one worker, the first responder (listener.py),
+starts new runs at once; while turns are short, the others take a new run only once it
+has waited HELPER_LAG_SECONDS. One claim transaction leases a whole batch, and writes
+the runs that succeeded since the last one (their threads went straight on to other
+runs); succeeded runs are written at once, with a claim or alone. Webhook deliveries
 have their own loop and pool (webhook_delivery.DeliveryLoop), told when a run this
 worker ended has a webhook.
 """
@@ -55,11 +57,14 @@ RELEASE_DELAY_SECONDS = 0.5
 NOTIFY_GATHER_SECONDS = 0.05
 #: On PostgreSQL one worker is the first responder (listener.py) and starts new runs as
 #: soon as it hears of them; the others take a new run only once it has waited this long
-#: unclaimed: when the first responder falls behind, or its threads are all busy. Every
-#: worker claiming every new run at once split the runs into claims of one or two each,
-#: and with a 0 ms provider on 2 cores four workers made 0.83 of one worker's runs/s
-#: (bench/scale.py). Runs coming back for a poll or a retry are claimed by whoever is
-#: free, at once.
+#: unclaimed, that is when the first responder falls behind. Every worker claiming every
+#: new run at once split the runs into claims of one or two each, and with a 0 ms
+#: provider on 2 cores four workers made 0.83 of one worker's runs/s (bench/scale.py).
+#: Only while turns are short: with turns of QUEUE_AHEAD_TURN_SECONDS or more, claims
+#: are few whoever makes them, and a new run would wait the lag for a free thread that
+#: the first responder may not have (four workers at a 2 s provider made 3.77x of one
+#: worker's runs/s instead of 3.9x). Runs coming back for a poll or a retry are claimed
+#: by whoever is free, at once.
 HELPER_LAG_SECONDS = 0.2
 #: Runs are queued ahead of free threads only while turns take less than this on average:
 #: a queued run waits for one of this worker's threads, which costs nothing when turns are
@@ -161,9 +166,13 @@ class Worker:
 
     def fresh_lag(self) -> float:
         """How old a new run must be before this worker takes it: 0, except for a worker
-        that listens for NOTIFY and is not the first responder."""
+        that listens for NOTIFY, is not the first responder, and has turns that are not
+        known to be long (HELPER_LAG_SECONDS)."""
         listener = self._listener
         if listener is None or listener.first_responder:
+            return 0.0
+        turn = self._turn_seconds
+        if turn is not None and turn >= QUEUE_AHEAD_TURN_SECONDS:
             return 0.0
         return HELPER_LAG_SECONDS
 

@@ -19,6 +19,8 @@ from runbase_web.worker import listener as listener_module
 from runbase_web.worker import runner
 from runbase_web.worker.listener import RunListener
 from tests.conftest import wait_for_run
+from tests.fakes import openai as fake_openai
+from tests.fakes.server import FakeServer, FakeState
 from tests.support.postgres import PostgresServer
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a quiet harbour"}}
@@ -26,10 +28,10 @@ POLL_SECONDS = 30  # far longer than the test waits: only a notification can exp
 
 
 @contextmanager
-def _standalone(app):
+def _standalone(app, **config):
     """A worker in an app of its own, as `flask --app app worker` runs beside the web app:
     the web app's in-process wake-up cannot reach it."""
-    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": POLL_SECONDS})
+    worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": POLL_SECONDS, **config})
     worker = Worker(worker_app, threads=2).start()
     time.sleep(1.5)  # its first claim (at start) is done; from now on it waits
     try:
@@ -183,3 +185,28 @@ def test_a_worker_behind_the_first_responder_takes_a_run_left_waiting(app, clien
                 waited = (run.started_at - run.created_at).total_seconds()
                 assert waited >= runner.HELPER_LAG_SECONDS, "it did not leave the run waiting"
                 assert wait_for_run(app, run_id).status == "succeeded"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_whose_turns_are_long_takes_new_runs_at_once(app, client, auth,
+                                                              monkeypatch):
+    # With a slow provider claims are few whoever makes them, and the first responder
+    # may have no free thread: a new run must not wait HELPER_LAG_SECONDS for one.
+    fake = FakeState()
+    server = FakeServer(fake_openai.make_app(fake)).start()
+    fake.script["images"].append(("sleep", 2 * runner.QUEUE_AHEAD_TURN_SECONDS))
+    provider = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.url + "/v1"}
+    monkeypatch.setitem(app.config, "PROVIDER_ENV", provider)  # the web app offers it too
+    conninfo = listener_module.conninfo(db.state(app).engine)
+    slow = {"model": "openai/gpt-image-1", "input": {"prompt": "slow"}}
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as first:
+            assert first.execute("SELECT pg_try_advisory_lock(%s)",
+                                 (listener_module.FIRST_RESPONDER_LOCK,)).fetchone()[0]
+            with _standalone(app, PROVIDER_ENV=provider) as worker:
+                assert worker.fresh_lag() == runner.HELPER_LAG_SECONDS
+                run_id = client.post("/api/v1/runs", headers=auth, json=slow).get_json()["id"]
+                assert wait_for_run(app, run_id).status == "succeeded"
+                assert worker.fresh_lag() == 0, "its turns are long now"
+    finally:
+        server.stop()
