@@ -62,7 +62,7 @@ NOTIFY_GATHER_SECONDS = 0.05
 #: provider on 2 cores four workers made 0.83 of one worker's runs/s (bench/scale.py).
 #: Only while turns are short: with turns of QUEUE_AHEAD_TURN_SECONDS or more, claims
 #: are few whoever makes them, and a new run would wait the lag for a free thread that
-#: the first responder may not have (four workers at a 2 s provider made 3.77x of one
+#: the first responder may not have (four workers at a 2 s provider made 3.75x of one
 #: worker's runs/s instead of 3.9x). Runs coming back for a poll or a retry are claimed
 #: by whoever is free, at once.
 HELPER_LAG_SECONDS = 0.2
