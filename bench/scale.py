@@ -151,6 +151,11 @@ def interleave_workers(args, meter: harness.CpuMeter, topology: Topology,
             return lambda: turn(topology, count, args.clients, roles, role_shares[workers])
         return prepare
 
+    # One full turn first, not counted: the first turn on a fresh topology (cold caches,
+    # an empty runs table) ran up to a quarter slower, and it always fell to the first
+    # worker count, which flattered the others' ratios.
+    with_workers(topology, args.workers[0])
+    turn(topology, count, args.clients, roles, [])
     samples = harness.interleave([(f"{n} worker(s)", side(n)) for n in args.workers],
                                  rounds=args.rounds, meter=meter, noise=args.noise,
                                  unit="runs/s")
