@@ -5,14 +5,15 @@ never fails another's or the claims, and a worker stopping gives back the runs i
 only queued."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from runbase_web import create_app, state
 from runbase_web.extensions import db
-from runbase_web.models import LedgerEntry, Run, RunStatus, StoredFile
+from runbase_web.models import LedgerEntry, Run, RunStatus, StoredFile, WebhookDelivery
 from runbase_web.services import files, runs
 from runbase_web.providers.base import Done, Output
 from runbase_web.worker import Worker, runner
@@ -74,6 +75,26 @@ def test_a_run_that_ended_meanwhile_is_not_succeeded_and_its_files_go(app, clien
         assert db.session.get(Run, ended).status == RunStatus.FAILED.value
         assert db.session.scalars(select(StoredFile.run_id)).all() == [live]
     assert storage.read(finished[0].rows[0].name) is None
+
+
+def test_a_batch_queues_the_webhook_of_each_run_it_ended_and_no_other(app, client, auth):
+    hooked, plain, ended = _claimed(app, client, auth, 3)
+    with app.app_context():
+        for run_id in (hooked, ended):
+            db.session.execute(update(Run).where(Run.id == run_id)
+                               .values(webhook_url="https://hooks.example.com/runbase"))
+        assert runs.mark_failed(db.session, ended, message="Too late.", code="timeout")
+        db.session.commit()
+        db.session.execute(delete(WebhookDelivery))  # the failure's own message
+        db.session.commit()
+    finished = [_saved(app, run_id) for run_id in (hooked, plain, ended)]
+    assert claim_work(app, "owner-a", 0, 60, finished=finished).ended == [True, True, False]
+    with app.app_context():
+        [delivery] = db.session.scalars(select(WebhookDelivery)).all()
+        assert delivery.run_id == hooked
+        message = json.loads(delivery.payload)
+        assert message["status"] == "succeeded"
+        assert message["output"]["urls"] == [files.url_path(row) for row in finished[0].rows]
 
 
 class InstantAdapter:
