@@ -88,6 +88,8 @@ class RunListener:
                         # next _drain takes all of it at once.
                         self._stop.wait(self._gather_seconds)
                     if not self.first_responder and time.monotonic() - tried >= WAIT_SECONDS:
+                        # A NOTIFY that arrives during this statement is kept by psycopg
+                        # (3.3) for the next _drain, not lost.
                         self._try_to_lead(connection)
                         tried = time.monotonic()
         finally:
