@@ -20,7 +20,7 @@ from runbase_web.worker import runner
 from runbase_web.worker.listener import RunListener
 from tests.conftest import wait_for_run
 from tests.fakes import openai as fake_openai
-from tests.fakes.server import FakeServer, FakeState
+from tests.providers.support import start_fake, stop_soon
 from tests.support.postgres import PostgresServer
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a quiet harbour"}}
@@ -39,6 +39,17 @@ def _standalone(app, **config):
     finally:
         worker.stop(wait=True)
         db.state(worker_app).dispose()
+
+
+@contextmanager
+def _first_responder_held(app):
+    """The test's own connection holds the first responder's lock, as a worker whose
+    threads are all busy would: workers started meanwhile are not first responders."""
+    conninfo = listener_module.conninfo(db.state(app).engine)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        assert connection.execute("SELECT pg_try_advisory_lock(%s)",
+                                  (listener_module.FIRST_RESPONDER_LOCK,)).fetchone()[0]
+        yield
 
 
 @pytest.fixture
@@ -98,7 +109,9 @@ def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
     listener = RunListener(engine, lambda: woken.append(time.monotonic())).start()
     try:
         assert _wait_for(lambda: woken)  # its first look on connecting
+        assert listener.first_responder  # the only listener
         server.pause()
+        assert _wait_for(lambda: not listener.first_responder), "the lock went with it"
         time.sleep(1.0)
         server.resume()
         woken.clear()
@@ -108,6 +121,7 @@ def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
                 sender.execute(f"NOTIFY {WAKE_CHANNEL}")
             return bool(woken)
         assert _wait_for(notified), "the listener never reconnected"
+        assert listener.first_responder, "it leads again on its new connection"
     finally:
         listener.stop()
         engine.dispose()
@@ -161,13 +175,10 @@ def test_one_listener_is_the_first_responder_and_hands_over_when_it_stops(app, m
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_worker_behind_the_first_responder_takes_a_run_left_waiting(app, client, auth):
-    # The test's own connection holds the first responder's lock, as a worker whose
-    # threads are all busy would: the standalone worker must start the run itself, once
-    # the run has waited HELPER_LAG_SECONDS, and without waiting for its 30 s poll.
-    conninfo = listener_module.conninfo(db.state(app).engine)
-    with psycopg.connect(conninfo, autocommit=True) as first:
-        assert first.execute("SELECT pg_try_advisory_lock(%s)",
-                             (listener_module.FIRST_RESPONDER_LOCK,)).fetchone()[0]
+    # The first responder does not take the run: the standalone worker must start it
+    # itself, once the run has waited HELPER_LAG_SECONDS, and without waiting for its
+    # 30 s poll.
+    with _first_responder_held(app):
         with _standalone(app) as worker:
             assert worker.fresh_lag() == runner.HELPER_LAG_SECONDS
             sent = time.monotonic()
@@ -192,21 +203,17 @@ def test_a_worker_whose_turns_are_long_takes_new_runs_at_once(app, client, auth,
                                                               monkeypatch):
     # With a slow provider claims are few whoever makes them, and the first responder
     # may have no free thread: a new run must not wait HELPER_LAG_SECONDS for one.
-    fake = FakeState()
-    server = FakeServer(fake_openai.make_app(fake)).start()
+    fake, server = start_fake(fake_openai.make_app)
     fake.script["images"].append(("sleep", 2 * runner.QUEUE_AHEAD_TURN_SECONDS))
     provider = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.url + "/v1"}
     monkeypatch.setitem(app.config, "PROVIDER_ENV", provider)  # the web app offers it too
-    conninfo = listener_module.conninfo(db.state(app).engine)
     slow = {"model": "openai/gpt-image-1", "input": {"prompt": "slow"}}
     try:
-        with psycopg.connect(conninfo, autocommit=True) as first:
-            assert first.execute("SELECT pg_try_advisory_lock(%s)",
-                                 (listener_module.FIRST_RESPONDER_LOCK,)).fetchone()[0]
+        with _first_responder_held(app):
             with _standalone(app, PROVIDER_ENV=provider) as worker:
                 assert worker.fresh_lag() == runner.HELPER_LAG_SECONDS
                 run_id = client.post("/api/v1/runs", headers=auth, json=slow).get_json()["id"]
                 assert wait_for_run(app, run_id).status == "succeeded"
                 assert worker.fresh_lag() == 0, "its turns are long now"
     finally:
-        server.stop()
+        stop_soon(server)
