@@ -9,9 +9,12 @@ but left out of the medians.
 """
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
+import threading
 import socket
 import statistics
 import subprocess
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +169,67 @@ def gunicorn(name: str, app: str, *, workers: int, chdir: Path, env: dict,
     return Server(name, command, port=port, env=env, ready_path=ready_path, log_dir=log_dir)
 
 
+# -- a lean load-generating client ----------------------------------------------------
+
+class JsonClient:
+    """A small HTTP/1.1 JSON client for load generation: one connection per thread, kept
+    alive while the server keeps it open.
+
+    The load runs on the same two cores as the servers under test, so what the client
+    spends is taken from them: `requests` spent about three times as much CPU per call as
+    `http.client` does here. wrk is used where a benchmark needs no per-request logic.
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None,
+                 timeout: float = 60):
+        parts = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self.host, self.port,
+                                                    timeout=self.timeout)
+            self._local.connection = connection
+        return connection
+
+    def request(self, method: str, path: str, body: object = None,
+                params: dict | None = None) -> tuple[int, object]:
+        """Send one request; (status, the JSON body or None). A kept-alive connection the
+        server closed meanwhile is opened again and the request sent once more."""
+        if params:
+            path = f"{path}?{urllib.parse.urlencode(params)}"
+        headers = dict(self.headers)
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        connection = self._connection()
+        reused = connection.sock is not None
+        try:
+            connection.request(method, path, payload, headers)
+            response = connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            connection.close()
+            if not reused:
+                raise
+            connection.request(method, path, payload, headers)  # it reconnects
+            response = connection.getresponse()
+        data = response.read()  # a "Connection: close" answer closes the connection here
+        return response.status, (json.loads(data) if data else None)
+
+    def post(self, path: str, body: object) -> tuple[int, object]:
+        """POST `body` as JSON."""
+        return self.request("POST", path, body)
+
+    def get(self, path: str, params: dict | None = None) -> tuple[int, object]:
+        """GET with an optional query string."""
+        return self.request("GET", path, params=params)
+
+
 # -- CPU accounting -----------------------------------------------------------------
 
 def busy_jiffies() -> int:
@@ -223,6 +288,13 @@ class CpuUsage:
     wall: float
     ours: float      # the processes under test, their children and this script (incl. wrk)
     foreign: float   # everyone else: total busy minus ours
+    client: float = 0.0  # the load: this script and what it ran and reaped (wrk), in `ours`
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its children it has waited for (wrk)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 class CpuMeter:
@@ -241,16 +313,17 @@ class CpuMeter:
     def measure(self, action: Callable[[], object]) -> tuple[object, CpuUsage]:
         """Run `action` and return (its result, the CPU used meanwhile)."""
         before_tree, before_all = tree_ticks(self._roots()), busy_jiffies()
-        started = time.perf_counter()
+        started, own = time.perf_counter(), _own_cpu()
         result = action()
         wall = time.perf_counter() - started
+        client = (_own_cpu() - own) / (wall * CORES)
         after_tree, after_all = tree_ticks(self._roots()), busy_jiffies()
         # Per process, so a pid that ended keeps no weight and a new one counts in full;
         # a process that ended is counted in its parent's cutime instead.
         ours = sum(ticks - before_tree.get(key, 0) for key, ticks in after_tree.items())
         capacity = wall * TICK * CORES
         foreign = max(after_all - before_all - ours, 0)
-        return result, CpuUsage(wall, ours / capacity, foreign / capacity)
+        return result, CpuUsage(wall, ours / capacity, foreign / capacity, client)
 
     def wait_for_others(self, below: float, timeout: float) -> float:
         """Wait (up to `timeout` s) until other processes use less than `below` of the
@@ -406,7 +479,8 @@ def interleave(sides: list[tuple[str, Callable[[], Measured]]],
             latency = "" if p50 is None else f"  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
             flags = ("  NOISY" if sample.noisy else "") + (f"  {errors} ERRORS" if errors else "")
             print(f"  round {round_number}  {name:<{width}}  {value:9.1f} {unit}{latency}  "
-                  f"others {cpu.foreign:5.1%}  ours {cpu.ours:5.1%}{flags}", flush=True)
+                  f"others {cpu.foreign:5.1%}  ours {cpu.ours:5.1%} (client {cpu.client:4.1%})"
+                  f"{flags}", flush=True)
     return samples
 
 

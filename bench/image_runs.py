@@ -22,14 +22,11 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -85,17 +82,10 @@ def litellm_venv() -> Path | None:
 
 
 def fan_out(clients: int, count: int, one) -> list:
-    """Call `one(i, session)` for i in range(count) from `clients` threads, each with its own
-    HTTP session (kept-alive connections, as a real client would hold)."""
-    local = threading.local()
-
-    def call(i: int):
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        return one(i, local.session)
-
+    """Call `one(i)` for i in range(count) from `clients` threads (each thread keeps its
+    own connection alive, as a real client would: see harness.JsonClient)."""
     with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(call, range(count)))
+        return list(pool.map(one, range(count)))
 
 
 def epoch(iso: str) -> float:
@@ -105,22 +95,22 @@ def epoch(iso: str) -> float:
 
 def runbase_side(args, web: harness.Server, key: str):
     """A side for harness.interleave: warm up, then create `--runs` runs and wait for all."""
-    headers = {"Authorization": f"Bearer {key}"}
+    client = harness.JsonClient(web.url, {"Authorization": f"Bearer {key}"})
     prompts = itertools.count()
 
     def batch(count: int, timeout: float):
         """Create `count` runs; wait until none is pending; (value, p50, p99, errors)."""
-        def create(_i, session):
+        def create(_i):
             submitted = time.time()
             body = {"model": MODEL, "input": {"prompt": f"a lighthouse, take {next(prompts)}"}}
-            response = session.post(f"{web.url}/api/v1/runs", json=body, headers=headers,
-                                    timeout=60)
-            response.raise_for_status()
-            return response.json()["id"], submitted
+            status, run = client.post("/api/v1/runs", body)
+            if status != 201:
+                raise RuntimeError(f"create answered {status}: {run}")
+            return run["id"], submitted
 
         started = time.time()
         created = dict(fan_out(args.clients, count, create))
-        finished = wait_for_runs(web.url, headers, set(created), started + timeout)
+        finished = wait_for_runs(client, set(created), started + timeout)
         ends = {run["id"]: epoch(run["completedAt"]) for run in finished
                 if run["status"] == "succeeded"}
         errors = len(created) - len(ends)
@@ -137,42 +127,40 @@ def runbase_side(args, web: harness.Server, key: str):
     return prepare
 
 
-def wait_for_runs(base_url: str, headers: dict, ids: set[str], deadline: float) -> list[dict]:
+def wait_for_runs(client: harness.JsonClient, ids: set[str], deadline: float) -> list[dict]:
     """Poll until no run of the account is pending or processing, then read back `ids`.
 
     Through the list endpoint, two small requests a sweep, rather than a GET per run: the
     web process and the worker share two cores, and per-run polling would make this a
     benchmark of polling.
     """
-    with requests.Session() as session:
-        while any(session.get(f"{base_url}/api/v1/runs", headers=headers, timeout=60,
-                              params={"status": status, "limit": 1}).json()["data"]
-                  for status in ("pending", "processing")):
-            if time.time() > deadline:
-                raise RuntimeError("runs still unfinished at the round's deadline (--timeout)")
-            time.sleep(0.05)
-        found, after = [], None
-        while len(found) < len(ids):  # newest first: this batch's runs come before older ones
-            page = session.get(f"{base_url}/api/v1/runs", headers=headers, timeout=60,
-                               params={"limit": 100, **({"after": after} if after else {})}).json()
-            found += [run for run in page["data"] if run["id"] in ids]
-            if not page["hasMore"]:
-                break
-            after = page["nextCursor"]
-        return found
+    while any(client.get("/api/v1/runs", {"status": status, "limit": 1})[1]["data"]
+              for status in ("pending", "processing")):
+        if time.time() > deadline:
+            raise RuntimeError("runs still unfinished at the round's deadline (--timeout)")
+        time.sleep(0.05)
+    found, after = [], None
+    while len(found) < len(ids):  # newest first: this batch's runs come before older ones
+        _status, page = client.get("/api/v1/runs",
+                                   {"limit": 100, **({"after": after} if after else {})})
+        found += [run for run in page["data"] if run["id"] in ids]
+        if not page["hasMore"]:
+            break
+        after = page["nextCursor"]
+    return found
 
 
 def litellm_side(args, proxy: harness.Server):
     """A side for harness.interleave: warm up, then `--runs` image generations."""
-    headers = {"Authorization": f"Bearer {LITELLM_KEY}"}
+    client = harness.JsonClient(proxy.url, {"Authorization": f"Bearer {LITELLM_KEY}"})
 
     def batch(count: int):
-        def generate(i, session):
+        def generate(i):
             submitted = time.time()
-            response = session.post(f"{proxy.url}/v1/images/generations", headers=headers,
-                                    json={"model": "gpt-image-1", "prompt": f"a lighthouse, {i}",
-                                          "n": 1, "size": "1024x1024"}, timeout=60)
-            ok = response.status_code == 200 and bool(response.json()["data"][0]["b64_json"])
+            status, answer = client.post("/v1/images/generations",
+                                         {"model": "gpt-image-1", "prompt": f"a lighthouse, {i}",
+                                          "n": 1, "size": "1024x1024"})
+            ok = status == 200 and bool(answer["data"][0]["b64_json"])
             return ok, submitted, time.time()
 
         started = time.time()
