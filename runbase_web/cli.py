@@ -212,7 +212,7 @@ def worker(threads: int | None):
     app = current_app._get_current_object()
     stopping = threading.Event()
     on_stop_signals(stopping.set)
-    running = Worker(app, threads=threads).start()
+    running = Worker(app, threads=threads, standalone=True).start()
     metrics.track_worker(running)
     address = app.config["WORKER_METRICS_ADDRESS"]
     if address:  # this worker's own metrics (provider requests, slots): README

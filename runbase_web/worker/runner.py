@@ -33,6 +33,7 @@ from flask import Flask
 from ..extensions import db
 from ..models import utcnow
 from .claim import Claim, ClaimedRun, Release, claim_work, earliest, renew_leases
+from .commit_watch import CommitWatcher, database_file
 from .execute import Step, cancel_upstream_job, execute_run
 from .finish_group import Finished, write_each
 from .listener import RunListener
@@ -79,8 +80,11 @@ CLAIM_RETRY_SECONDS = 1.0
 class Worker:
     """Claims due runs and executes them on a thread pool until stopped."""
 
-    def __init__(self, app: Flask, *, threads: int | None = None):
+    def __init__(self, app: Flask, *, threads: int | None = None, standalone: bool = False):
         self.app = app
+        #: Runs in a process of its own (`flask --app app worker`): creates in the web
+        #: process cannot wake it in process.
+        self.standalone = standalone
         self.threads = threads or app.config["WORKER_THREADS"]
         self.lease_seconds = app.config["LEASE_SECONDS"]
         self.poll_seconds = app.config["WORKER_POLL_SECONDS"]
@@ -127,6 +131,7 @@ class Worker:
         self._paused_until = 0.0  # no claim before this, after a failed one
         self.deliveries = DeliveryLoop(app, poll_seconds=self.poll_seconds)
         self._listener: RunListener | None = None
+        self._watcher: CommitWatcher | None = None
 
     def start(self) -> "Worker":
         """Start the claim loop and the heartbeat in background threads."""
@@ -139,6 +144,8 @@ class Worker:
         if engine.dialect.name == "postgresql":  # woken by NOTIFY on create; polling stays
             self._listener = RunListener(engine, self.run_created,
                                          gather_seconds=NOTIFY_GATHER_SECONDS).start()
+        elif self.standalone and database_file(engine):  # SQLite: woken by others' commits
+            self._watcher = CommitWatcher(database_file(engine), self.run_created).start()
         log.info("worker %s started with %d threads", self.owner, self.threads)
         return self
 
@@ -154,7 +161,8 @@ class Worker:
         self._wake.set()
 
     def run_created(self) -> None:
-        """A run was created somewhere (PostgreSQL's NOTIFY): look for due runs, at once
+        """A run was created somewhere (PostgreSQL's NOTIFY), or another connection
+        committed to the SQLite database (commit_watch): look for due runs, at once
         if this worker has not claimed within NOTIFY_GATHER_SECONDS, else when that has
         passed (one claim then takes every run announced meanwhile); a worker that is not
         the first responder looks HELPER_LAG_SECONDS later."""
@@ -182,6 +190,8 @@ class Worker:
         self._wake.set()
         if self._listener is not None:
             self._listener.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self._drop_queued()

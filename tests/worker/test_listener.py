@@ -1,5 +1,6 @@
-"""Standalone workers on PostgreSQL are woken by NOTIFY when a run is created in another
-process, instead of waiting for their next poll; a refused create wakes nobody. One
+"""Standalone workers are woken when a run is created in another process, instead of
+waiting for their next poll: by NOTIFY on PostgreSQL (a refused create wakes nobody), by
+watching for other connections' commits on SQLite (commit_watch). One
 listening worker is the first responder and starts new runs at once; the others take a
 new run only once it has waited HELPER_LAG_SECONDS unclaimed."""
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _standalone(app, **config):
     """A worker in an app of its own, as `flask --app app worker` runs beside the web app:
     the web app's in-process wake-up cannot reach it."""
     worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": POLL_SECONDS, **config})
-    worker = Worker(worker_app, threads=2).start()
+    worker = Worker(worker_app, threads=2, standalone=True).start()
     time.sleep(1.5)  # its first claim (at start) is done; from now on it waits
     try:
         yield worker
@@ -59,7 +60,7 @@ def standalone_worker(app):
         yield worker
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_standalone_worker_starts_a_new_run_at_once(app, client, auth, standalone_worker):
     assert _wait_for(lambda: standalone_worker.fresh_lag() == 0), "alone, it leads"
     created = time.monotonic()

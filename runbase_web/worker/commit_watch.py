@@ -1,0 +1,99 @@
+"""Waking standalone workers on SQLite, which has no NOTIFY.
+
+A standalone worker (`flask --app app worker`) runs in a process of its own, so the web
+process's in-process wake-up cannot reach it, and without one it started a new run only
+at its next poll: up to RUNBASE_WORKER_POLL_SECONDS late (half a second by default),
+every time a burst of runs followed a quiet spell. SQLite tells a connection whether
+any other connection has committed a change since it last asked (`PRAGMA data_version`,
+a read of the WAL index in shared memory, about 3 µs), so the worker asks every
+WATCH_SECONDS and looks for due runs when the answer changes. The watch costs about
+0.4 % of a core, busy or idle (measured alone at 20 ms; 0.2 % at 100 ms, 0.6 % at 5 ms),
+and nothing of it reaches the disk.
+
+Every commit that changes the database counts, not only creates: the worker's own
+writes, a sign-in, a key's use. A look that finds nothing due is one short claim
+transaction, and the claim loop gathers looks NOTIFY_GATHER_SECONDS apart, so a busy
+database costs at most one extra claim per gathering. Polling stays as the fallback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import urllib.parse
+from typing import Callable
+
+from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+#: How often the database is asked whether another connection committed.
+WATCH_SECONDS = 0.02
+#: Pause before opening the watching connection again after it failed.
+REOPEN_SECONDS = 2.0
+
+
+def database_file(engine: Engine) -> str | None:
+    """The SQLite database file behind `engine`, or None (not SQLite, or in memory: no
+    other process can write to it)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:") or "mode=memory" in path:
+        return None
+    return path
+
+
+class CommitWatcher:
+    """A thread that calls `wake()` whenever another connection commits a change to the
+    SQLite database file at `path`."""
+
+    def __init__(self, path: str, wake: Callable[[], None], *,
+                 interval: float = WATCH_SECONDS):
+        self._path = path
+        self._wake = wake
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runbase-watch", daemon=True)
+
+    def start(self) -> "CommitWatcher":
+        """Start watching in the background."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching and close the connection."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        connection, version, reopened = None, None, False
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    if connection is None:
+                        connection = _open(self._path)
+                    latest = connection.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error as error:
+                    log.warning("watching %s for commits failed (%s); polling meanwhile",
+                                self._path, error)
+                    if connection is not None:
+                        connection.close()
+                    connection, version, reopened = None, None, True
+                    self._stop.wait(REOPEN_SECONDS)
+                    continue
+                # A connection's first answer says nothing about what came before it: at
+                # start the worker claims anyway, after a failure it must look.
+                if (version is None and reopened) or (version is not None
+                                                      and latest != version):
+                    self._wake()
+                version, reopened = latest, False
+        finally:
+            if connection is not None:
+                connection.close()
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """A connection to an existing database file (never one created here by mistake)."""
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=rw"
+    return sqlite3.connect(uri, uri=True)
