@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -75,13 +74,14 @@ class Roles:
 
 def turn(topology: Topology, count: int, clients: int, roles: Roles, shares: list):
     """Create `count` runs, wait for all to end; (runs/s, p50 ms, p99 ms, failures)."""
-    url = topology.web_urls[0] + "/api/v1/runs"
+    client = harness.JsonClient(topology.web_urls[0], topology.headers)
 
     def create(index: int) -> str:
         body = {"model": MODEL, "input": {"prompt": f"a lighthouse, take {index}"}}
-        response = requests.post(url, json=body, headers=topology.headers, timeout=60)
-        response.raise_for_status()
-        return response.json()["id"]
+        status, run = client.post("/api/v1/runs", body)
+        if status != 201:
+            raise RuntimeError(f"create answered {status}: {run}")
+        return run["id"]
 
     database = topology.database_url.replace("postgresql+psycopg", "postgresql")
     writes_before = transactions_written(database)
