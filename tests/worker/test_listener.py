@@ -29,17 +29,30 @@ POLL_SECONDS = 30  # far longer than the test waits: only a notification can exp
 
 
 @contextmanager
-def _standalone(app, **config):
+def _standalone(app, idle_cores: float | None = 8.0, **config):
     """A worker in an app of its own, as `flask --app app worker` runs beside the web app:
-    the web app's in-process wake-up cannot reach it."""
+    the web app's in-process wake-up cannot reach it. Its machine has `idle_cores` to
+    spare whatever the tests running beside it do (None: unknown)."""
     worker_app = create_app({**app.config, "WORKER_POLL_SECONDS": POLL_SECONDS, **config})
-    worker = Worker(worker_app, threads=2, standalone=True).start()
+    worker = Worker(worker_app, threads=2, standalone=True)
+    worker.host_cpu = _FixedCpu(idle_cores)
+    worker.start()
     time.sleep(1.5)  # its first claim (at start) is done; from now on it waits
     try:
         yield worker
     finally:
         worker.stop(wait=True)
         db.state(worker_app).dispose()
+
+
+class _FixedCpu:
+    """A machine whose idle CPU stays what the test says."""
+
+    def __init__(self, idle_cores: float | None):
+        self.idle = idle_cores
+
+    def idle_cores(self) -> float | None:
+        return self.idle
 
 
 @contextmanager
@@ -197,6 +210,25 @@ def test_a_worker_behind_the_first_responder_takes_a_run_left_waiting(app, clien
                 waited = (run.started_at - run.created_at).total_seconds()
                 assert waited >= runner.HELPER_LAG_SECONDS, "it did not leave the run waiting"
                 assert wait_for_run(app, run_id).status == "succeeded"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_helper_on_a_busy_machine_leaves_new_runs_longer(app, client, auth, monkeypatch):
+    # No CPU to spare: the helper would only take CPU from the first responder's machine,
+    # so it leaves a new run HELPER_BUSY_HOST_LAG_SECONDS, and then still takes it.
+    monkeypatch.setattr(runner, "HELPER_BUSY_HOST_LAG_SECONDS", 1.0)
+    with _first_responder_held(app):
+        with _standalone(app, idle_cores=runner.SPARE_CORES / 2) as worker:
+            assert worker.fresh_lag() == 1.0
+            worker.host_cpu.idle = None
+            assert worker.fresh_lag() == runner.HELPER_LAG_SECONDS, "unknown: as if spare"
+            worker.host_cpu.idle = runner.SPARE_CORES / 2
+            run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
+            run = wait_for_run(app, run_id, timeout=10,
+                               until=("processing", "succeeded", "failed"))
+            waited = (run.started_at - run.created_at).total_seconds()
+            assert 1.0 <= waited < 5, waited
+            assert wait_for_run(app, run_id).status == "succeeded"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
