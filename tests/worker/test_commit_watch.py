@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 
 from runbase_web.worker import commit_watch
 from runbase_web.worker.commit_watch import CommitWatcher, database_file
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,12 +27,6 @@ def database(tmp_path):
     connection.close()
 
 
-def _wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return condition()
-
 
 def _watching(path: str, woken: list) -> CommitWatcher:
     watcher = CommitWatcher(path, lambda: woken.append(time.monotonic())).start()
@@ -46,7 +41,7 @@ def test_a_commit_by_another_connection_wakes_the_worker(database):
     try:
         assert woken == []
         connection.execute("INSERT INTO runs VALUES ('run_1')")
-        assert _wait_for(lambda: woken, timeout=1.0), "no wake-up after a commit"
+        assert wait_for(lambda: woken, timeout=1.0), "no wake-up after a commit"
     finally:
         watcher.stop()
 
@@ -84,7 +79,7 @@ def test_after_its_connection_failed_it_looks_once(database, monkeypatch):
     woken: list[float] = []
     watcher = CommitWatcher(path, lambda: woken.append(time.monotonic())).start()
     try:
-        assert _wait_for(lambda: woken), "a commit during the failure would be missed"
+        assert wait_for(lambda: woken, timeout=5), "a commit during the failure would be missed"
         time.sleep(0.2)
         assert len(woken) == 1
     finally:

@@ -4,17 +4,25 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from runbase_web.worker import host_cpu
 from runbase_web.worker.host_cpu import HostCpu
+
+
+@pytest.fixture
+def stat(tmp_path, monkeypatch):
+    """A /proc/stat of the test's own, read by HostCpu instead of the machine's."""
+    path = tmp_path / "stat"
+    monkeypatch.setattr(host_cpu, "_STAT", str(path))
+    return path
 
 
 def _stat(path, user: int, idle: int, iowait: int = 0) -> None:
     path.write_text(f"cpu  {user} 0 0 {idle} {iowait} 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
 
 
-def test_idle_cores_come_from_the_ticks_between_two_readings(tmp_path, monkeypatch):
-    stat = tmp_path / "stat"
-    monkeypatch.setattr(host_cpu, "_STAT", str(stat))
+def test_idle_cores_come_from_the_ticks_between_two_readings(stat, monkeypatch):
     monkeypatch.setattr(host_cpu, "READ_SECONDS", 0)
     reader = HostCpu(cores=2)
     _stat(stat, user=1000, idle=1000)
@@ -25,9 +33,7 @@ def test_idle_cores_come_from_the_ticks_between_two_readings(tmp_path, monkeypat
     assert abs(reader.idle_cores() - 2 * 180 / 200) < 1e-9
 
 
-def test_readings_are_reused_for_a_while(tmp_path, monkeypatch):
-    stat = tmp_path / "stat"
-    monkeypatch.setattr(host_cpu, "_STAT", str(stat))
+def test_readings_are_reused_for_a_while(stat, monkeypatch):
     monkeypatch.setattr(host_cpu, "READ_SECONDS", 3600)
     reader = HostCpu(cores=2)
     _stat(stat, user=0, idle=100)

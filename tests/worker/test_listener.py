@@ -23,6 +23,7 @@ from tests.conftest import wait_for_run
 from tests.fakes import openai as fake_openai
 from tests.providers.support import start_fake, stop_soon
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_for
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a quiet harbour"}}
 POLL_SECONDS = 30  # far longer than the test waits: only a notification can explain a start
@@ -75,7 +76,7 @@ def standalone_worker(app):
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_standalone_worker_starts_a_new_run_at_once(app, client, auth, standalone_worker):
-    assert _wait_for(lambda: standalone_worker.fresh_lag() == 0), "alone, it leads"
+    assert wait_for(lambda: standalone_worker.fresh_lag() == 0), "alone, it leads"
     created = time.monotonic()
     run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
     run = wait_for_run(app, run_id, timeout=10, until=("processing", "succeeded", "failed"))
@@ -108,12 +109,6 @@ def test_only_committed_creates_notify(app, user, make_key):
         listener.stop()
 
 
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
-
 
 def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
     monkeypatch.setattr(listener_module, "RECONNECT_SECONDS", 0.2)
@@ -122,10 +117,10 @@ def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
     woken: list[float] = []
     listener = RunListener(engine, lambda: woken.append(time.monotonic())).start()
     try:
-        assert _wait_for(lambda: woken)  # its first look on connecting
+        assert wait_for(lambda: woken)  # its first look on connecting
         assert listener.first_responder  # the only listener
         server.pause()
-        assert _wait_for(lambda: not listener.first_responder), "the lock went with it"
+        assert wait_for(lambda: not listener.first_responder), "the lock went with it"
         time.sleep(1.0)
         server.resume()
         woken.clear()
@@ -134,7 +129,7 @@ def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
             with psycopg.connect(server.conninfo("listen"), autocommit=True) as sender:
                 sender.execute(f"NOTIFY {WAKE_CHANNEL}")
             return bool(woken)
-        assert _wait_for(notified), "the listener never reconnected"
+        assert wait_for(notified), "the listener never reconnected"
         assert listener.first_responder, "it leads again on its new connection"
     finally:
         listener.stop()
@@ -151,13 +146,13 @@ def test_a_burst_of_creates_wakes_a_worker_once_per_gathering_time(app):
                            gather_seconds=0.5).start()
     conninfo = listener_module.conninfo(db.state(app).engine)
     try:
-        assert _wait_for(lambda: woken)  # its first look on connecting
+        assert wait_for(lambda: woken)  # its first look on connecting
         time.sleep(0.6)
         woken.clear()
         with psycopg.connect(conninfo, autocommit=True) as sender:
             sent = time.monotonic()
             sender.execute(f"NOTIFY {WAKE_CHANNEL}")
-            assert _wait_for(lambda: woken, timeout=5)
+            assert wait_for(lambda: woken, timeout=5)
             assert woken[0] - sent < 0.3, "the first NOTIFY after a quiet spell waited"
             for _ in range(50):  # each in a transaction of its own, as creates are
                 sender.execute(f"NOTIFY {WAKE_CHANNEL}")
@@ -174,13 +169,13 @@ def test_one_listener_is_the_first_responder_and_hands_over_when_it_stops(app, m
     engine = db.state(app).engine
     listeners = [RunListener(engine, lambda: None).start() for _ in range(3)]
     try:
-        assert _wait_for(lambda: sum(item.first_responder for item in listeners) == 1)
+        assert wait_for(lambda: sum(item.first_responder for item in listeners) == 1)
         time.sleep(0.6)  # each has tried more than once by now
         assert sum(item.first_responder for item in listeners) == 1
         [leader] = [item for item in listeners if item.first_responder]
         leader.stop()
         others = [item for item in listeners if item is not leader]
-        assert _wait_for(lambda: sum(item.first_responder for item in others) == 1,
+        assert wait_for(lambda: sum(item.first_responder for item in others) == 1,
                          timeout=3), "nobody took over from the stopped first responder"
     finally:
         for item in listeners:
