@@ -14,12 +14,12 @@ import json
 import os
 import re
 import signal
-import threading
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse

@@ -2,7 +2,8 @@
 waiting for their next poll: by NOTIFY on PostgreSQL (a refused create wakes nobody), by
 watching for other connections' commits on SQLite (commit_watch). One
 listening worker is the first responder and starts new runs at once; the others take a
-new run only once it has waited HELPER_LAG_SECONDS unclaimed."""
+new run only once it has waited HELPER_LAG_SECONDS unclaimed (longer on a machine with no
+CPU to spare)."""
 from __future__ import annotations
 
 import time
@@ -107,7 +108,6 @@ def test_only_committed_creates_notify(app, user, make_key):
         assert woken
     finally:
         listener.stop()
-
 
 
 def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
