@@ -115,12 +115,12 @@ def choose_due_runs(session: Session, limit: int, *, at: datetime,
     """
     if limit <= 0:
         return []
+    params = {"at": at, "limit": limit}
     if fresh_before is None:
-        fresh = list(session.execute(_FRESH_RUNS, {"at": at, "limit": limit}))
+        fresh = list(session.execute(_FRESH_RUNS, params))
     else:
-        fresh = list(session.execute(_AGED_FRESH_RUNS, {"at": at, "limit": limit,
-                                                        "fresh_before": fresh_before}))
-    waiting = list(session.execute(_WAITING_RUNS, {"at": at, "limit": limit}))
+        fresh = list(session.execute(_AGED_FRESH_RUNS, {**params, "fresh_before": fresh_before}))
+    waiting = list(session.execute(_WAITING_RUNS, params))
     return _by_due_time(fresh, waiting, limit)
 
 

@@ -39,8 +39,8 @@ def database_file(engine: Engine) -> str | None:
     if engine.dialect.name != "sqlite":
         return None
     path = engine.url.database
-    if not path or path == ":memory:" or path.startswith("file:") or "mode=memory" in path:
-        return None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None  # in memory, or a URI (which may name memory): nothing to watch
     return path
 
 
@@ -67,33 +67,35 @@ class CommitWatcher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        connection, version, reopened = None, None, False
-        try:
-            while not self._stop.wait(self._interval):
-                try:
-                    if connection is None:
-                        connection = _open(self._path)
-                    latest = connection.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.Error as error:
-                    log.warning("watching %s for commits failed (%s); polling meanwhile",
-                                self._path, error)
-                    if connection is not None:
-                        connection.close()
-                    connection, version, reopened = None, None, True
-                    self._stop.wait(REOPEN_SECONDS)
-                    continue
-                # A connection's first answer says nothing about what came before it: at
-                # start the worker claims anyway, after a failure it must look.
-                if (version is None and reopened) or (version is not None
-                                                      and latest != version):
-                    self._wake()
-                version, reopened = latest, False
-        finally:
-            if connection is not None:
-                connection.close()
+        connection = None
+        version = None  # the last answer; None: nothing yet to compare with
+        missed = False  # the connection failed: commits meanwhile went unseen
+        while not self._stop.wait(self._interval):
+            try:
+                connection = connection or _open(self._path)
+                latest = connection.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as error:
+                log.warning("watching %s for commits failed (%s); polling meanwhile",
+                            self._path, error)
+                connection = _close(connection)
+                version, missed = None, True
+                self._stop.wait(REOPEN_SECONDS)
+                continue
+            # A connection's first answer says nothing about what came before it: at
+            # start the worker claims anyway; after a failure it must look.
+            if missed or (version is not None and latest != version):
+                self._wake()
+            version, missed = latest, False
+        _close(connection)
 
 
 def _open(path: str) -> sqlite3.Connection:
     """A connection to an existing database file (never one created here by mistake)."""
     uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=rw"
     return sqlite3.connect(uri, uri=True)
+
+
+def _close(connection: sqlite3.Connection | None) -> None:
+    """Close the watching connection, if open; None, for the caller's variable."""
+    if connection is not None:
+        connection.close()

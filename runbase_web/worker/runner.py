@@ -154,11 +154,12 @@ class Worker:
             self._threads.append(thread)
         self.deliveries.start()
         engine = db.state(self.app).engine
+        watched = database_file(engine) if self.standalone else None
         if engine.dialect.name == "postgresql":  # woken by NOTIFY on create; polling stays
             self._listener = RunListener(engine, self.run_created,
                                          gather_seconds=NOTIFY_GATHER_SECONDS).start()
-        elif self.standalone and database_file(engine):  # SQLite: woken by others' commits
-            self._watcher = CommitWatcher(database_file(engine), self.run_created).start()
+        elif watched:  # SQLite, standalone: woken by other processes' commits
+            self._watcher = CommitWatcher(watched, self.run_created).start()
         log.info("worker %s started with %d threads", self.owner, self.threads)
         return self
 

@@ -1,17 +1,25 @@
 """The SQLite commit watcher that wakes standalone workers: it wakes on another
 connection's committed change, not on reads, rolled-back writes or empty transactions,
-and looks once after its connection failed (it may have missed a commit meanwhile)."""
+and looks once after its connection failed (it may have missed a commit meanwhile). A
+real `flask --app app worker` process uses it."""
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
 from runbase_web.worker import commit_watch
 from runbase_web.worker.commit_watch import CommitWatcher, database_file
+from tests.conftest import wait_for_run
 from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,3 +107,29 @@ def test_only_a_sqlite_file_is_watched(tmp_path):
     assert database_file(create_engine("sqlite://")) is None
     assert database_file(create_engine("sqlite:///:memory:")) is None
     assert database_file(create_engine("postgresql+psycopg://u@127.0.0.1/x")) is None
+
+
+def test_the_worker_command_starts_a_new_run_long_before_its_poll(app, client, auth, tmp_path):
+    # The web app (the test client) cannot wake a worker in another process, and that
+    # worker polls every 30 s: only the commit watch can explain a start within seconds.
+    env = dict(os.environ, RUNBASE_DATABASE_URL=app.config["DATABASE_URL"],
+               RUNBASE_DATA_DIR=app.config["DATA_DIR"], RUNBASE_WORKER_POLL_SECONDS="30",
+               RUNBASE_EMBEDDED_WORKER="0", PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: "running" in log_path.read_text() or process.poll() is not None,
+                        timeout=30) and process.poll() is None, log_path.read_text()
+        time.sleep(1.0)  # its first claim, at start, is over
+        created = time.monotonic()
+        run_id = client.post("/api/v1/runs", headers=auth,
+                             json={"model": "local/sketch", "input": {"prompt": "a harbour"}}
+                             ).get_json()["id"]
+        wait_for_run(app, run_id, timeout=10, until=("processing", "succeeded", "failed"))
+        assert time.monotonic() - created < 5, log_path.read_text()
+        assert wait_for_run(app, run_id).status == "succeeded"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
