@@ -53,6 +53,10 @@ class RunListener:
         self._thread = threading.Thread(target=self._run, name="runbase-listen", daemon=True)
         #: This listener's connection holds the first responder's lock.
         self.first_responder = False
+        #: This listener asked for the lock and another listener holds it. False until it
+        #: has asked, and after its connection is lost: a worker that cannot tell whether
+        #: another one answers first does not leave new runs to it.
+        self.behind_another = False
 
     def start(self) -> "RunListener":
         """Start listening in the background."""
@@ -93,12 +97,13 @@ class RunListener:
                         self._try_to_lead(connection)
                         tried = time.monotonic()
         finally:
-            self.first_responder = False  # the lock went with the connection
+            self.first_responder = self.behind_another = False  # the lock went with it
 
     def _try_to_lead(self, connection: psycopg.Connection) -> None:
         """Become the first responder if no other listener is (the lock is free)."""
         self.first_responder = bool(connection.execute(
             "SELECT pg_try_advisory_lock(%s)", (FIRST_RESPONDER_LOCK,)).fetchone()[0])
+        self.behind_another = not self.first_responder
 
 
 def _drain(connection: psycopg.Connection, *, timeout: float) -> bool:

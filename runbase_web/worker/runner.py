@@ -188,11 +188,14 @@ class Worker:
 
     def fresh_lag(self) -> float:
         """How old a new run must be before this worker takes it: 0, except for a worker
-        that listens for NOTIFY, is not the first responder, and has turns that are not
-        known to be long: HELPER_LAG_SECONDS, or HELPER_BUSY_HOST_LAG_SECONDS while its
-        machine has no CPU to spare."""
+        that listens for NOTIFY, has found another worker is the first responder, and has
+        turns that are not known to be long: HELPER_LAG_SECONDS, or
+        HELPER_BUSY_HOST_LAG_SECONDS while its machine has no CPU to spare. Until its
+        listener has asked (just after start, or after a lost connection) it waits for no
+        one: a claim held back then could leave its threads full with no backlog known,
+        and so nothing queued ahead until a thread came free."""
         listener = self._listener
-        if listener is None or listener.first_responder:
+        if listener is None or not listener.behind_another:
             return 0.0
         turn = self._turn_seconds
         if turn is not None and turn >= QUEUE_AHEAD_TURN_SECONDS:

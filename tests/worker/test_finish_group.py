@@ -9,6 +9,7 @@ import json
 import threading
 import time
 
+import pytest
 from sqlalchemy import delete, func, select, update
 
 from runbase_web import create_app, state
@@ -17,10 +18,12 @@ from runbase_web.models import LedgerEntry, Run, RunStatus, StoredFile, WebhookD
 from runbase_web.services import files, runs
 from runbase_web.providers.base import Done, Output
 from runbase_web.worker import Worker, runner
+from runbase_web.worker import listener as listener_module
 from runbase_web.worker.claim import claim_work, give_back_leases
 from runbase_web.worker.finish_group import Finished
 from tests.conftest import wait_for_run
 from tests.fakes.replicate import tiny_png
+from tests.support.waiting import wait_for
 from tests.worker.test_claim_loop import BlockingAdapter, _create, _runs
 from tests.worker.test_transactions import TransactionCounter
 
@@ -216,6 +219,34 @@ def test_with_a_backlog_runs_queue_ahead_and_a_stop_gives_them_back(app, client,
     started = [run for run in found.values() if run.status == RunStatus.SUCCEEDED.value]
     assert len(started) == 2 and all(run.attempts == 1 for run in started)
     assert set(found) == set(ids)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_not_yet_listening_holds_no_new_run_back(app, client, auth, monkeypatch):
+    """Until its listener has asked who leads, a worker leaves no new run for a first
+    responder. If it did, with older runs filling its threads, the newer ones would be
+    missing from its queue-ahead claim, so no backlog would be known, and nothing would
+    be queued until a thread came free (a flaky CI failure of the test above)."""
+    monkeypatch.setattr(runner, "HELPER_LAG_SECONDS", 1.0)
+    asked = threading.Event()
+    listen = listener_module.RunListener._listen
+    monkeypatch.setattr(listener_module.RunListener, "_listen",
+                        lambda self: asked.wait(30) and listen(self))
+    adapter = BlockingAdapter()
+    worker, worker_app = _worker_calling(adapter, app, monkeypatch)
+    _create(client, auth, 2)
+    time.sleep(1.2)  # older than a helper's lag
+    _create(client, auth, 8)
+    worker.start()
+    try:
+        assert worker.fresh_lag() == 0
+        assert wait_for(lambda: len(worker.active_runs()) == worker.threads + worker.queue_ahead,
+                        timeout=5), worker.active_runs()
+    finally:
+        asked.set()
+        adapter.release.set()
+        worker.stop(wait=True)
+        db.state(worker_app).dispose()
 
 
 class SlowAdapter:

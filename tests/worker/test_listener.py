@@ -173,10 +173,13 @@ def test_one_listener_is_the_first_responder_and_hands_over_when_it_stops(app, m
         time.sleep(0.6)  # each has tried more than once by now
         assert sum(item.first_responder for item in listeners) == 1
         [leader] = [item for item in listeners if item.first_responder]
+        assert [item.behind_another for item in listeners if item is not leader] == [True] * 2
+        assert not leader.behind_another
         leader.stop()
         others = [item for item in listeners if item is not leader]
         assert wait_for(lambda: sum(item.first_responder for item in others) == 1,
                          timeout=3), "nobody took over from the stopped first responder"
+        assert sum(item.behind_another for item in others) == 1
     finally:
         for item in listeners:
             item.stop()
