@@ -101,9 +101,11 @@ class RunListener:
 
     def _try_to_lead(self, connection: psycopg.Connection) -> None:
         """Become the first responder if no other listener is (the lock is free)."""
-        self.first_responder = bool(connection.execute(
+        leads = bool(connection.execute(
             "SELECT pg_try_advisory_lock(%s)", (FIRST_RESPONDER_LOCK,)).fetchone()[0])
-        self.behind_another = not self.first_responder
+        # In this order: whoever sees first_responder set also sees behind_another cleared.
+        self.behind_another = not leads
+        self.first_responder = leads
 
 
 def _drain(connection: psycopg.Connection, *, timeout: float) -> bool:
