@@ -518,6 +518,25 @@ def summarize(samples: dict[str, list[Sample]], *, ours: str, baseline: str, uni
         print(f"  ratio {ours}/{baseline}: {medians[ours] / medians[baseline]:.3f} "
               f"(medians of {unit}; runs with others >= {noise:.0%} of the CPU or with "
               f"errors left out{warning})")
+        print(f"  {describe_paired(paired_ratios(samples[ours], samples[baseline]))}")
+
+
+def paired_ratios(ours: list[Sample], baseline: list[Sample]) -> list[float]:
+    """ours/baseline within each round whose two runs were both quiet and error-free.
+
+    The machine's speed drifts over minutes; the two runs of one round are seconds apart,
+    so their ratio is steadier than a ratio of medians taken over the whole script."""
+    return [a.value / b.value for a, b in zip(ours, baseline)
+            if b.value and not (a.noisy or a.errors or b.noisy or b.errors)]
+
+
+def describe_paired(ratios: list[float]) -> str:
+    """One line on the per-round ratios: median, min-max, and how many were below 1."""
+    if not ratios:
+        return "per round: no round with both runs quiet and error-free"
+    below = sum(ratio < 1 for ratio in ratios)
+    return (f"per round: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+            f"max {max(ratios):.3f}, {below} of {len(ratios)} below 1)")
 
 
 # -- Runbase and PostgreSQL set-up ---------------------------------------------------

@@ -160,15 +160,17 @@ def interleave_workers(args, meter: harness.CpuMeter, topology: Topology,
                                  rounds=args.rounds, meter=meter, noise=args.noise,
                                  unit="runs/s")
     results = {}
+    first = samples[f"{min(args.workers)} worker(s)"]
     for n in args.workers:
-        kept = [s for s in samples[f"{n} worker(s)"] if not s.noisy and not s.errors] or \
-            samples[f"{n} worker(s)"]
+        runs = samples[f"{n} worker(s)"]
+        kept = [s for s in runs if not s.noisy and not s.errors] or runs
         cpu = {role: statistics.median(share[role] for share in role_shares[n])
                for role in role_shares[n][0]}
         results[n] = (statistics.median(s.value for s in kept),
                       statistics.median(s.p50 for s in kept if s.p50 is not None),
                       statistics.median(s.p99 for s in kept if s.p99 is not None),
-                      statistics.median(s.cpu.foreign for s in kept), cpu, len(kept))
+                      statistics.median(s.cpu.foreign for s in kept), cpu, len(kept),
+                      harness.paired_ratios(runs, first))
     return results
 
 
@@ -176,7 +178,7 @@ def report(latency: float, web: int, results: dict[int, tuple]) -> None:
     """The summary table of one setting."""
     base = results[min(results)][0]
     print(f"\nprovider {latency:g} s, gunicorn x {web}: medians")
-    for workers, (rate, p50, p99, foreign, cpu, kept) in sorted(results.items()):
+    for workers, (rate, p50, p99, foreign, cpu, kept, paired) in sorted(results.items()):
         cpu = dict(cpu)
         per_run = cpu.pop("writes/run")
         where = ", ".join(f"{role} {share:.2f}" for role, share in
@@ -184,6 +186,9 @@ def report(latency: float, web: int, results: dict[int, tuple]) -> None:
         print(f"  {workers} worker(s): {rate:7.1f} runs/s  ratio {rate / base:4.2f}  "
               f"p50 {p50:7.0f} ms  p99 {p99:7.0f} ms  others {foreign:4.1%}  n={kept}  "
               f"writing transactions per run {per_run:.2f}  cores used: {where}")
+        if workers != min(results):
+            print(f"      against {min(results)} worker(s) "
+                  f"{harness.describe_paired(paired)}")
     print(flush=True)
 
 
