@@ -51,12 +51,21 @@ class RunListener:
         self._gather_seconds = gather_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runbase-listen", daemon=True)
-        #: This listener's connection holds the first responder's lock.
-        self.first_responder = False
-        #: This listener asked for the lock and another listener holds it. False until it
-        #: has asked, and after its connection is lost: a worker that cannot tell whether
-        #: another one answers first does not leave new runs to it.
-        self.behind_another = False
+        #: Whether this listener's connection holds the first responder's lock: None until
+        #: it has asked, and again once its connection is lost (the lock went with it).
+        self._leads: bool | None = None
+
+    @property
+    def first_responder(self) -> bool:
+        """This listener's connection holds the first responder's lock."""
+        return self._leads is True
+
+    @property
+    def behind_another(self) -> bool:
+        """This listener asked for the lock and another listener holds it. False while
+        that is not known (before it asked, or with its connection lost): a worker that
+        cannot tell whether another one answers first does not leave new runs to it."""
+        return self._leads is False
 
     def start(self) -> "RunListener":
         """Start listening in the background."""
@@ -97,15 +106,12 @@ class RunListener:
                         self._try_to_lead(connection)
                         tried = time.monotonic()
         finally:
-            self.first_responder = self.behind_another = False  # the lock went with it
+            self._leads = None  # the lock went with the connection
 
     def _try_to_lead(self, connection: psycopg.Connection) -> None:
         """Become the first responder if no other listener is (the lock is free)."""
-        leads = bool(connection.execute(
+        self._leads = bool(connection.execute(
             "SELECT pg_try_advisory_lock(%s)", (FIRST_RESPONDER_LOCK,)).fetchone()[0])
-        # In this order: whoever sees first_responder set also sees behind_another cleared.
-        self.behind_another = not leads
-        self.first_responder = leads
 
 
 def _drain(connection: psycopg.Connection, *, timeout: float) -> bool:

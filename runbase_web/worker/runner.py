@@ -178,8 +178,8 @@ class Worker:
         """A run was created somewhere (PostgreSQL's NOTIFY), or another connection
         committed to the SQLite database (commit_watch): look for due runs, at once
         if this worker has not claimed within NOTIFY_GATHER_SECONDS, else when that has
-        passed (one claim then takes every run announced meanwhile); a worker that is not
-        the first responder looks HELPER_LAG_SECONDS later."""
+        passed (one claim then takes every run announced meanwhile); a worker behind
+        another first responder looks later (fresh_lag)."""
         now = time.monotonic()
         with self._lock:
             self._heard_at = earliest(self._heard_at, now)
