@@ -13,6 +13,7 @@ from runbase_web import create_app
 from runbase_web.extensions import db
 from runbase_web.worker import Worker, webhook_delivery
 from tests.conftest import wait_for_run
+from tests.support.waiting import wait_for
 from tests.webhooks import Receiver, account_secret, attempts_of, wait_for_delivery
 
 #: Longer than any test here: only a hint or the sweep can explain a claim.
@@ -73,17 +74,10 @@ def _create(client, auth, webhook: str | None = None, **input_) -> str:
     return response.get_json()["id"]
 
 
-def _wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
-
-
 def test_an_idle_loop_claims_nothing_between_sweeps(app, standalone, monkeypatch):
     monkeypatch.setattr(webhook_delivery, "SWEEP_SECONDS", LONG)
     worker, claims = standalone(poll=0.1)  # the run loop polls; deliveries have no reason
-    assert _wait_until(lambda: claims.count >= 1, 5)  # the sweep at start (restarts)
+    assert wait_for(lambda: claims.count >= 1, timeout=5)  # the sweep at start (restarts)
     time.sleep(1.5)
     assert claims.count == 1
 
@@ -91,7 +85,7 @@ def test_an_idle_loop_claims_nothing_between_sweeps(app, standalone, monkeypatch
 def test_runs_without_webhooks_cost_no_delivery_claim(app, client, auth, standalone, monkeypatch):
     monkeypatch.setattr(webhook_delivery, "SWEEP_SECONDS", LONG)
     worker, claims = standalone()
-    assert _wait_until(lambda: claims.count >= 1, 5)
+    assert wait_for(lambda: claims.count >= 1, timeout=5)
     ids = [_create(client, auth, outcome=outcome) for outcome in ("succeed", "fail", "succeed")]
     worker.wake()
     for run_id in ids:
