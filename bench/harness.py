@@ -41,6 +41,21 @@ _LEAKY = ("RUNBASE_", "OPENAI_", "DATABASE_URL", "LITELLM_", "PG")
 
 # -- processes and ports ------------------------------------------------------------
 
+def _unwind_on_sigterm(signum: int, _frame) -> None:
+    """Turn SIGTERM (kill, `timeout`) into an exit that unwinds like Ctrl+C does.
+
+    Every server here runs in a session of its own (see Server), so the signal that stops
+    a script never reaches them; without this, Python's default action ends the script on
+    the spot and its gunicorns, workers, fakes and PostgreSQL keep running, taking CPU
+    from whatever is measured next. Raising SystemExit runs the scripts' `with` blocks and
+    ExitStack callbacks, which stop them."""
+    raise SystemExit(128 + signum)
+
+
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _unwind_on_sigterm)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
