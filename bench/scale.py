@@ -24,6 +24,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 
@@ -129,8 +130,21 @@ def with_workers(topology: Topology, wanted: int) -> None:
     harness.wait_until_quiet([p.pid for p in topology.worker_processes], timeout=30)
 
 
+class WorkerCountResult(NamedTuple):
+    """What one worker count made in one setting: medians over its quiet runs."""
+
+    rate: float  # completed runs/s
+    p50: float  # create -> succeeded, ms
+    p99: float
+    foreign: float  # share of the CPU other processes took
+    cpu: dict  # cores by role, and "writes/run"
+    kept: int  # runs counted
+    #: This count's runs/s over the fewest workers', within each round (harness.paired_ratios).
+    paired: list[float]
+
+
 def measure_setting(args, meter: harness.CpuMeter, latency: float,
-                    web: int) -> dict[int, tuple]:
+                    web: int) -> dict[int, WorkerCountResult]:
     """Interleave the worker counts for one latency and web size; medians by count."""
     with Topology(webs=1, workers=0, latency=latency, web_processes=web,
                   worker_threads=args.worker_threads, credit_usd="10000000") as topology:
@@ -138,7 +152,7 @@ def measure_setting(args, meter: harness.CpuMeter, latency: float,
 
 
 def interleave_workers(args, meter: harness.CpuMeter, topology: Topology,
-                       latency: float) -> dict[int, tuple]:
+                       latency: float) -> dict[int, WorkerCountResult]:
     """The worker counts in turns on a running topology; medians by count."""
     meter.extra_roots = [harness.postmaster_pid(topology.postgres.datadir)]
     roles, count = Roles(topology), args.runs if latency < 0.5 else args.slow_runs
@@ -160,35 +174,37 @@ def interleave_workers(args, meter: harness.CpuMeter, topology: Topology,
                                  rounds=args.rounds, meter=meter, noise=args.noise,
                                  unit="runs/s")
     results = {}
-    first = samples[f"{min(args.workers)} worker(s)"]
+    fewest = samples[f"{min(args.workers)} worker(s)"]
     for n in args.workers:
         runs = samples[f"{n} worker(s)"]
         kept = [s for s in runs if not s.noisy and not s.errors] or runs
         cpu = {role: statistics.median(share[role] for share in role_shares[n])
                for role in role_shares[n][0]}
-        results[n] = (statistics.median(s.value for s in kept),
-                      statistics.median(s.p50 for s in kept if s.p50 is not None),
-                      statistics.median(s.p99 for s in kept if s.p99 is not None),
-                      statistics.median(s.cpu.foreign for s in kept), cpu, len(kept),
-                      harness.paired_ratios(runs, first))
+        results[n] = WorkerCountResult(
+            rate=statistics.median(s.value for s in kept),
+            p50=statistics.median(s.p50 for s in kept if s.p50 is not None),
+            p99=statistics.median(s.p99 for s in kept if s.p99 is not None),
+            foreign=statistics.median(s.cpu.foreign for s in kept), cpu=cpu, kept=len(kept),
+            paired=harness.paired_ratios(runs, fewest))
     return results
 
 
-def report(latency: float, web: int, results: dict[int, tuple]) -> None:
+def report(latency: float, web: int, results: dict[int, WorkerCountResult]) -> None:
     """The summary table of one setting."""
-    base = results[min(results)][0]
+    base = results[min(results)].rate
     print(f"\nprovider {latency:g} s, gunicorn x {web}: medians")
-    for workers, (rate, p50, p99, foreign, cpu, kept, paired) in sorted(results.items()):
-        cpu = dict(cpu)
+    for workers, result in sorted(results.items()):
+        cpu = dict(result.cpu)
         per_run = cpu.pop("writes/run")
         where = ", ".join(f"{role} {share:.2f}" for role, share in
                           sorted(cpu.items(), key=lambda item: -item[1]))
-        print(f"  {workers} worker(s): {rate:7.1f} runs/s  ratio {rate / base:4.2f}  "
-              f"p50 {p50:7.0f} ms  p99 {p99:7.0f} ms  others {foreign:4.1%}  n={kept}  "
+        print(f"  {workers} worker(s): {result.rate:7.1f} runs/s  "
+              f"ratio {result.rate / base:4.2f}  p50 {result.p50:7.0f} ms  "
+              f"p99 {result.p99:7.0f} ms  others {result.foreign:4.1%}  n={result.kept}  "
               f"writing transactions per run {per_run:.2f}  cores used: {where}")
         if workers != min(results):
             print(f"      against {min(results)} worker(s) "
-                  f"{harness.describe_paired(paired)}")
+                  f"{harness.describe_paired(result.paired)}")
     print(flush=True)
 
 
