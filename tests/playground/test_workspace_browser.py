@@ -60,7 +60,8 @@ def test_reload_back_and_model_switches_keep_the_runs_column(app, page: Page, pr
         wait_for_run(app, api_run(app, user_id, f"earlier run {index}"))
     pick(page, "local/test")
     page.locator("#f-prompt").fill("still running")
-    page.locator("#f-delay_ms").fill("2500")
+    # Long enough to outlast a reload on a slow, busy CI machine (one took 3 s).
+    page.locator("#f-delay_ms").fill("8000")
     page.locator("#run-form button[type=submit]").click()
     expect(cards(page).first).to_contain_text("still running")
 

@@ -59,7 +59,8 @@ def api_run(app, user, prompt: str, *, model: str = "local/test", **extra) -> st
 def test_run_page_polls_zooms_copies_and_reruns(app, page: Page, problems, member):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     sign_in(page, member.email)
-    run_id = api_run(app, member, "a paper lighthouse", delay_ms=1500)
+    # Long enough that the page is still polling when it first shows on a slow machine.
+    run_id = api_run(app, member, "a paper lighthouse", delay_ms=5000)
     page.goto(f"/runs/{run_id}")
     live = page.locator("#run-live")
     expect(live).not_to_have_attribute("data-status", "succeeded")
