@@ -54,6 +54,8 @@ class CommitWatcher:
         self._wake = wake
         self._interval = interval
         self._stop = threading.Event()
+        #: Set once the watcher has its first answer: commits after that wake the worker.
+        self.watching = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runbase-watch", daemon=True)
 
     def start(self) -> "CommitWatcher":
@@ -86,6 +88,7 @@ class CommitWatcher:
             if missed or (version is not None and latest != version):
                 self._wake()
             version, missed = latest, False
+            self.watching.set()
         _close(connection)
 
 

@@ -178,7 +178,7 @@ def test_one_listener_is_the_first_responder_and_hands_over_when_it_stops(app, m
         leader.stop()
         others = [item for item in listeners if item is not leader]
         assert wait_for(lambda: sum(item.first_responder for item in others) == 1,
-                         timeout=3), "nobody took over from the stopped first responder"
+                         timeout=10), "nobody took over from the stopped first responder"
         assert sum(item.behind_another for item in others) == 1
     finally:
         for item in listeners:

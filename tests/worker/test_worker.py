@@ -51,7 +51,7 @@ def test_failing_run_is_failed_and_refunded(app, client, auth, user, worker):
 
 
 def test_delayed_run_waits_without_holding_a_thread(app, client, auth, worker):
-    slow = [create(client, auth, delay_ms=5000) for _ in range(6)]
+    slow = [create(client, auth, delay_ms=8000) for _ in range(6)]
     quick = create(client, auth, model="local/sketch")
     # Six slow runs on a four-thread worker: the quick one still finishes first.
     assert wait_for_run(app, quick["id"], timeout=5).status == "succeeded"
