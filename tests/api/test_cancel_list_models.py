@@ -30,10 +30,11 @@ def test_cancel_pending_run_refunds_once(app, client, auth, user):
 
 def test_cancel_processing_run_and_the_worker_loses_the_race(app, client, auth, worker):
     # The delay leaves room for the cancel to land first even on a slow, busy machine.
-    run = create(client, auth, delay_ms=2000)
+    delay_ms = 2000
+    run = create(client, auth, delay_ms=delay_ms)
     wait_for_run(app, run["id"], until=("processing",))
     assert client.post(f"/api/v1/runs/{run['id']}/cancel", headers=auth).get_json()["errorCode"] == "canceled"
-    time.sleep(2.4)  # the delayed job comes due; the worker must not resurrect the run
+    time.sleep(delay_ms / 1000 + 0.4)  # the delayed job comes due; the worker must not resurrect the run
     final = client.get(f"/api/v1/runs/{run['id']}", headers=auth).get_json()
     assert final["status"] == "failed" and final["errorCode"] == "canceled" and final["output"] is None
 

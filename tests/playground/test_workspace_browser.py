@@ -14,7 +14,7 @@ from runbase_web.extensions import db
 from runbase_web.models import Run, User
 from runbase_web.services import billing, run_creation
 from tests.conftest import wait_for_run
-from tests.support.pages import RUN_TIMEOUT_MS, pick, sign_up
+from tests.support.pages import RUN_TIMEOUT_MS, STILL_RUNNING_MS, pick, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -60,8 +60,7 @@ def test_reload_back_and_model_switches_keep_the_runs_column(app, page: Page, pr
         wait_for_run(app, api_run(app, user_id, f"earlier run {index}"))
     pick(page, "local/test")
     page.locator("#f-prompt").fill("still running")
-    # Long enough to outlast a reload on a slow, busy CI machine (one took 3 s).
-    page.locator("#f-delay_ms").fill("8000")
+    page.locator("#f-delay_ms").fill(str(STILL_RUNNING_MS))
     page.locator("#run-form button[type=submit]").click()
     expect(cards(page).first).to_contain_text("still running")
 

@@ -11,6 +11,9 @@ from tests.web import PASSWORD
 
 #: A run of the offline models takes well under this, even on a slow CI machine.
 RUN_TIMEOUT_MS = 30_000
+#: A local/test delay (delay_ms) after which a run is still in flight once a page has
+#: loaded or reloaded, even on a slow, busy CI machine (one reload there took 3 s).
+STILL_RUNNING_MS = 8_000
 
 
 def sign_up(page: Page, next_path: str = "/playground") -> str:

@@ -8,12 +8,10 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.pages import RUN_TIMEOUT_MS
 from tests.web import PASSWORD
 
 pytestmark = pytest.mark.browser
-
-#: A run of the offline models takes well under this, even on a slow CI machine.
-RUN_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture

@@ -15,12 +15,10 @@ from runbase_web import state
 from runbase_web.extensions import db
 from runbase_web.services import history, run_creation
 from tests.conftest import wait_for_run
+from tests.support.pages import RUN_TIMEOUT_MS, STILL_RUNNING_MS
 from tests.web import PASSWORD
 
 pytestmark = pytest.mark.browser
-
-#: A run of the offline models takes well under this, even on a slow CI machine.
-RUN_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture
@@ -59,8 +57,7 @@ def api_run(app, user, prompt: str, *, model: str = "local/test", **extra) -> st
 def test_run_page_polls_zooms_copies_and_reruns(app, page: Page, problems, member):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     sign_in(page, member.email)
-    # Long enough that the page is still polling when it first shows on a slow machine.
-    run_id = api_run(app, member, "a paper lighthouse", delay_ms=5000)
+    run_id = api_run(app, member, "a paper lighthouse", delay_ms=STILL_RUNNING_MS)
     page.goto(f"/runs/{run_id}")
     live = page.locator("#run-live")
     expect(live).not_to_have_attribute("data-status", "succeeded")
