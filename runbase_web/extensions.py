@@ -20,6 +20,8 @@ from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from .write_group import WriteGroup, WriteGroupFailed
+
 T = TypeVar("T")
 
 
@@ -64,6 +66,11 @@ class Database:
         """The current app's engine."""
         return self.state().engine
 
+    def write_group(self) -> WriteGroup | None:
+        """The current app's group commit for short concurrent writes (write_group.py):
+        on SQLite, where writers queue for one lock; None on PostgreSQL."""
+        return self.state().write_group
+
 
 #: Seconds a client is asked to wait when the database is out of reach.
 OUTAGE_RETRY_AFTER = 2
@@ -74,6 +81,8 @@ def is_outage(error: BaseException) -> bool:
     dropped, pool exhausted, locked) rather than that the request or the code is wrong."""
     if isinstance(error, SqlTimeoutError):
         return True
+    if isinstance(error, WriteGroupFailed) and error.__cause__ is not None:
+        return is_outage(error.__cause__)  # another thread's commit, failing for all
     if isinstance(error, DBAPIError):
         return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
     return False
@@ -165,6 +174,7 @@ class _AppDatabase:
         self._connections = threading.local()
         self._kept: weakref.WeakSet[_KeptConnection] = weakref.WeakSet()
         self._kept_lock = threading.Lock()
+        self.write_group = WriteGroup(engine) if engine.dialect.name == "sqlite" else None
 
     def connection(self) -> Connection:
         """This thread's Core connection: the one it kept from its last request if still
@@ -211,6 +221,8 @@ class _AppDatabase:
         self._connections = threading.local()
         self._kept = weakref.WeakSet()
         self._kept_lock = threading.Lock()
+        if self.write_group is not None:
+            self.write_group.after_fork()
 
 
 def make_engine(url: str) -> Engine:
@@ -393,6 +405,12 @@ def _watch_statement(_conn, _cursor, statement, _params, _context, _executemany)
         return
     if _reading_only.get():
         raise WriteWhileReading(f"a write in a read-only context: {statement[:80]}")
+    _wrote.set(True)
+
+
+def mark_written() -> None:
+    """Note that this context's work was written (by another thread: write_group), so
+    retry_on_disconnect never repeats it."""
     _wrote.set(True)
 
 

@@ -39,12 +39,15 @@ def _model_and_input(body: dict) -> tuple[str, dict]:
     return model, raw_input
 
 
-def _creator(body: dict, model: str, raw_input: dict) -> Callable[[], Run]:
+def _creator(body: dict, model: str, raw_input: dict, *, alone: bool) -> Callable[[], Run]:
     """Creates the run the body asks for, when called. No savepoint: the request's
-    transaction holds only this run, and any refusal rolls all of it back (api/errors)."""
+    transaction holds only this run, and any refusal rolls all of it back (api/errors).
+    A create that is `alone` in its transaction (no idempotency record to write with it)
+    is committed with other requests' creates on SQLite (write_group.py)."""
     return lambda: state.run_creator().create(
         db.session, user_id=g.caller.user_id, api_key_id=g.caller.key_id, model_id=model,
-        raw_input=raw_input, source="api", webhook_url=body.get("webhook"), atomic=False)
+        raw_input=raw_input, source="api", webhook_url=body.get("webhook"), atomic=False,
+        group=db.write_group() if alone else None)
 
 
 def _idempotency_key() -> str | None:
@@ -69,9 +72,10 @@ def create_run():
     """Create a run: validate, price, charge, queue (once per Idempotency-Key)."""
     body = _json_body()
     model, raw_input = _model_and_input(body)
+    key = _idempotency_key()
     run, replayed = idempotency.create_once(
-        db.session, user_id=g.caller.user_id, key=_idempotency_key(),
-        body=body, create=_creator(body, model, raw_input))
+        db.session, user_id=g.caller.user_id, key=key,
+        body=body, create=_creator(body, model, raw_input, alone=key is None))
     if not replayed:
         state.wake_worker()
     response = jsonify(run_object(run, public_base_url()))

@@ -6,7 +6,7 @@ transaction, so the check and the change can't be separated by another writer
 """
 from __future__ import annotations
 
-from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,9 @@ from ..errors import InsufficientBalance, RunbaseError, SpendLimitExceeded
 from ..models import ApiKey, EntryKind, LedgerEntry, Run, RunStatus, User, is_active, utcnow
 from ..money import format_usd
 
+
+#: Where the hot writes run: the caller's session, or a Core connection (write_group).
+Executor = Session | Connection
 
 _users, _keys, _entries = User.__table__, ApiKey.__table__, LedgerEntry.__table__
 # The hot statements are built once, on the tables rather than the ORM classes: plain
@@ -35,20 +38,20 @@ _TAKE_BACK_KEY_SPEND = (update(_keys).where(_keys.c.id == bindparam("key_id"))
 _ADD_ENTRY = insert(_entries)
 
 
-def _move(session: Session, user_id: int, amount: int, *, require_funds: bool) -> int | None:
+def _move(session: Executor, user_id: int, amount: int, *, require_funds: bool) -> int | None:
     """Add `amount` to a balance; with `require_funds`, only if it stays >= 0. Returns the new balance."""
     statement = _MOVE_WITHIN_FUNDS if require_funds else _MOVE
     return session.execute(statement, {"user_id": user_id, "amount": amount}).scalar_one_or_none()
 
 
-def _add_entry(session: Session, *, user_id: int, run_id: str, api_key_id: int | None,
+def _add_entry(session: Executor, *, user_id: int, run_id: str, api_key_id: int | None,
                kind: EntryKind, amount: int, balance: int) -> None:
     session.execute(_ADD_ENTRY, {"user_id": user_id, "run_id": run_id, "api_key_id": api_key_id,
                                  "kind": kind.value, "amount_micros": amount,
                                  "balance_after_micros": balance, "created_at": utcnow()})
 
 
-def debit_for_run(session: Session, *, user_id: int, api_key_id: int | None, cost: int) -> int:
+def debit_for_run(session: Executor, *, user_id: int, api_key_id: int | None, cost: int) -> int:
     """Take a run's cost from the balance and the key's remaining limit, or refuse;
     returns the balance after. Record the charge (record_charge) once the run exists.
 
@@ -75,7 +78,7 @@ def past_key_limit() -> SpendLimitExceeded:
     return SpendLimitExceeded("This run would take the API key past its spend limit.")
 
 
-def record_charge(session: Session, *, user_id: int, api_key_id: int | None, run_id: str,
+def record_charge(session: Executor, *, user_id: int, api_key_id: int | None, run_id: str,
                   cost: int, balance: int) -> None:
     """The ledger row of a debit_for_run, for the run just inserted."""
     _add_entry(session, user_id=user_id, run_id=run_id, api_key_id=api_key_id,

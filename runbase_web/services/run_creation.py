@@ -15,15 +15,17 @@ from datetime import timedelta
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from .. import jsontext
 from ..catalog import Catalog, InputError, ModelSpec, price, validate_input
 from ..errors import InsufficientBalance, InvalidInput, ModelNotFound, RunbaseError
+from ..extensions import mark_written
 from ..ids import LOWERCASE_AND_DIGITS, random_text
 from ..models import Run, RunStatus, utcnow
 from ..money import format_usd
+from ..write_group import WriteGroup
 from . import ledger, runs, uploads
 from .charged_insert import insert_charged_run
 
@@ -99,8 +101,9 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
                source: str = "api", webhook_url: str | None = None,
                parent_id: str | None = None, atomic: bool = True,
                batch_id: str | None = None, batch_row: int | None = None,
-               batch_col: int | None = None) -> Run:
-    """Create a pending run and charge for it, in the caller's transaction.
+               batch_col: int | None = None, group: WriteGroup | None = None) -> Run:
+    """Create a pending run and charge for it, in the caller's transaction (or, with
+    `group`, committed before this returns).
 
     `webhook_url` is notified when the run ends; `parent_id` names the user's run this
     one was made from (lineage). Raises ModelNotFound, InvalidInput, RunNotFound (a
@@ -109,6 +112,11 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     `batch_row` and `batch_col` place the run in a grid (services/batches.py). A caller whose
     transaction holds nothing else, and which rolls it back on any refusal (the API), passes
     atomic=False and saves the savepoint's two statements.
+
+    With `group` (SQLite), the run and its charge are committed at once, in a transaction
+    shared with other threads' creates (write_group.py): for a caller that has written
+    nothing in `session` and commits right after (the API without an Idempotency-Key).
+    `session`'s transaction is ended first: it may only have read.
     """
     spec = resolve_model(catalog, model_id, provider_env)
     valid = prepare_input(spec, raw_input)
@@ -130,21 +138,41 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     # write lock (PostgreSQL's lock on the user's row) is held, and building an ORM object
     # took a quarter of that time.
     run = _unsaved(values)
-    # Debit first: a refusal then comes before anything is inserted. The key's limit may
-    # refuse after the balance was debited: the savepoint (or the caller's rollback)
-    # takes both back, so no caller can commit half a charge.
+    if group is not None:
+        _commit_in_group(session, group, values)
+        return _as_loaded(session, run)
     with session.begin_nested() if atomic else nullcontext():
         if session.get_bind().dialect.name == "postgresql":
             # One statement; it also NOTIFYs the workers (charged_insert).
             insert_charged_run(session, values, channel=WAKE_CHANNEL)
         else:
-            # SQLite has no NOTIFY: its workers poll or are woken in process.
-            balance = ledger.debit_for_run(session, user_id=user_id, api_key_id=api_key_id,
-                                           cost=cost)
-            session.execute(_INSERT_RUN, values)
-            ledger.record_charge(session, user_id=user_id, api_key_id=api_key_id,
-                                 run_id=values["id"], cost=cost, balance=balance)
+            _insert_charged_sqlite(session, values)
     return _as_loaded(session, run)
+
+
+def _insert_charged_sqlite(database: Session | Connection, values: dict) -> None:
+    """Debit, insert the run, record the charge: on SQLite, which has no NOTIFY (its
+    workers poll or are woken in process). Debit first: a refusal then comes before
+    anything is inserted. The key's limit may refuse after the balance was debited: the
+    savepoint (or the caller's rollback) takes both back, so no caller can commit half a
+    charge."""
+    user_id, api_key_id, cost = values["user_id"], values["api_key_id"], values["cost_micros"]
+    balance = ledger.debit_for_run(database, user_id=user_id, api_key_id=api_key_id, cost=cost)
+    database.execute(_INSERT_RUN, values)
+    ledger.record_charge(database, user_id=user_id, api_key_id=api_key_id,
+                         run_id=values["id"], cost=cost, balance=balance)
+
+
+def _commit_in_group(session: Session, group: WriteGroup, values: dict) -> None:
+    """Commit the run of `values` and its charge through the group (in a savepoint of a
+    shared transaction); raise its refusal, having saved nothing."""
+    # The group's leader needs the write lock: this thread must not hold it meanwhile
+    # (SQLite's read transactions of a request that may write take it, see extensions).
+    session.commit()
+    try:
+        group.run(lambda connection: _insert_charged_sqlite(connection, values))
+    finally:
+        mark_written()  # whatever the outcome, a disconnect now must not create it twice
 
 
 def _unsaved(values: dict) -> Run:
@@ -282,14 +310,14 @@ class RunCreator:
     def create(self, session: Session, *, user_id: int, model_id: str, raw_input: dict,
                source: str, api_key_id: int | None = None, webhook_url: str | None = None,
                parent_id: str | None = None, seed_mode: str | None = None,
-               atomic: bool = True) -> Run:
+               atomic: bool = True, group: WriteGroup | None = None) -> Run:
         """One run (see create_run); `seed_mode` is the Playground's seed control."""
         raw_input = _SeedControl(session, user_id, seed_mode).apply(
             self.catalog.get(model_id), raw_input)
         return create_run(session, catalog=self.catalog, provider_env=self.provider_env,
                           user_id=user_id, api_key_id=api_key_id, model_id=model_id,
                           raw_input=raw_input, source=source, webhook_url=webhook_url,
-                          parent_id=parent_id, atomic=atomic)
+                          parent_id=parent_id, atomic=atomic, group=group)
 
     def create_many(self, session: Session, *, user_id: int, inputs: Sequence[tuple[str, dict]],
                     source: str = "playground", parent_id: str | None = None,

@@ -104,6 +104,28 @@ def test_a_create_is_one_transaction(app, client, auth, statements):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_create_without_an_idempotency_key_commits_with_others(
+        app, client, auth, monkeypatch):
+    with app.app_context():
+        group = db.write_group()
+    grouped = []
+    real_run = group.run
+    monkeypatch.setattr(group, "run", lambda write: grouped.append(write) or real_run(write))
+
+    assert client.post("/api/v1/runs", json=SKETCH, headers=auth).status_code == 201
+    assert len(grouped) == 1
+    # With a key, the idempotency record must share the run's own transaction.
+    keyed = {**auth, "Idempotency-Key": "one"}
+    assert client.post("/api/v1/runs", json=SKETCH, headers=keyed).status_code == 201
+    assert len(grouped) == 1
+
+
+def test_only_sqlite_has_a_write_group(app, database_url):
+    with app.app_context():
+        assert (db.write_group() is not None) == database_url.startswith("sqlite")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_get_does_not_wait_for_a_writer(app, client, auth):
     run_id = client.post("/api/v1/runs", json=SKETCH, headers=auth).get_json()["id"]
     client.get(f"/api/v1/runs/{run_id}", headers=auth)
