@@ -566,13 +566,14 @@ def runbase_env(data_dir: str, database_url: str | None = None, **extra: str) ->
     return env
 
 
-def prepare_runbase(env: dict[str, str], credit_usd: str = "1000000") -> str:
+def prepare_runbase(env: dict[str, str], credit_usd: str = "1000000", tree: Path = ROOT) -> str:
     """Migrate, create a user with `credit_usd` and return a new API key, through the
-    operator commands (a stable interface, so this works on any tree of the project)."""
+    operator commands of the checkout at `tree` (a stable interface, so this works on any
+    tree of the project)."""
     flask = [sys.executable, "-m", "flask", "--app", "app"]
 
     def cli(*args: str) -> str:
-        done = subprocess.run(flask + list(args), cwd=ROOT, env=env, capture_output=True,
+        done = subprocess.run(flask + list(args), cwd=tree, env=env, capture_output=True,
                               text=True)
         if done.returncode != 0:
             raise RuntimeError(f"flask {' '.join(args[:1])} failed:\n{done.stdout}{done.stderr}")

@@ -4,6 +4,11 @@ fake OpenAI Images API on 127.0.0.1, interleaved (Runbase, LiteLLM, Runbase, ...
 
     python bench/image_runs.py                          # 500 runs a side, 3 rounds
     python bench/image_runs.py --runs 200 --rounds 3 --clients 8 --db postgres
+    python bench/image_runs.py --vs-tree ../runbase-before --runs 800 --rounds 4
+
+With --vs-tree, the baseline is Runbase itself from another checkout (a worktree of an
+earlier commit, say), set up the same way: a change is measured against the tree
+without it, interleaved, instead of one tree after the other.
 
 Runbase: the clients create `openai/gpt-image-1` runs with POST /api/v1/runs, then poll
 until every one has succeeded; a run is done at its `completedAt`, and the rate is runs
@@ -67,6 +72,8 @@ def options() -> argparse.Namespace:
                         help="more rounds, at most this many, while a side has fewer than "
                              "--rounds quiet runs")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a round may take")
+    parser.add_argument("--vs-tree", type=Path,
+                        help="another checkout of Runbase to compare with, instead of LiteLLM")
     return parser.parse_args()
 
 
@@ -187,7 +194,7 @@ def percentile(ordered: list[float], percent: float) -> float:
 def main() -> None:
     """Start the fake upstream, Runbase (web + worker) and LiteLLM; interleave; summarize."""
     args = options()
-    venv = litellm_venv()
+    venv = None if args.vs_tree else litellm_venv()
     meter = harness.CpuMeter()
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-images-")))
@@ -202,18 +209,30 @@ def main() -> None:
             stack.callback(postgres.stop)
             meter.extra_roots = [harness.postmaster_pid(postgres.datadir)]
             database_url = postgres.create_database("runbase_images")
-        env = harness.runbase_env(str(scratch / "runbase"), database_url,
-                                  OPENAI_API_KEY=UPSTREAM_KEY, OPENAI_BASE_URL=f"{upstream.url}/v1",
-                                  RUNBASE_WORKER_THREADS=str(args.worker_threads))
-        key = harness.prepare_runbase(env)
-        web = stack.enter_context(harness.gunicorn(
-            "runbase-web", "app:app", workers=1, worker_class="gthread", threads=args.web_threads,
-            chdir=ROOT, env=env, ready_path="/api/v1/models", log_dir=log_dir))
-        stack.enter_context(harness.Server(  # no port: the worker serves nothing
-            "runbase-worker", [sys.executable, "-m", "flask", "--app", "app", "worker"],
-            port=0, env=env, ready_path=None, ready_text="running", log_dir=log_dir))
-        sides = [("runbase", runbase_side(args, web, key))]
-        if venv is not None:
+        def runbase(name: str, tree: Path, database: str | None):
+            """Runbase from `tree` (web + worker), as a side named `name`."""
+            env = harness.runbase_env(str(scratch / name), database,
+                                      OPENAI_API_KEY=UPSTREAM_KEY,
+                                      OPENAI_BASE_URL=f"{upstream.url}/v1",
+                                      RUNBASE_WORKER_THREADS=str(args.worker_threads))
+            key = harness.prepare_runbase(env, tree=tree)
+            web = stack.enter_context(harness.gunicorn(
+                f"{name}-web", "app:app", workers=1, worker_class="gthread",
+                threads=args.web_threads, chdir=tree, env=env, ready_path="/api/v1/models",
+                log_dir=log_dir))
+            stack.enter_context(harness.Server(  # no port: the worker serves nothing
+                f"{name}-worker", [sys.executable, "-m", "flask", "--app", "app", "worker"],
+                port=0, env=env, cwd=tree, ready_path=None, ready_text="running",
+                log_dir=log_dir))
+            return name, runbase_side(args, web, key)
+
+        sides = [runbase("runbase", ROOT, database_url)]
+        baseline = "litellm"
+        if args.vs_tree is not None:
+            baseline = "other-tree"
+            other_url = postgres.create_database("runbase_other") if database_url else None
+            sides.append(runbase(baseline, args.vs_tree.resolve(), other_url))
+        elif venv is not None:
             port = harness.free_port()
             config = scratch / "litellm.yaml"
             config.write_text(LITELLM_CONFIG.format(upstream=upstream.url, key=UPSTREAM_KEY))
@@ -227,11 +246,12 @@ def main() -> None:
         print(f"{args.runs} runs per side and round, {args.clients} client threads, "
               f"{args.warmup_runs} warm-up runs first; Runbase: gunicorn 1 x {args.web_threads} "
               f"threads + worker x {args.worker_threads} threads on {args.db}; "
-              f"noisy = others >= {args.noise:.0%} of {harness.CORES} cores", flush=True)
+              f"noisy = others >= {args.noise:.0%} of {harness.CORES} cores"
+              + (f"; baseline: Runbase from {args.vs_tree}" if args.vs_tree else ""), flush=True)
         samples = harness.interleave(sides, rounds=args.rounds, meter=meter, noise=args.noise,
                                      unit="runs/s", quiet_wait=args.quiet_wait,
                                      extra_rounds=args.extra_rounds)
-        harness.summarize(samples, ours="runbase", baseline="litellm", unit="runs/s",
+        harness.summarize(samples, ours="runbase", baseline=baseline, unit="runs/s",
                           noise=args.noise)
 
 

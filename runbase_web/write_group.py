@@ -1,8 +1,9 @@
 """Group commit: the short writes of concurrent threads share one SQLite transaction.
 
 SQLite lets one writer in at a time. Under load a create held the write lock for about
-3.5 ms on a 2-core machine, though its four statements need a tenth of that: the rest was
-its thread waiting for the GIL and the CPU between statements, and the commit. Writes that
+3.5 ms on a 2-core machine, though its four statements alone take a fraction of that:
+the rest was its thread waiting for the GIL and the CPU between statements, and the
+commit. Writes that
 queue here go in together instead: the first thread to arrive leads, runs every write
 waiting at that moment in one transaction, commits once and hands the lead to the next
 thread waiting. The lock is then taken once per batch, and a batch costs little more than

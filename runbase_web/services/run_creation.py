@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from .. import jsontext
@@ -116,7 +116,7 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     With `group` (SQLite), the run and its charge are committed at once, in a transaction
     shared with other threads' creates (write_group.py): for a caller that has written
     nothing in `session` and commits right after (the API without an Idempotency-Key).
-    `session`'s transaction is ended first: it may only have read.
+    `session`'s transaction is ended first: it may only have read (the checks above).
     """
     spec = resolve_model(catalog, model_id, provider_env)
     valid = prepare_input(spec, raw_input)
@@ -150,7 +150,7 @@ def create_run(session: Session, *, catalog: Catalog, provider_env: Mapping[str,
     return _as_loaded(session, run)
 
 
-def _insert_charged_sqlite(database: Session | Connection, values: dict) -> None:
+def _insert_charged_sqlite(database: ledger.Executor, values: dict) -> None:
     """Debit, insert the run, record the charge: on SQLite, which has no NOTIFY (its
     workers poll or are woken in process). Debit first: a refusal then comes before
     anything is inserted. The key's limit may refuse after the balance was debited: the
@@ -164,8 +164,8 @@ def _insert_charged_sqlite(database: Session | Connection, values: dict) -> None
 
 
 def _commit_in_group(session: Session, group: WriteGroup, values: dict) -> None:
-    """Commit the run of `values` and its charge through the group (in a savepoint of a
-    shared transaction); raise its refusal, having saved nothing."""
+    """Commit the run of `values` and its charge through the group (in a transaction
+    shared with other threads' creates); raise its refusal, having saved nothing."""
     # The group's leader needs the write lock: this thread must not hold it meanwhile
     # (SQLite's read transactions of a request that may write take it, see extensions).
     session.commit()
