@@ -3,11 +3,10 @@
 SQLite lets one writer in at a time. Under load a create held the write lock for about
 3.5 ms on a 2-core machine, though its four statements alone take a fraction of that:
 the rest was its thread waiting for the GIL and the CPU between statements, and the
-commit. Writes that
-queue here go in together instead: the first thread to arrive leads, runs every write
-waiting at that moment in one transaction, commits once and hands the lead to the next
-thread waiting. The lock is then taken once per batch, and a batch costs little more than
-one write.
+commit. Writes that queue here go in together instead: the first thread to arrive leads,
+runs every write waiting at that moment in one transaction, commits once and hands the
+lead to the next thread waiting. The lock is then taken once per batch, and a batch
+costs little more than one write.
 
 What each caller sees is unchanged: when `run` returns, its write is committed; when it
 raises, nothing of it was. A write that raises (a refusal: the balance is too low) rolls
@@ -47,6 +46,9 @@ class WriteGroup:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._start_empty()
+
+    def _start_empty(self) -> None:
         self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
         self._leader_busy = False
@@ -65,12 +67,12 @@ class WriteGroup:
 
     def after_fork(self) -> None:
         """Forget the parent's queue and lock (its threads did not come along)."""
-        self.__init__(self.engine)
+        self._start_empty()
 
     def run(self, write: Callable[[Connection], None]) -> None:
         """Run `write(connection)` in a transaction, perhaps with other threads' writes,
-        and return once it is committed; re-raise what `write` raised (its savepoint
-        rolled back), or WriteGroupFailed when the batch could not be committed.
+        and return once it is committed; re-raise what `write` raised (nothing of it
+        saved), or WriteGroupFailed when the batch could not be committed.
 
         The calling thread must hold no write transaction on this engine: the leader
         needs the write lock, and a thread waiting here while holding it would wait for
