@@ -56,8 +56,9 @@ def names(engine) -> set[str]:
         return set(connection.execute(text("SELECT name FROM items")).scalars())
 
 
-def in_threads(group: WriteGroup, writes: dict) -> dict:
-    """Run each write through `group` from its own thread; {name: None or what it raised}."""
+def in_threads(group: WriteGroup, writes: dict) -> tuple[dict, list[threading.Thread]]:
+    """Run each write through `group` from its own thread; ({name: None or what it
+    raised}, filled as they end; the started threads)."""
     outcomes, threads = {}, []
 
     def submit(name, write):
@@ -72,11 +73,13 @@ def in_threads(group: WriteGroup, writes: dict) -> dict:
     return outcomes, threads
 
 
-def behind_a_held_leader(engine, group: WriteGroup, writes: dict) -> dict:
-    """Hold a first write ("first") in its transaction until every one of `writes` has
-    queued behind it, then let it go; wait for all; return every outcome."""
+def behind_a_held_leader(group: WriteGroup, writes: dict, first=None) -> dict:
+    """Hold a first write ("first", made by `first(gate)`; by default it inserts "first")
+    in its transaction until every one of `writes` has queued behind it, then open the
+    gate; wait for all; return every outcome."""
     gate = threading.Event()
-    first, first_threads = in_threads(group, {"first": insert("first", gate=gate)})
+    first_write = (first or (lambda held: insert("first", gate=held)))(gate)
+    first, first_threads = in_threads(group, {"first": first_write})
     assert wait_for(lambda: group.leading)
     outcomes, threads = in_threads(group, writes)
     assert wait_for(lambda: group.queued == len(writes))
@@ -88,7 +91,7 @@ def behind_a_held_leader(engine, group: WriteGroup, writes: dict) -> dict:
 
 def test_writes_that_queue_behind_a_leader_are_committed_together(engine, commits):
     group = WriteGroup(engine)
-    outcomes = behind_a_held_leader(engine, group, {f"w{n}": insert(f"w{n}") for n in range(6)})
+    outcomes = behind_a_held_leader(group, {f"w{n}": insert(f"w{n}") for n in range(6)})
 
     assert set(outcomes.values()) == {None}
     assert names(engine) == {"first"} | {f"w{n}" for n in range(6)}
@@ -100,7 +103,7 @@ def test_a_write_that_raises_loses_only_itself(engine, commits):
     group = WriteGroup(engine)
     writes = {"a": insert("a"), "bad": insert("bad", refuse=True), "b": insert("b"),
               "c": insert("c")}
-    outcomes = behind_a_held_leader(engine, group, writes)
+    outcomes = behind_a_held_leader(group, writes)
 
     assert isinstance(outcomes.pop("bad"), Refused)
     assert set(outcomes.values()) == {None}
@@ -128,7 +131,7 @@ def test_a_failed_commit_fails_every_write_of_the_batch_and_saves_none(engine, m
         real_commit(connection)
     monkeypatch.setattr(WriteTurnConnection, "commit", commit)
 
-    outcomes = behind_a_held_leader(engine, group, {"a": insert("a"), "b": insert("b")})
+    outcomes = behind_a_held_leader(group, {"a": insert("a"), "b": insert("b")})
 
     assert outcomes["first"] is None  # the first batch, committed before
     for name in ("a", "b"):
@@ -144,28 +147,39 @@ def test_a_failed_commit_fails_every_write_of_the_batch_and_saves_none(engine, m
 def test_a_leader_stopped_mid_batch_releases_the_others(engine):
     group = WriteGroup(engine)
 
-    def stopped(_connection):
-        raise KeyboardInterrupt  # not an Exception: the leader's thread is being stopped
+    def stopped_after(gate):
+        def write(_connection):
+            assert gate.wait(10)
+            raise KeyboardInterrupt  # not an Exception: the leader's thread is being stopped
+        return write
 
-    gate = threading.Event()
+    outcomes = behind_a_held_leader(group, {"a": insert("a")}, first=stopped_after)
 
-    def stop_after_gate(connection):
-        assert gate.wait(10)
-        stopped(connection)
-
-    first, first_threads = in_threads(group, {"first": stop_after_gate})
-    assert wait_for(lambda: group.leading)
-    outcomes, threads = in_threads(group, {"a": insert("a")})
-    assert wait_for(lambda: group.queued == 1)
-    gate.set()
-    for thread in first_threads + threads:
-        thread.join(20)
-
-    assert isinstance(first["first"], KeyboardInterrupt)
+    assert isinstance(outcomes.pop("first"), KeyboardInterrupt)
     assert outcomes == {"a": None}  # handed on, and committed by the next leader
     assert names(engine) == {"a"}
     group.run(insert("after"))
     assert names(engine) == {"a", "after"}
+
+
+def test_after_a_fork_the_group_forgets_the_parents_leader(engine):
+    group = WriteGroup(engine)
+    gate = threading.Event()
+    _outcomes, threads = in_threads(group, {"held": insert("held", gate=gate)})
+    assert wait_for(lambda: group.leading)
+    child_threads = []
+    try:
+        group.after_fork()  # as in a child forked while a parent's thread led a batch
+        assert not group.leading and group.queued == 0
+        child, child_threads = in_threads(group, {"child": insert("child")})
+        # Without the reset it would wait for the parent's leader, which never comes.
+        assert wait_for(lambda: "child" in child, timeout=5)
+        assert child == {"child": None}
+    finally:
+        gate.set()
+        for thread in threads + child_threads:
+            thread.join(20)
+    assert names(engine) == {"held", "child"}
 
 
 def test_many_threads_through_one_group_lose_nothing(engine):

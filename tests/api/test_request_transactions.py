@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from runbase_web import extensions
 from runbase_web.extensions import db
-from runbase_web.models import ApiKey
+from runbase_web.models import ApiKey, Run
 from runbase_web.services import keys as key_service
+from runbase_web.state import run_creator
 from runbase_web.worker.listener import conninfo
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "a lighthouse"}}
@@ -236,6 +237,37 @@ def test_a_call_is_retried_once_only_when_it_had_not_written(app, user):
             extensions.retry_on_disconnect(write_then_drop)
         assert calls == ["write"]
         db.session.rollback()
+
+
+class _LeaderElsewhere:
+    """A write group whose leader is another thread (as for a create that queued): the
+    write runs and commits there, in a context that is not the caller's."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def run(self, write):
+        def lead():
+            with self.engine.begin() as connection:
+                write(connection)
+        leader = threading.Thread(target=lead)
+        leader.start()
+        leader.join(20)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_create_committed_by_another_thread_is_never_retried(app, user):
+    def create_then_drop():
+        run_creator(app).create(db.session, user_id=user.id, model_id="local/sketch",
+                                raw_input={"prompt": "once"}, source="api", atomic=False,
+                                group=_LeaderElsewhere(db.engine))
+        raise _Dropped()
+
+    with app.app_context():
+        with pytest.raises(_Dropped):
+            extensions.retry_on_disconnect(create_then_drop)
+        db.session.rollback()
+        assert db.session.query(Run).filter_by(user_id=user.id).count() == 1
 
 
 class PoolTraffic:
