@@ -87,11 +87,15 @@ def test_a_lock_another_process_holds_is_waited_for_then_taken(engine, database_
     other = sqlite3.connect(_path(database_url), isolation_level=None,
                             check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
     started = time.monotonic()
     with engine.begin() as connection:
         connection.execute(text("UPDATE counter SET n = n + 1"))
     assert time.monotonic() - started >= 0.25
+    # The lock is free before the timer's COMMIT call has returned: closing the
+    # connection under it crashed the interpreter (a segfault in sqlite3) once in CI.
+    release.join()
     other.close()
     with engine.connect() as connection:
         # The busy timeout is back for every other statement.
