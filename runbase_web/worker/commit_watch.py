@@ -56,10 +56,16 @@ class CommitWatcher:
         self._stop = threading.Event()
         #: Set once the watcher has its first answer: commits after that wake the worker.
         self.watching = threading.Event()
+        self._connection: sqlite3.Connection | None = None
+        self._version: int | None = None  # the last answer; None: nothing to compare with
+        self._missed = False  # the connection failed: commits meanwhile went unseen
         self._thread = threading.Thread(target=self._run, name="runbase-watch", daemon=True)
 
     def start(self) -> "CommitWatcher":
-        """Start watching in the background."""
+        """Take the first answer, then watch in the background: a commit made after this
+        returns wakes the worker, however long the thread takes to get going on a busy
+        machine. If the database cannot be opened now, the thread keeps trying."""
+        self._look()
         self._thread.start()
         return self
 
@@ -69,33 +75,41 @@ class CommitWatcher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        connection = None
-        version = None  # the last answer; None: nothing yet to compare with
-        missed = False  # the connection failed: commits meanwhile went unseen
-        while not self._stop.wait(self._interval):
-            try:
-                connection = connection or _open(self._path)
-                latest = connection.execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.Error as error:
-                log.warning("watching %s for commits failed (%s); polling meanwhile",
-                            self._path, error)
-                connection = _close(connection)
-                version, missed = None, True
-                self._stop.wait(REOPEN_SECONDS)
-                continue
-            # A connection's first answer says nothing about what came before it: at
-            # start the worker claims anyway; after a failure it must look.
-            if missed or (version is not None and latest != version):
-                self._wake()
-            version, missed = latest, False
-            self.watching.set()
-        _close(connection)
+        pause = self._interval if self.watching.is_set() else REOPEN_SECONDS
+        while not self._stop.wait(pause):
+            pause = self._interval if self._look() else REOPEN_SECONDS
+        self._connection = _close(self._connection)
+
+    def _look(self) -> bool:
+        """Ask once, and wake the worker if the answer changed; False if asking failed."""
+        try:
+            self._connection = self._connection or _open(self._path)
+            latest = _data_version(self._connection)
+        except sqlite3.Error as error:
+            log.warning("watching %s for commits failed (%s); polling meanwhile",
+                        self._path, error)
+            self._connection = _close(self._connection)
+            self._version, self._missed = None, True
+            return False
+        # A connection's first answer says nothing about what came before it: at start
+        # the worker claims anyway; after a failure it must look.
+        if self._missed or (self._version is not None and latest != self._version):
+            self._wake()
+        self._version, self._missed = latest, False
+        self.watching.set()
+        return True
 
 
 def _open(path: str) -> sqlite3.Connection:
-    """A connection to an existing database file (never one created here by mistake)."""
+    """A connection to an existing database file (never one created here by mistake). It
+    is opened by the thread calling start() and then used only by the watching thread."""
     uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=rw"
-    return sqlite3.connect(uri, uri=True)
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+def _data_version(connection: sqlite3.Connection) -> int:
+    """A number that changes whenever another connection commits a change."""
+    return connection.execute("PRAGMA data_version").fetchone()[0]
 
 
 def _close(connection: sqlite3.Connection | None) -> None:
