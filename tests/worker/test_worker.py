@@ -99,8 +99,9 @@ def test_create_wakes_an_idle_embedded_worker(app_config, app, client, auth):
     app.extensions[WORKER] = Worker(app, threads=2).start()
     time.sleep(0.3)  # let the loop go idle
     run = create(client, auth, model="local/sketch")
-    done = wait_for_run(app, run["id"], timeout=5)
-    assert (done.started_at - done.created_at).total_seconds() < 1.0
+    done = wait_for_run(app, run["id"], timeout=20)
+    # Well under a second on a quiet machine; half the poll still rules the poll out.
+    assert (done.started_at - done.created_at).total_seconds() < 15
 
 
 class FlakyAdapter:
