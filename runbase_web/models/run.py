@@ -39,7 +39,9 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        Index("ix_runs_due", "status", "next_check_at"),
+        # Due runs by status and next check; new runs (no next check) then come oldest
+        # first, so a claim reads its few rows off the index however long the queue.
+        Index("ix_runs_due", "status", "next_check_at", "created_at", "id"),
         Index("ix_runs_user_created", "user_id", "created_at"),
     )
 
