@@ -91,9 +91,11 @@ class Server:
         """Base URL, e.g. http://127.0.0.1:54321."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "Server":
+    def start(self, timeout: float = 120, *, settle: bool = True) -> "Server":
         """Start it; wait until it answers HTTP on `ready_path` (if given), has logged
-        `ready_text` (if given), and its processes have finished booting."""
+        `ready_text` (if given), and (with `settle`) its processes have finished booting.
+        Without `settle` it returns as soon as it is ready: for a process that has work
+        waiting the moment it starts, and so never goes quiet."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -104,7 +106,8 @@ class Server:
                 self.wait_for_log(self.ready_text, timeout)
             # Answering once is not ready: gunicorn's other workers may still be importing
             # the app, and that CPU would land in the first measured run.
-            wait_until_quiet([self.proc.pid], timeout=timeout)
+            if settle:
+                wait_until_quiet([self.proc.pid], timeout=timeout)
         except BaseException:
             self.stop()
             raise

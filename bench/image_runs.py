@@ -5,10 +5,16 @@ fake OpenAI Images API on 127.0.0.1, interleaved (Runbase, LiteLLM, Runbase, ...
     python bench/image_runs.py                          # 500 runs a side, 3 rounds
     python bench/image_runs.py --runs 200 --rounds 3 --clients 8 --db postgres
     python bench/image_runs.py --vs-tree ../runbase-before --runs 800 --rounds 4
+    python bench/image_runs.py --vs-tree ../runbase-before --backlog --runs 5000
 
 With --vs-tree, the baseline is Runbase itself from another checkout (a worktree of an
 earlier commit, say), set up the same way: a change is measured against the tree
 without it, interleaved, instead of one tree after the other.
+
+With --backlog (Runbase sides only), each round first creates its runs while no worker
+runs, then starts the worker and measures how fast it drains that queue: runs over (last
+completion - worker start, its start-up of about a second included); p50/p99 are worker
+start -> completed. A burst of creates meets a queue like this.
 
 Runbase: the clients create `openai/gpt-image-1` runs with POST /api/v1/runs, then poll
 until every one has succeeded; a run is done at its `completedAt`, and the rate is runs
@@ -72,9 +78,15 @@ def options() -> argparse.Namespace:
                         help="more rounds, at most this many, while a side has fewer than "
                              "--rounds quiet runs")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a round may take")
+    parser.add_argument("--backlog", action="store_true",
+                        help="create each round's runs with no worker running, then time "
+                             "the worker draining them (needs --vs-tree)")
     parser.add_argument("--vs-tree", type=Path,
                         help="another checkout of Runbase to compare with, instead of LiteLLM")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.backlog and args.vs_tree is None:
+        parser.error("--backlog compares two Runbase trees: give --vs-tree")
+    return args
 
 
 def litellm_venv() -> Path | None:
@@ -100,23 +112,24 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def runbase_side(args, web: harness.Server, key: str):
-    """A side for harness.interleave: warm up, then create `--runs` runs and wait for all."""
+def runbase_side(args, web: harness.Server, key: str, worker: harness.Server | None = None):
+    """A side for harness.interleave: warm up, then create `--runs` runs and wait for all.
+    With `worker` (--backlog), which is not running: create the runs, then start it and
+    time the drain."""
     client = harness.JsonClient(web.url, {"Authorization": f"Bearer {key}"})
     prompts = itertools.count()
 
-    def batch(count: int, timeout: float):
-        """Create `count` runs; wait until none is pending; (value, p50, p99, errors)."""
-        def create(_i):
-            submitted = time.time()
-            body = {"model": MODEL, "input": {"prompt": f"a lighthouse, take {next(prompts)}"}}
-            status, run = client.post("/api/v1/runs", body)
-            if status != 201:
-                raise RuntimeError(f"create answered {status}: {run}")
-            return run["id"], submitted
+    def create(_i):
+        submitted = time.time()
+        body = {"model": MODEL, "input": {"prompt": f"a lighthouse, take {next(prompts)}"}}
+        status, run = client.post("/api/v1/runs", body)
+        if status != 201:
+            raise RuntimeError(f"create answered {status}: {run}")
+        return run["id"], submitted
 
-        started = time.time()
-        created = dict(fan_out(args.clients, count, create))
+    def finish(created: dict[str, float], started: float, timeout: float):
+        """Wait for the runs; (runs/s from `started`, p50, p99, errors), latencies from
+        each run's own time in `created`."""
         finished = wait_for_runs(client, set(created), started + timeout)
         ends = {run["id"]: epoch(run["completedAt"]) for run in finished
                 if run["status"] == "succeeded"}
@@ -127,7 +140,24 @@ def runbase_side(args, web: harness.Server, key: str):
         return (len(ends) / (max(ends.values()) - started), statistics.median(latencies),
                 percentile(latencies, 99), errors)
 
+    def batch(count: int, timeout: float):
+        """Create `count` runs; wait until none is pending; (value, p50, p99, errors)."""
+        started = time.time()
+        return finish(dict(fan_out(args.clients, count, create)), started, timeout)
+
+    def drain(ids: list[str]):
+        """Start the worker on the queue of `ids`; time it until none is pending."""
+        started = time.time()
+        worker.start(settle=False)  # it has work at once, so it never goes quiet
+        try:
+            return finish(dict.fromkeys(ids, started), started, args.timeout)
+        finally:
+            worker.stop()
+
     def prepare():
+        if worker is not None:  # the queue is made outside the measured stretch
+            ids = [run_id for run_id, _submitted in fan_out(args.clients, args.runs, create)]
+            return lambda: drain(ids)
         if args.warmup_runs:
             batch(args.warmup_runs, args.timeout)
         return lambda: batch(args.runs, args.timeout)
@@ -220,10 +250,13 @@ def main() -> None:
                 f"{name}-web", "app:app", workers=1, worker_class="gthread",
                 threads=args.web_threads, chdir=tree, env=env, ready_path="/api/v1/models",
                 log_dir=log_dir))
-            stack.enter_context(harness.Server(  # no port: the worker serves nothing
+            worker = harness.Server(  # no port: the worker serves nothing
                 f"{name}-worker", [sys.executable, "-m", "flask", "--app", "app", "worker"],
-                port=0, env=env, cwd=tree, ready_path=None, ready_text="running",
-                log_dir=log_dir))
+                port=0, env=env, cwd=tree, ready_path=None,
+                ready_text=None if args.backlog else "running", log_dir=log_dir)
+            if args.backlog:  # started for each round's drain (runbase_side)
+                return name, runbase_side(args, web, key, worker)
+            stack.enter_context(worker)
             return name, runbase_side(args, web, key)
 
         sides = [runbase("runbase", ROOT, database_url)]
@@ -247,7 +280,9 @@ def main() -> None:
               f"{args.warmup_runs} warm-up runs first; Runbase: gunicorn 1 x {args.web_threads} "
               f"threads + worker x {args.worker_threads} threads on {args.db}; "
               f"noisy = others >= {args.noise:.0%} of {harness.CORES} cores"
-              + (f"; baseline: Runbase from {args.vs_tree}" if args.vs_tree else ""), flush=True)
+              + (f"; baseline: Runbase from {args.vs_tree}" if args.vs_tree else "")
+              + ("; each round drains a backlog made with no worker running"
+                 if args.backlog else ""), flush=True)
         samples = harness.interleave(sides, rounds=args.rounds, meter=meter, noise=args.noise,
                                      unit="runs/s", quiet_wait=args.quiet_wait,
                                      extra_rounds=args.extra_rounds)
