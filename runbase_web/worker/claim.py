@@ -45,10 +45,10 @@ TURN_COLUMNS = (_C.id, _C.user_id, _C.model, _C.input, _C.deadline_at, _C.attemp
 #: they are stored as naive UTC like every other time (models.UTCDateTime).
 _NOW = bindparam("now", type_=_C.next_check_at.type)
 _LEASE_FREE = or_(_C.lease_until.is_(None), _C.lease_until < bindparam("at"))
+
+
 # The statements of the claim transaction are built once: it runs many times a second
 # on a busy worker, and building and caching a statement costs more than running it.
-
-
 def _fresh_runs(aged: bool = False):
     """Runs that never came to rest, oldest first in each of the two kinds: new runs
     (pending) and a crashed worker's first tries (processing, lease expired). With

@@ -184,3 +184,23 @@ def test_a_benchmark_stopped_with_sigterm_stops_the_servers_it_started(harness, 
         bench.kill()
         bench.wait()
         bench.stdout.close()
+
+
+def test_a_server_started_without_settling_is_not_waited_for_to_go_quiet(harness, tmp_path,
+                                                                          monkeypatch):
+    # A worker started on a backlog (image_runs.py --backlog) is busy from its first
+    # moment: waiting for it to go quiet would wait out the whole timeout.
+    settled = []
+    monkeypatch.setattr(harness, "wait_until_quiet", lambda roots, **_: settled.append(roots))
+    busy = harness.Server("busy", [sys.executable, "-c", "while True: pass"], port=0,
+                          ready_path=None, log_dir=str(tmp_path))
+    try:
+        busy.start(settle=False)
+        assert busy.alive() and settled == []
+    finally:
+        busy.stop()
+    busy.start()
+    try:
+        assert settled == [[busy.proc.pid]]  # the default still settles
+    finally:
+        busy.stop()
