@@ -276,8 +276,9 @@ def main() -> None:
                 env=harness.clean_env(LITELLM_MASTER_KEY=LITELLM_KEY,
                                       LITELLM_LOCAL_MODEL_COST_MAP="True")))
             sides.append(("litellm", litellm_side(args, proxy)))
+        warmup = 0 if args.backlog else args.warmup_runs  # a drain has no warm-up
         print(f"{args.runs} runs per side and round, {args.clients} client threads, "
-              f"{0 if args.backlog else args.warmup_runs} warm-up runs first; Runbase: gunicorn 1 x {args.web_threads} "
+              f"{warmup} warm-up runs first; Runbase: gunicorn 1 x {args.web_threads} "
               f"threads + worker x {args.worker_threads} threads on {args.db}; "
               f"noisy = others >= {args.noise:.0%} of {harness.CORES} cores"
               + (f"; baseline: Runbase from {args.vs_tree}" if args.vs_tree else "")

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from runbase_web.extensions import db
 from runbase_web.models import Run, utcnow
-from runbase_web.worker.claim import _FRESH_RUNS, claim_work
+from runbase_web.worker.claim import _AGED_FRESH_RUNS, _FRESH_RUNS, claim_work
 
 SKETCH = {"model": "local/sketch", "input": {"prompt": "x"}}
 
@@ -101,13 +101,16 @@ def test_a_crashed_first_try_takes_its_turn_among_new_runs_by_creation(app, clie
     assert _claim(app, 2) == [newer_new]  # a live lease is left alone
 
 
-def test_new_runs_are_read_off_the_index_without_sorting_the_queue(app):
+@pytest.mark.parametrize("statement", [_FRESH_RUNS, _AGED_FRESH_RUNS],
+                         ids=["any-age", "aged"])
+def test_new_runs_are_read_off_the_index_without_sorting_the_queue(app, statement):
     # The claim reads its few oldest new runs in index order and stops: sorting every
     # queued run on each claim made a claim's cost grow with the queue (10 ms with
-    # 10,000 queued on SQLite), inside the write transaction.
+    # 10,000 queued on SQLite), inside the write transaction. A helper worker's claim
+    # (only runs created by `fresh_before`) reads the same way.
     engine = db.state(app).engine
-    compiled = _FRESH_RUNS.compile(engine)
-    values = {**compiled.params, "at": utcnow(), "limit": 4}
+    compiled = statement.compile(engine)
+    values = {**compiled.params, "at": utcnow(), "limit": 4, "fresh_before": utcnow()}
     arguments = (tuple(values[name] for name in compiled.positiontup)
                  if compiled.positiontup else values)
     with engine.begin() as connection:
