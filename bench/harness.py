@@ -502,6 +502,14 @@ def interleave(sides: list[tuple[str, Callable[[], Measured]]],
     return samples
 
 
+def _kept(runs: list[Sample]) -> tuple[list[Sample], bool]:
+    """The runs a side's figure is taken from, and whether they are noisy ones: its quiet,
+    error-free runs, or its error-free noisy runs when it had no quiet one."""
+    clean = [s for s in runs if not s.errors]
+    quiet = [s for s in clean if not s.noisy]
+    return (quiet, False) if quiet or not clean else (clean, True)
+
+
 def summarize(samples: dict[str, list[Sample]], *, ours: str, baseline: str, unit: str,
               noise: float) -> None:
     """Print each side's median (min-max) over quiet, error-free runs, median p50/p99, the
@@ -511,32 +519,40 @@ def summarize(samples: dict[str, list[Sample]], *, ours: str, baseline: str, uni
     such, so a busy machine still shows something, but never passes for a clean figure.
     """
     width = max(len(name) for name in samples)
-    medians, all_noisy = {}, False
     for name, runs in samples.items():
-        clean = [s for s in runs if not s.errors]
-        kept = [s for s in clean if not s.noisy]
+        kept, noisy = _kept(runs)
         note = f", {len(runs) - len(kept)} left out" if len(kept) < len(runs) else ""
-        if not kept and clean:
-            kept, all_noisy = clean, True
+        if noisy:
             note = ", EVERY RUN NOISY: for reference only"
         foreign = ", ".join(f"{s.cpu.foreign:.1%}" for s in runs)
         if not kept:
             print(f"  {name:<{width}}  no error-free run to report (others: {foreign})")
             continue
         values = [s.value for s in kept]
-        medians[name] = statistics.median(values)
-        line = (f"  {name:<{width}}  median {medians[name]:9.1f} {unit} "
+        line = (f"  {name:<{width}}  median {statistics.median(values):9.1f} {unit} "
                 f"(min {min(values):.1f}, max {max(values):.1f}, n={len(kept)}{note})")
         if kept[0].p50 is not None:
             line += (f"  p50 {statistics.median(s.p50 for s in kept):.2f} ms"
                      f"  p99 {statistics.median(s.p99 for s in kept):.2f} ms")
         print(line + f"  others per run: {foreign}")
-    if ours in medians and baseline in medians:
-        warning = "; NOT COMPARABLE: a side had only noisy runs" if all_noisy else ""
-        print(f"  ratio {ours}/{baseline}: {medians[ours] / medians[baseline]:.3f} "
-              f"(medians of {unit}; runs with others >= {noise:.0%} of the CPU or with "
-              f"errors left out{warning})")
-        print(f"  {describe_paired(paired_ratios(samples[ours], samples[baseline]))}")
+    print_ratio(samples, ours=ours, baseline=baseline, unit=unit, noise=noise)
+
+
+def print_ratio(samples: dict[str, list[Sample]], *, ours: str, baseline: str, unit: str,
+                noise: float) -> None:
+    """Print the ratio of two sides' medians (taken as summarize() takes them) and their
+    per-round ratios; nothing when a side has no error-free run."""
+    (ours_kept, ours_noisy), (base_kept, base_noisy) = (_kept(samples[ours]),
+                                                        _kept(samples[baseline]))
+    if not ours_kept or not base_kept:
+        return
+    ratio = (statistics.median(s.value for s in ours_kept)
+             / statistics.median(s.value for s in base_kept))
+    warning = "; NOT COMPARABLE: a side had only noisy runs" if ours_noisy or base_noisy else ""
+    print(f"  ratio {ours}/{baseline}: {ratio:.3f} "
+          f"(medians of {unit}; runs with others >= {noise:.0%} of the CPU or with "
+          f"errors left out{warning})")
+    print(f"  {describe_paired(paired_ratios(samples[ours], samples[baseline]))}")
 
 
 def paired_ratios(ours: list[Sample], baseline: list[Sample]) -> list[float]:

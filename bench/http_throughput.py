@@ -10,6 +10,11 @@ against its baseline in the same run, interleaved (ours, baseline, ours, baselin
     python bench/http_throughput.py                       # every row, 3 rounds of 8 s
     python bench/http_throughput.py --only get-sqlite,create-sqlite --rounds 5
     python bench/http_throughput.py --db sqlite --rounds 3 --duration 3 --warmup 1
+    python bench/http_throughput.py --only get-pg --one-select
+
+With --one-select the GET rows gain a third side, interleaved with the other two: a bare
+Flask app reading one row by primary key on the same database (baselines/one_select_app.py),
+what a single database read costs a Flask process here, and the ratio to it.
 
 Runbase runs as `gunicorn app:app` with its rate limit off and no worker (created runs stay
 pending), on a temp SQLite file or a private PostgreSQL server (the tests' helper, fsync
@@ -51,6 +56,8 @@ def options() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk -t")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
     parser.add_argument("--workers", type=int, default=5, help="gunicorn sync workers per side")
+    parser.add_argument("--one-select", action="store_true",
+                        help="GET rows: also measure a bare Flask app doing one SELECT")
     parser.add_argument("--noise", type=float, default=0.10,
                         help="leave out runs where other processes used this share or more")
     parser.add_argument("--quiet-wait", type=float, default=20,
@@ -119,6 +126,7 @@ def run_rows(args, database: str, rows: list[str], bare, scratch: Path) -> None:
         if database == "sqlite":
             runbase_url = None  # Runbase's default: runbase.db in its data dir, in WAL mode
             debit_url = f"sqlite:///{scratch}/debit.db"
+            reader_url = f"sqlite:///{scratch}/one-select.db"
         else:
             postgres = harness.start_postgres()
             servers.callback(postgres.stop)
@@ -126,6 +134,7 @@ def run_rows(args, database: str, rows: list[str], bare, scratch: Path) -> None:
             meter.extra_roots = [harness.postmaster_pid(postgres.datadir)]
             runbase_url = postgres.create_database("runbase_bench")
             debit_url = postgres.create_database("debit_bench")
+            reader_url = postgres.create_database("one_select_bench") if args.one_select else None
         env = harness.runbase_env(str(scratch / f"runbase-{database}"), runbase_url)
         key = harness.prepare_runbase(env)
         runbase = servers.enter_context(harness.gunicorn(
@@ -140,6 +149,11 @@ def run_rows(args, database: str, rows: list[str], bare, scratch: Path) -> None:
                 script = harness.wrk_script(scratch / "get.lua", method="GET", headers=auth)
                 sides = [("runbase", wrk_side(args, f"{runbase.url}/api/v1/runs/{run_id}", script)),
                          ("bare-json", wrk_side(args, f"{bare.url}/json", None))]
+                if args.one_select:
+                    reader = servers.enter_context(one_select_server(args, database, reader_url,
+                                                                       scratch))
+                    sides.append(("one-select", wrk_side(args, f"{reader.url}/runs/run_bench",
+                                                         None)))
             else:
                 debit = servers.enter_context(debit_server(args, database, debit_url, scratch))
                 ours = harness.wrk_script(scratch / "create.lua", method="POST", body=SKETCH,
@@ -154,6 +168,24 @@ def run_rows(args, database: str, rows: list[str], bare, scratch: Path) -> None:
                                          extra_rounds=args.extra_rounds)
             harness.summarize(samples, ours="runbase", baseline=sides[1][0], unit="req/s",
                               noise=args.noise)
+            if "one-select" in samples:
+                harness.print_ratio(samples, ours="runbase", baseline="one-select",
+                                    unit="req/s", noise=args.noise)
+                harness.print_ratio(samples, ours="one-select", baseline="bare-json",
+                                    unit="req/s", noise=args.noise)
+
+
+def one_select_server(args, database: str, url: str, scratch: Path) -> harness.Server:
+    """The (unstarted) one-SELECT reference on `url` (its own SQLite file, or its own
+    database on the PostgreSQL server Runbase uses), its one row written."""
+    sys.path.insert(0, str(ROOT / "bench/baselines"))
+    import one_select_app
+
+    one_select_app.init_schema(url)
+    return harness.gunicorn(
+        f"one-select-{database}", "one_select_app:create_app()", workers=args.workers,
+        chdir=ROOT / "bench/baselines", env=harness.clean_env(ONE_SELECT_DATABASE_URL=url),
+        ready_path="/runs/run_bench", log_dir=str(scratch))
 
 
 def debit_server(args, database: str, url: str, scratch: Path) -> harness.Server:

@@ -118,6 +118,17 @@ def test_a_side_with_only_noisy_runs_is_shown_but_never_as_a_clean_ratio(harness
     assert "NOT COMPARABLE: a side had only noisy runs" in printed
 
 
+def test_a_further_pair_of_sides_gets_its_own_ratio_from_the_same_runs(harness, capsys):
+    samples = {"runbase": [sample(harness, 300), sample(harness, 330)],
+               "bare": [sample(harness, 1000), sample(harness, 1100)],
+               "reader": [sample(harness, 600), sample(harness, 500, noisy=True)]}
+    harness.print_ratio(samples, ours="runbase", baseline="reader", unit="req/s", noise=0.1)
+    printed = capsys.readouterr().out
+    assert "ratio runbase/reader: 0.525" in printed  # median 315 against the one quiet 600
+    assert "per round: median 0.500 (min 0.500, max 0.500, 1 of 1 below 1)" in printed
+    assert "NOT COMPARABLE" not in printed
+
+
 class ScriptedMeter:
     """Stands in for CpuMeter: runs the action and reports the next scripted foreign CPU."""
 
