@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 
+import psycopg
 from flask import Flask, jsonify
 
 RUN_ID = "run_bench"
@@ -48,43 +48,46 @@ def init_schema(url: str) -> None:
             connection.execute("DELETE FROM runs")
             connection.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?)", ROW)
         return
-    import psycopg
-
     with psycopg.connect(_postgres_dsn(url), autocommit=True) as connection:
         connection.execute(SCHEMA)
         connection.execute("DELETE FROM runs")
         connection.execute("INSERT INTO runs VALUES (%s, %s, %s, %s, %s)", ROW)
 
 
-def _reader(url: str):
-    """A function run_id -> row tuple or None, on one connection of this process (opened
-    at the first call, after gunicorn forked)."""
-    local = threading.local()
-    path = _sqlite_path(url)
-    if path is not None:
-        def read(run_id: str):
-            if not hasattr(local, "connection"):
-                local.connection = sqlite3.connect(path, isolation_level=None)
-            return local.connection.execute(
+class _Reader:
+    """Reads a run row by id on one connection of this process, opened at the first read
+    (after gunicorn forked)."""
+
+    def __init__(self, url: str):
+        self.path = _sqlite_path(url)
+        self.dsn = None if self.path is not None else _postgres_dsn(url)
+        self.connection = None
+
+    def __call__(self, run_id: str):
+        """The run's row as a tuple, or None."""
+        if self.path is not None:
+            self.connection = self.connection or sqlite3.connect(self.path,
+                                                                 isolation_level=None)
+            return self.connection.execute(
                 "SELECT id, model, status, cost_micros, created_at FROM runs WHERE id = ?",
                 (run_id,)).fetchone()
-        return read
-    import psycopg
-
-    def read(run_id: str):
-        if not hasattr(local, "connection"):
-            local.connection = psycopg.connect(_postgres_dsn(url), autocommit=True)
-        cursor = local.connection.execute(
+        self.connection = self.connection or psycopg.connect(self.dsn, autocommit=True)
+        return self.connection.execute(
             "SELECT id, model, status, cost_micros, created_at FROM runs WHERE id = %(id)s",
-            {"id": run_id}, prepare=True)
-        return cursor.fetchone()
-    return read
+            {"id": run_id}, prepare=True).fetchone()
+
+    def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 def create_app(url: str | None = None) -> Flask:
     """The app, on `url` or $ONE_SELECT_DATABASE_URL."""
     app = Flask(__name__)
-    read = _reader(url or os.environ["ONE_SELECT_DATABASE_URL"])
+    read = app.extensions["one_select_reader"] = _Reader(
+        url or os.environ["ONE_SELECT_DATABASE_URL"])
 
     @app.get("/runs/<run_id>")
     def get_run(run_id: str):
