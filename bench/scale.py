@@ -202,6 +202,11 @@ def report(latency: float, web: int, results: dict[int, WorkerCountResult]) -> N
               f"ratio {result.rate / base:4.2f}  p50 {result.p50:7.0f} ms  "
               f"p99 {result.p99:7.0f} ms  others {result.foreign:4.1%}  n={result.kept}  "
               f"writing transactions per run {per_run:.2f}  cores used: {where}")
+        # Steadier than runs/s on a full machine: what one more worker costs shows here
+        # even when the rounds' rates scatter.
+        cost = ", ".join(f"{role} {share / result.rate * 1000:.2f}" for role, share in
+                         sorted(cpu.items(), key=lambda item: -item[1]))
+        print(f"      CPU per run, ms: {cost}")
         if workers != min(results):
             print(f"      against {min(results)} worker(s) "
                   f"{harness.describe_paired(result.paired)}")

@@ -14,6 +14,14 @@ One listening worker is the first responder: the one whose listening connection 
 a PostgreSQL advisory lock (its session's: it goes with the connection, so a worker that
 stops or dies hands it on, and another listener takes it within WAIT_SECONDS). The
 worker uses it to decide how soon to start new runs (runner.HELPER_LAG_SECONDS).
+
+A worker behind the first responder takes a new run only once it has waited that lag,
+so it needs to hear of new runs once per lag, not of each: after a NOTIFY its listener
+stops listening (UNLISTEN) for the lag, and PostgreSQL stops sending it every create.
+At a few hundred creates a second each listening helper cost PostgreSQL's backend and
+the helper's listening thread about 0.02 core of a 2-core machine (bench/scale.py).
+Runs created while it did not listen are covered by one more look when it listens
+again.
 """
 from __future__ import annotations
 
@@ -45,10 +53,14 @@ def conninfo(engine: Engine) -> str:
 class RunListener:
     """A thread that calls `wake()` whenever a run is created anywhere; PostgreSQL only."""
 
-    def __init__(self, engine: Engine, wake: Callable[[], None], *, gather_seconds: float = 0.0):
+    def __init__(self, engine: Engine, wake: Callable[[], None], *, gather_seconds: float = 0.0,
+                 deaf_seconds: Callable[[], float] | None = None):
         self._conninfo = conninfo(engine)
         self._wake = wake
         self._gather_seconds = gather_seconds
+        #: After a wake-up, how long the worker can do without hearing of new runs (its
+        #: lag behind the first responder); asked at each wake-up, as it changes.
+        self._deaf_seconds = deaf_seconds or (lambda: 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="runbase-listen", daemon=True)
         #: Whether this listener's connection holds the first responder's lock: None until
@@ -97,9 +109,7 @@ class RunListener:
                 while not self._stop.is_set():
                     if _drain(connection, timeout=WAIT_SECONDS):
                         self._wake()
-                        # What arrives meanwhile waits in the connection's buffer, and the
-                        # next _drain takes all of it at once.
-                        self._stop.wait(self._gather_seconds)
+                        self._rest(connection)
                     if not self.first_responder and time.monotonic() - tried >= WAIT_SECONDS:
                         # A NOTIFY that arrives during this statement is kept by psycopg
                         # (3.3) for the next _drain, not lost.
@@ -107,6 +117,25 @@ class RunListener:
                         tried = time.monotonic()
         finally:
             self._leads = None  # the lock went with the connection
+
+    def _rest(self, connection: psycopg.Connection) -> None:
+        """After a wake-up, gather: what arrives meanwhile waits in the connection's
+        buffer, and the next _drain takes all of it at once. A worker that can do without
+        hearing for longer than that stops listening meanwhile instead, then looks once
+        more for the runs created while it did not listen."""
+        deaf = self._deaf_seconds()
+        if deaf <= self._gather_seconds:
+            self._stop.wait(self._gather_seconds)
+            return
+        connection.execute(f"UNLISTEN {WAKE_CHANNEL}")
+        self._stop.wait(deaf)
+        if self._stop.is_set():
+            return
+        connection.execute(f"LISTEN {WAKE_CHANNEL}")
+        # Sent before the UNLISTEN took effect, or just now: the look below covers them
+        # (it takes runs created before it), so they need no wake-up of their own.
+        _drain(connection, timeout=0)
+        self._wake()
 
     def _try_to_lead(self, connection: psycopg.Connection) -> None:
         """Become the first responder if no other listener is (the lock is free)."""

@@ -157,7 +157,8 @@ class Worker:
         watched = database_file(engine) if self.standalone else None
         if engine.dialect.name == "postgresql":  # woken by NOTIFY on create; polling stays
             self._listener = RunListener(engine, self.run_created,
-                                         gather_seconds=NOTIFY_GATHER_SECONDS).start()
+                                         gather_seconds=NOTIFY_GATHER_SECONDS,
+                                         deaf_seconds=self.fresh_lag).start()
         elif watched:  # SQLite, standalone: woken by other processes' commits
             self._watcher = CommitWatcher(watched, self.run_created).start()
         log.info("worker %s started with %d threads", self.owner, self.threads)

@@ -57,6 +57,15 @@ class _FixedCpu:
         return self.idle
 
 
+def _others_last_statements(app) -> list[str]:
+    """The last statement of every other client connection to the test's database."""
+    conninfo = listener_module.conninfo(db.state(app).engine)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        return [row[0] for row in connection.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")]
+
+
 @contextmanager
 def _first_responder_held(app):
     """The test's own connection holds the first responder's lock, as a worker whose
@@ -169,6 +178,42 @@ def test_a_burst_of_creates_wakes_a_worker_once_per_gathering_time(app):
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_listener_that_can_wait_stops_listening_then_looks_once_more(app):
+    """A worker that needs to hear of new runs only once per `deaf_seconds` (one behind
+    the first responder): after a wake-up its listener UNLISTENs for that long, so
+    PostgreSQL sends it nothing however many runs are created, then listens again and
+    wakes once more, for the runs created while it did not listen."""
+    deaf = 2.0
+    woken: list[float] = []
+    listener = RunListener(db.state(app).engine, lambda: woken.append(time.monotonic()),
+                           gather_seconds=0.05, deaf_seconds=lambda: deaf).start()
+    conninfo = listener_module.conninfo(db.state(app).engine)
+    try:
+        assert wait_for(lambda: woken)  # its first look on connecting
+        time.sleep(0.5)
+        woken.clear()
+        with psycopg.connect(conninfo, autocommit=True) as sender:
+            sent = time.monotonic()
+            sender.execute(f"NOTIFY {WAKE_CHANNEL}")
+            assert wait_for(lambda: woken, timeout=5)
+            assert woken[0] - sent < deaf / 2, "the first NOTIFY after a quiet spell waited"
+            assert wait_for(lambda: f"UNLISTEN {WAKE_CHANNEL}" in _others_last_statements(app),
+                            timeout=deaf / 2)
+            for _ in range(20):  # each in a transaction of its own, as creates are
+                sender.execute(f"NOTIFY {WAKE_CHANNEL}")
+            time.sleep(deaf + 1.0)
+            assert len(woken) == 2, woken
+            assert woken[1] - woken[0] >= deaf - 0.05, "it heard while it should not listen"
+            assert f"LISTEN {WAKE_CHANNEL}" in _others_last_statements(app)
+            sent = time.monotonic()
+            sender.execute(f"NOTIFY {WAKE_CHANNEL}")
+            assert wait_for(lambda: len(woken) == 3, timeout=5), "it does not listen again"
+            assert woken[2] - sent < deaf / 2
+    finally:
+        listener.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_one_listener_is_the_first_responder_and_hands_over_when_it_stops(app, monkeypatch):
     monkeypatch.setattr(listener_module, "WAIT_SECONDS", 0.2)
     engine = db.state(app).engine
@@ -200,7 +245,9 @@ def test_a_worker_behind_the_first_responder_takes_a_run_left_waiting(app, clien
             assert worker.fresh_lag() == runner.HELPER_LAG_SECONDS
             sent = time.monotonic()
             # The second comes while the worker waits to claim the first: too new for that
-            # claim, it needs a look of its own.
+            # claim, it needs a look of its own. Having heard of the first, the worker
+            # does not listen for the lag, so it never hears of the second: the look it
+            # takes when it listens again finds it.
             run_ids = []
             for _ in range(2):
                 run_ids.append(client.post("/api/v1/runs", json=SKETCH,
