@@ -5,7 +5,7 @@ run at once instead of at its next poll. Polling stays as the fallback: a lost
 connection or a missed notification only delays a run until the next poll.
 
 The first NOTIFY after a quiet spell wakes the worker at once; those that follow within
-the gathering time are told in one wake-up. Every worker process hears every NOTIFY, and
+the gathering time are told in one wake-up. Every listening process hears every NOTIFY, and
 at hundreds of creates a second a wake-up per NOTIFY per process (two thread switches
 and a trip through the claim loop each) cost more CPU with each worker added than the
 added worker brought.
@@ -18,10 +18,10 @@ worker uses it to decide how soon to start new runs (runner.HELPER_LAG_SECONDS).
 A worker behind the first responder takes a new run only once it has waited that lag,
 so it needs to hear of new runs once per lag, not of each: after a NOTIFY its listener
 stops listening (UNLISTEN) for the lag, and PostgreSQL stops sending it every create.
-At a few hundred creates a second each listening helper cost PostgreSQL's backend and
-the helper's listening thread about 0.02 core of a 2-core machine (bench/scale.py).
-Runs created while it did not listen are covered by one more look when it listens
-again.
+Runs created meanwhile are covered by one more look when it listens again, so a run
+the first responder leaves waits up to twice the lag for a helper. Beside a busy first
+responder (bench/scale.py, 0 ms provider) an idle helper used 0.01 core so instead of
+0.02, and PostgreSQL no longer delivers each create once per worker.
 """
 from __future__ import annotations
 

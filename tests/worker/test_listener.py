@@ -148,6 +148,32 @@ def test_the_listener_hears_again_after_the_database_restarts(monkeypatch):
         server.stop()
 
 
+@contextmanager
+def _quiet_listener(app, settle: float, **options):
+    """A listener that has made its first look and heard nothing for `settle` s, and a
+    connection to send NOTIFYs on: yields (the times it woke from then on, sender)."""
+    woken: list[float] = []
+    listener = RunListener(db.state(app).engine, lambda: woken.append(time.monotonic()),
+                           **options).start()
+    try:
+        assert wait_for(lambda: woken)  # its first look on connecting
+        time.sleep(settle)
+        woken.clear()
+        conninfo = listener_module.conninfo(db.state(app).engine)
+        with psycopg.connect(conninfo, autocommit=True) as sender:
+            yield woken, sender
+    finally:
+        listener.stop()
+
+
+def _notify_and_wait(sender, woken: list[float]) -> float:
+    """Send one NOTIFY; how long the listener took to wake for it."""
+    heard_before, sent = len(woken), time.monotonic()
+    sender.execute(f"NOTIFY {WAKE_CHANNEL}")
+    assert wait_for(lambda: len(woken) > heard_before, timeout=5), "it did not wake"
+    return woken[heard_before] - sent
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_burst_of_creates_wakes_a_worker_once_per_gathering_time(app):
     """The first NOTIFY wakes at once; the rest of a burst, sent while the listener
@@ -155,26 +181,14 @@ def test_a_burst_of_creates_wakes_a_worker_once_per_gathering_time(app):
     # The gathering time is long enough that a loaded machine's delays (tenths of a
     # second) cannot blur "at once" with "after the gathering".
     gather = 2.0
-    woken: list[float] = []
-    listener = RunListener(db.state(app).engine, lambda: woken.append(time.monotonic()),
-                           gather_seconds=gather).start()
-    conninfo = listener_module.conninfo(db.state(app).engine)
-    try:
-        assert wait_for(lambda: woken)  # its first look on connecting
-        time.sleep(gather + 0.2)
-        woken.clear()
-        with psycopg.connect(conninfo, autocommit=True) as sender:
-            sent = time.monotonic()
+    with _quiet_listener(app, gather + 0.2, gather_seconds=gather) as (woken, sender):
+        assert _notify_and_wait(sender, woken) < gather / 2, \
+            "the first NOTIFY after a quiet spell waited"
+        for _ in range(50):  # each in a transaction of its own, as creates are
             sender.execute(f"NOTIFY {WAKE_CHANNEL}")
-            assert wait_for(lambda: woken, timeout=5)
-            assert woken[0] - sent < gather / 2, "the first NOTIFY after a quiet spell waited"
-            for _ in range(50):  # each in a transaction of its own, as creates are
-                sender.execute(f"NOTIFY {WAKE_CHANNEL}")
         time.sleep(gather + 1.0)
         assert len(woken) == 2, woken
         assert woken[1] - woken[0] >= gather - 0.05
-    finally:
-        listener.stop()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -184,33 +198,19 @@ def test_a_listener_that_can_wait_stops_listening_then_looks_once_more(app):
     PostgreSQL sends it nothing however many runs are created, then listens again and
     wakes once more, for the runs created while it did not listen."""
     deaf = 2.0
-    woken: list[float] = []
-    listener = RunListener(db.state(app).engine, lambda: woken.append(time.monotonic()),
-                           gather_seconds=0.05, deaf_seconds=lambda: deaf).start()
-    conninfo = listener_module.conninfo(db.state(app).engine)
-    try:
-        assert wait_for(lambda: woken)  # its first look on connecting
-        time.sleep(0.5)
-        woken.clear()
-        with psycopg.connect(conninfo, autocommit=True) as sender:
-            sent = time.monotonic()
+    with _quiet_listener(app, 0.5, gather_seconds=0.05,
+                         deaf_seconds=lambda: deaf) as (woken, sender):
+        assert _notify_and_wait(sender, woken) < deaf / 2, \
+            "the first NOTIFY after a quiet spell waited"
+        assert wait_for(lambda: f"UNLISTEN {WAKE_CHANNEL}" in _others_last_statements(app),
+                        timeout=deaf / 2)
+        for _ in range(20):  # each in a transaction of its own, as creates are
             sender.execute(f"NOTIFY {WAKE_CHANNEL}")
-            assert wait_for(lambda: woken, timeout=5)
-            assert woken[0] - sent < deaf / 2, "the first NOTIFY after a quiet spell waited"
-            assert wait_for(lambda: f"UNLISTEN {WAKE_CHANNEL}" in _others_last_statements(app),
-                            timeout=deaf / 2)
-            for _ in range(20):  # each in a transaction of its own, as creates are
-                sender.execute(f"NOTIFY {WAKE_CHANNEL}")
-            time.sleep(deaf + 1.0)
-            assert len(woken) == 2, woken
-            assert woken[1] - woken[0] >= deaf - 0.05, "it heard while it should not listen"
-            assert f"LISTEN {WAKE_CHANNEL}" in _others_last_statements(app)
-            sent = time.monotonic()
-            sender.execute(f"NOTIFY {WAKE_CHANNEL}")
-            assert wait_for(lambda: len(woken) == 3, timeout=5), "it does not listen again"
-            assert woken[2] - sent < deaf / 2
-    finally:
-        listener.stop()
+        time.sleep(deaf + 1.0)
+        assert len(woken) == 2, woken
+        assert woken[1] - woken[0] >= deaf - 0.05, "it heard while it should not listen"
+        assert f"LISTEN {WAKE_CHANNEL}" in _others_last_statements(app)
+        assert _notify_and_wait(sender, woken) < deaf / 2, "it does not listen again"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
