@@ -20,7 +20,7 @@ so it needs to hear of new runs once per lag, not of each: after a NOTIFY its li
 stops listening (UNLISTEN) for the lag, and PostgreSQL stops sending it every create.
 Runs created meanwhile are covered by one more look when it listens again, so a run
 the first responder leaves waits up to twice the lag for a helper. Beside a busy first
-responder (bench/scale.py, 0 ms provider) an idle helper used 0.01 core so instead of
+responder (bench/scale.py, 0 ms provider) an idle helper used 0.01 core instead of
 0.02, and PostgreSQL no longer delivers each create once per worker.
 """
 from __future__ import annotations
