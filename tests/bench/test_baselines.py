@@ -3,22 +3,17 @@
 against it compares Runbase with a real read, not with an error page."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = importlib.util.spec_from_file_location(
-    "bench_one_select_app", ROOT / "bench" / "baselines" / "one_select_app.py")
+from tests.bench import modules as bench_modules
 
 
 @pytest.fixture(scope="module")
 def one_select_app():
-    """bench/baselines/one_select_app.py, imported from its file (bench/ is no package)."""
-    module = importlib.util.module_from_spec(SPEC)
-    SPEC.loader.exec_module(module)
-    return module
+    """bench/baselines/one_select_app.py."""
+    module = bench_modules.load("baselines/one_select_app.py")
+    yield module
+    bench_modules.unload(module)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -39,6 +34,13 @@ def test_the_one_read_app_returns_its_row_and_404_for_any_other(one_select_app,
     one_select_app.init_schema(reference_url)  # again, as each benchmark run does
     app = one_select_app.create_app(reference_url)
     client = app.test_client()
+    try:
+        _check_answers(client)
+    finally:
+        app.extensions["one_select_reader"].close()
+
+
+def _check_answers(client) -> None:
     for _ in range(6):  # past psycopg's threshold, so the prepared statement is read too
         answer = client.get("/runs/run_bench")
         assert answer.status_code == 200
@@ -48,4 +50,3 @@ def test_the_one_read_app_returns_its_row_and_404_for_any_other(one_select_app,
     missing = client.get("/runs/run_other")
     assert missing.status_code == 404
     assert missing.get_json()["error"]["code"] == "not_found"
-    app.extensions["one_select_reader"].close()

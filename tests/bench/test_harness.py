@@ -4,33 +4,27 @@ SIGTERM stops the servers it started. The benchmarks themselves are not run here
 print figures, they are not timed tests."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench import modules as bench_modules
 from tests.support.waiting import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = importlib.util.spec_from_file_location("bench_harness", ROOT / "bench" / "harness.py")
 
 
 @pytest.fixture(scope="module")
 def harness():
     """bench/harness.py, imported without keeping its SIGTERM handler in the test process."""
     before = signal.getsignal(signal.SIGTERM)
-    module = importlib.util.module_from_spec(SPEC)
-    sys.modules[SPEC.name] = module  # its dataclasses look their module up while defined
     try:
-        SPEC.loader.exec_module(module)
+        module = bench_modules.load("harness.py")
     finally:
         signal.signal(signal.SIGTERM, before)
     yield module
-    sys.modules.pop(SPEC.name, None)
+    bench_modules.unload(module)
 
 
 # What `wrk --latency` prints (4.2), with failures.
@@ -180,7 +174,7 @@ def _running(pid: int) -> bool:
 
 def test_a_benchmark_stopped_with_sigterm_stops_the_servers_it_started(harness, tmp_path):
     script = tmp_path / "bench_script.py"
-    script.write_text(BENCH_SCRIPT.format(bench=str(ROOT / "bench"), port=harness.free_port()))
+    script.write_text(BENCH_SCRIPT.format(bench=str(bench_modules.BENCH), port=harness.free_port()))
     bench = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                              cwd=tmp_path)
     try:
